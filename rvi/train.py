@@ -1,0 +1,186 @@
+"""The training loop: natural, or adversarial on torchattacks PGD examples; checkpoints; resume.
+
+A checkpoint is written atomically at every epoch end and holds the model and optimizer state,
+the recipe (:class:`~rvi.config.TrainConfig`) and the per-epoch metrics. Calling
+:func:`train_model` again with the same checkpoint path resumes after the last finished epoch.
+Shuffling and PGD random starts are seeded from ``(config.seed, epoch)``, so a resumed run ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ._io import atomic_write
+from ._modelstate import model_device, preserved_state
+from .attacks import build_attack, check_images, seeded
+from .config import TrainConfig
+from .models import build_model
+
+CHECKPOINT_FORMAT = "rvi-checkpoint-1"
+PathLike = Union[str, Path]
+
+
+def new_model(architecture: str, config: TrainConfig, num_classes: int = 10,
+              in_channels: int = 1) -> nn.Module:
+    """A freshly initialized ``architecture`` whose weights depend only on ``config.seed``."""
+    with seeded(config.seed, torch.device("cpu")):
+        return build_model(architecture, in_channels=in_channels, num_classes=num_classes)
+
+
+def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                config: TrainConfig, *, checkpoint_path: Optional[PathLike] = None,
+                architecture: Optional[str] = None, quiet: bool = False,
+                on_epoch_end: Optional[Callable[[dict], None]] = None) -> list:
+    """Train ``model`` in place and return the per-epoch metrics.
+
+    Args:
+        model: classifier taking [0, 1] images, on the device to train on.
+        images: (N, C, H, W) float in [0, 1] training images (any device).
+        labels: (N,) int64 labels.
+        config: the recipe.
+        checkpoint_path: file to write at every epoch end; if it exists, training resumes from it
+            (it must have been made with the same recipe and architecture).
+        architecture: the model's name, stored in the checkpoint (default: its class name).
+        quiet: hide the progress bar.
+        on_epoch_end: called with each epoch's metrics dict after its checkpoint is written.
+
+    Returns:
+        A list with one dict per epoch: ``epoch``, ``loss``, ``accuracy`` (on the examples trained
+        on, i.e. adversarial ones when adversarial), ``lr``, ``seconds``.
+
+    Raises:
+        ValueError: bad images/labels, or a checkpoint made for another recipe or architecture.
+    """
+    check_images(images, labels)
+    architecture = architecture or type(model).__name__
+    device = model_device(model)
+    steps_per_epoch = -(-len(images) // config.batch_size)
+    optimizer = _optimizer(model, config)
+    scheduler = _scheduler(optimizer, config, steps_per_epoch)
+    history: list = []
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = load_checkpoint(checkpoint_path, model, architecture=architecture)
+        if state["config"] != config.to_dict():
+            raise ValueError(
+                f"checkpoint_path {str(checkpoint_path)!r} was made with another recipe "
+                f"({state['config']}); use a new path or the same TrainConfig")
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        history = list(state["history"])
+
+    loss_fn = nn.CrossEntropyLoss()
+    with preserved_state(model):
+        attack = build_attack(model, config.attack) if config.adversarial else None
+        for epoch in range(len(history) + 1, config.epochs + 1):
+            model.train()
+            started = time.perf_counter()
+            with seeded(config.seed * 100_003 + epoch, device):
+                order = torch.randperm(len(images))
+                total_loss, correct = 0.0, 0
+                bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
+                           disable=quiet, leave=False, unit="batch")
+                for step in bar:
+                    idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                    x, y = images[idx].to(device), labels[idx].to(device)
+                    if attack is not None:
+                        x = attack(x, y)  # switches to eval() for the attack and back
+                    logits = model(x)
+                    loss = loss_fn(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
+                    total_loss += float(loss.detach()) * len(y)
+                    correct += int((logits.argmax(1) == y).sum())
+                    seen = min((step + 1) * config.batch_size, len(images))
+                    bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+            metrics = {"epoch": epoch, "loss": total_loss / len(images),
+                       "accuracy": correct / len(images), "lr": optimizer.param_groups[0]["lr"],
+                       "seconds": time.perf_counter() - started}
+            history.append(metrics)
+            if checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, model, config, history, optimizer, scheduler,
+                                architecture=architecture)
+            if on_epoch_end is not None:
+                on_epoch_end(dict(metrics))
+    return history
+
+
+def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay)
+
+
+def _scheduler(optimizer, config: TrainConfig, steps_per_epoch: int):
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=total)
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return None
+
+
+def save_checkpoint(path: PathLike, model: nn.Module, config: TrainConfig, history: list,
+                    optimizer=None, scheduler=None, *, architecture: str) -> None:
+    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "architecture": architecture,
+        "config": config.to_dict(),
+        "history": history,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+    }
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+
+
+def load_checkpoint(path: PathLike, model: Optional[nn.Module] = None, *,
+                    architecture: Optional[str] = None) -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``; load its weights into ``model``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not an rvi checkpoint, or made for another architecture than ``architecture``
+            (or than ``model``'s parameter shapes).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable rvi checkpoint: {err}") from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an rvi checkpoint (format {CHECKPOINT_FORMAT})")
+    if architecture is not None and state["architecture"] != architecture:
+        raise ValueError(f"{path} holds a {state['architecture']!r} model, not {architecture!r}")
+    if model is not None:
+        own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        saved = {k: tuple(v.shape) for k, v in state["model"].items()}
+        if own != saved:
+            raise ValueError(f"{path} holds a {state['architecture']!r} model whose layers do not "
+                             f"match this {type(model).__name__} (saved {saved}, model {own})")
+        model.load_state_dict(state["model"])
+    return state
+
+
+def load_model(path: PathLike, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    """Build the checkpoint's architecture (a name from :data:`rvi.models.MODELS`) and load it."""
+    state = load_checkpoint(path)
+    model = build_model(state["architecture"], in_channels=in_channels, num_classes=num_classes)
+    model.load_state_dict(state["model"])
+    return model.eval()

@@ -1,0 +1,54 @@
+import pytest
+
+from rvi.config import AttackConfig, TrainConfig
+
+
+def test_defaults_are_the_seed_recipe():
+    attack = AttackConfig()
+    assert (attack.name, attack.eps, attack.alpha, attack.steps) == ("pgd", 0.3, 0.1, 7)
+    assert attack.label == "PGD-7 eps=0.3 alpha=0.1"
+    assert AttackConfig(name="fgsm").label == "FGSM eps=0.3"
+    assert TrainConfig().optimizer == "adam" and TrainConfig().lr == 1e-3
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eps": 2.0}, "eps must be in (0.0, 1.0], got 2.0"),
+    ({"eps": 0.0}, "eps must be in (0.0, 1.0], got 0.0"),
+    ({"eps": float("nan")}, "eps must be in"),
+    ({"alpha": -0.1}, "alpha must be in (0.0, 1.0], got -0.1"),
+    ({"steps": 0}, "steps must be an integer >= 1, got 0"),
+    ({"steps": 2.5}, "steps must be an integer >= 1, got 2.5"),
+    ({"restarts": 0}, "restarts must be an integer >= 1, got 0"),
+    ({"name": "cw"}, "attack name must be one of fgsm, pgd, autoattack; got 'cw'"),
+    ({"random_start": "yes"}, "random_start must be True or False, got 'yes'"),
+])
+def test_bad_attack_config(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        AttackConfig(**kwargs)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"epochs": 0}, "epochs must be an integer >= 1, got 0"),
+    ({"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+    ({"optimizer": "lbfgs"}, "optimizer must be one of adam, sgd; got 'lbfgs'"),
+    ({"schedule": "step"}, "schedule must be one of constant, onecycle, cosine; got 'step'"),
+    ({"lr": 0}, "lr must be in (0.0, 10.0], got 0"),
+    ({"momentum": 1.5}, "momentum must be in [0.0, 1.0], got 1.5"),
+    ({"seed": -3}, "seed must be an integer >= 0, got -3"),
+    ({"adversarial": 1}, "adversarial must be True or False, got 1"),
+    ({"adversarial": True, "attack": AttackConfig(name="autoattack")},
+     "attack name for adversarial training must be fgsm or pgd"),
+])
+def test_bad_train_config(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        TrainConfig(**kwargs)
+    assert message in str(err.value)
+
+
+def test_dict_round_trip_keeps_nested_attack():
+    config = TrainConfig(adversarial=True, attack=AttackConfig(eps=0.2, steps=3), epochs=4)
+    again = TrainConfig.from_dict(config.to_dict())
+    assert again == config and isinstance(again.attack, AttackConfig)
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        TrainConfig.from_dict({"epochz": 3})

@@ -1,0 +1,117 @@
+from pathlib import PurePosixPath
+
+import pytest
+import torch
+
+import rvi
+from rvi.config import AttackConfig, TrainConfig
+from rvi.train import save_checkpoint
+
+ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=3)
+
+
+def _train(data, config, **kwargs):
+    model = rvi.new_model("lenet", config)
+    history = rvi.train_model(model, data.train_images, data.train_labels, config,
+                              architecture="lenet", quiet=True, **kwargs)
+    return model, history
+
+
+def test_adversarial_training_beats_natural_under_pgd(synthetic):
+    natural, _ = _train(synthetic, TrainConfig(epochs=3, lr=3e-3, batch_size=64))
+    robust, history = _train(synthetic, TrainConfig(epochs=3, lr=3e-3, batch_size=64,
+                                                    adversarial=True, attack=ATTACK))
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    results = [rvi.evaluate(model, synthetic.test_images, synthetic.test_labels, [ATTACK])
+               for model in (natural, robust)]
+    assert results[0]["clean"] > 0.9
+    assert results[1][ATTACK.label] > results[0][ATTACK.label] + 0.3
+
+
+def test_resume_after_interrupt_equals_uninterrupted_run(synthetic, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=64, schedule="onecycle", lr=3e-3,
+                         adversarial=True, attack=AttackConfig(eps=0.2, alpha=0.1, steps=1))
+    full, full_history = _train(synthetic, config, checkpoint_path=tmp_path / "full.pt")
+
+    def interrupt(metrics):
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "resumed.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train(synthetic, config, checkpoint_path=path, on_epoch_end=interrupt)
+    assert rvi.load_checkpoint(path)["history"][-1]["epoch"] == 2
+    resumed, history = _train(synthetic, config, checkpoint_path=path)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert history[-1]["loss"] == full_history[-1]["loss"]
+
+
+def test_checkpoint_refuses_another_recipe_or_architecture(synthetic, tmp_path):
+    config = TrainConfig(epochs=1, batch_size=128)
+    path = tmp_path / "lenet.pt"
+    _train(synthetic, config, checkpoint_path=path)
+    with pytest.raises(ValueError, match="was made with another recipe"):
+        _train(synthetic, TrainConfig(epochs=2, batch_size=128), checkpoint_path=path)
+    with pytest.raises(ValueError, match="holds a 'lenet' model, not 'madry-cnn'"):
+        rvi.load_checkpoint(path, architecture="madry-cnn")
+    with pytest.raises(ValueError, match="do not match"):
+        rvi.load_checkpoint(path, rvi.build_model("madry-cnn"))
+    loaded = rvi.load_model(path)
+    assert not loaded.training
+    x = synthetic.test_images[:4]
+    reference, _ = _train(synthetic, config)
+    assert torch.allclose(loaded(x), reference.eval()(x))
+
+
+def test_checkpoint_loading_is_weights_only(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "rvi-checkpoint-1", "payload": PurePosixPath("x")}, path)
+    with pytest.raises(ValueError, match="not a readable rvi checkpoint"):
+        rvi.load_checkpoint(path)
+    torch.save({"weights": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="is not an rvi checkpoint"):
+        rvi.load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        rvi.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    model = rvi.build_model("lenet")
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, TrainConfig(), [], architecture="lenet")
+    before = path.read_bytes()
+
+    def broken_save(obj, handle):
+        handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, TrainConfig(epochs=5), [], architecture="lenet")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
+
+
+def test_mode_and_requires_grad_restored_after_error(synthetic):
+    model = rvi.build_model("lenet").eval()
+    frozen = model[0].weight
+    frozen.requires_grad_(False)
+
+    def fail(metrics):
+        raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        rvi.train_model(model, synthetic.train_images, synthetic.train_labels,
+                        TrainConfig(epochs=1), quiet=True, on_epoch_end=fail)
+    assert not any(m.training for m in model.modules())
+    assert not frozen.requires_grad
+    assert all(p.requires_grad for p in model.parameters() if p is not frozen)
+
+
+def test_bad_training_data(synthetic):
+    model = rvi.build_model("lenet")
+    with pytest.raises(ValueError, match="images must be in"):
+        rvi.train_model(model, synthetic.train_images * 3, synthetic.train_labels,
+                        TrainConfig(epochs=1), quiet=True)
