@@ -4,17 +4,23 @@ Adversarial examples come from torchattacks, attributions from Captum; rvi train
 scores how clean their saliency maps are (with sanity controls) and reports the comparison.
 """
 
+from . import controls
 from .attacks import attack
-from .config import AttackConfig, TrainConfig
+from .benchmark import run_benchmark
+from .config import AttackConfig, BenchmarkConfig, TrainConfig
 from .data import DATASETS, Dataset, load_dataset
 from .evaluate import evaluate, predict
+from .metrics import METRICS, cleanliness
 from .models import MODELS, build_model
+from .result import BenchmarkResult
+from .saliency import METHODS, Attribution, explain
 from .train import load_checkpoint, load_model, new_model, train_model
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttackConfig", "DATASETS", "Dataset", "MODELS", "TrainConfig", "attack", "build_model",
-    "evaluate", "load_checkpoint", "load_dataset", "load_model", "new_model", "predict",
-    "train_model",
+    "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
+    "METHODS", "METRICS", "MODELS", "TrainConfig", "attack", "build_model", "cleanliness",
+    "controls", "evaluate", "explain", "load_checkpoint", "load_dataset", "load_model",
+    "new_model", "predict", "run_benchmark", "train_model",
 ]

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Union
 
-from torch import nn
 
 from .config import TrainConfig
 from .data import Dataset

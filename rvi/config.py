@@ -141,7 +141,125 @@ class TrainConfig(_Config):
                 f"batch {self.batch_size}, seed {self.seed}")
 
 
-_NESTED = {("TrainConfig", "attack"): AttackConfig}
+def _default_natural() -> TrainConfig:
+    return TrainConfig(epochs=10, lr=3e-3, schedule="onecycle")
+
+
+def _default_robust() -> TrainConfig:
+    return TrainConfig(adversarial=True, epochs=15, lr=3e-3, schedule="onecycle")
+
+
+EVAL_ATTACK_HELP = ("attacks for the accuracy table: fgsm, pgd (the --attack-* settings), "
+                    "pgd-STEPSxRESTARTS (e.g. pgd-40x5, step 2.5*eps/steps) or autoattack")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig(_Config):
+    """The 2x2 study: {naturally, adversarially trained model} x {natural, adversarial input}."""
+
+    dataset: str = _help("dataset name (mnist-5k is embedded and works offline)", default="mnist-5k")
+    data_dir: Optional[str] = _help("folder with the dataset's IDX files (default: $RVI_DATA_DIR "
+                                    "or ~/.cache/rvi/data)", default=None)
+    download: bool = _help("let torchvision download a missing dataset", default=True)
+    model: str = _help("architecture: lenet or madry-cnn", default="lenet")
+    natural: TrainConfig = _help("recipe of the naturally trained model",
+                                 default_factory=_default_natural)
+    robust: TrainConfig = _help("recipe of the adversarially trained model",
+                                default_factory=_default_robust)
+    attack: AttackConfig = _help("attack that makes the adversarial inputs (default: the robust "
+                                 "recipe's training attack)", default_factory=AttackConfig)
+    transfer: bool = _help("attack each model with examples made against the other model "
+                           "(black-box transfer) instead of white-box", default=False)
+    eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))
+    eval_n: Optional[int] = _help("evaluate autoattack and pgd-SxR on the first N test images only "
+                                  "(default: all)", default=None)
+    methods: tuple[str, ...] = _help(
+        "attribution methods (Captum): guided_backprop, saliency, integrated_gradients, "
+        "smoothgrad; the first is the main one", default=("guided_backprop", "saliency"))
+    metrics: tuple[str, ...] = _help(
+        "cleanliness metrics: inner, cosine, foreground_mass, alignment",
+        default=("cosine", "foreground_mass", "inner", "alignment"))
+    controls: tuple[str, ...] = _help(
+        "controls: random_weights, image, edge, noise, cascading",
+        default=("random_weights", "image", "edge", "noise", "cascading"))
+    target: str = _help("class each map explains: true or predicted", default="true")
+    n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
+    seeds: tuple[int, ...] = _help("training seeds; each replaces both recipes' seed", default=(0,))
+    cascade_n: int = _help("images for cascading randomization", default=200)
+    grid_images: int = _help("test images shown in the saliency grid figure", default=6)
+    bootstrap: int = _help("bootstrap resamples for 95% confidence intervals", default=2000)
+    batch_size: int = _help("images per attack/attribution batch", default=250)
+    device: str = _help("torch device, e.g. cpu or cuda", default="cpu")
+    cache_dir: Optional[str] = _help("folder of cached trained models (default: "
+                                     "~/.cache/rvi/models)", default=None)
+    out_dir: str = _help("folder the result is saved to", default="rvi-results")
+
+    def __post_init__(self) -> None:
+        from .data import DATASETS
+        from .metrics import METRICS
+        from .models import MODELS
+        from .saliency import METHODS
+
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("model", self.model, MODELS)
+        for name in ("natural", "robust"):
+            if not isinstance(getattr(self, name), TrainConfig):
+                raise ValueError(f"{name} must be a TrainConfig, got {getattr(self, name)!r}")
+        if self.natural.adversarial or not self.robust.adversarial:
+            raise ValueError("natural must have adversarial=False and robust adversarial=True; got "
+                             f"{self.natural.adversarial} and {self.robust.adversarial}")
+        if not isinstance(self.attack, AttackConfig):
+            raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
+        for name in ("transfer", "download"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        for name, choices in (("methods", METHODS), ("metrics", tuple(METRICS)),
+                              ("controls", CONTROLS)):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not values or len(set(values)) != len(values):
+                raise ValueError(f"{name} must be a non-empty tuple without repeats, got {values!r}")
+            for value in values:
+                _check_choice(f"{name} entry", value, choices)
+        for spec in self.eval_attacks:
+            parse_eval_attack(spec, self.attack)
+        _check_choice("target", self.target, ("true", "predicted"))
+        optional_int(self.n_test, "n_test")
+        optional_int(self.eval_n, "eval_n")
+        if not isinstance(self.seeds, tuple) or not self.seeds:
+            raise ValueError(f"seeds must be a non-empty tuple of integers, got {self.seeds!r}")
+        for seed in self.seeds:
+            _check_int("seeds entry", seed, 0)
+        _check_int("cascade_n", self.cascade_n, 1)
+        _check_int("grid_images", self.grid_images, 1)
+        _check_int("bootstrap", self.bootstrap, 100)
+        _check_int("batch_size", self.batch_size, 1)
+
+    def recipe(self, kind: str, seed: int) -> TrainConfig:
+        """The ``natural`` or ``robust`` recipe with its seed replaced by ``seed``."""
+        return dataclasses.replace(getattr(self, kind), seed=seed)
+
+
+CONTROLS = ("random_weights", "image", "edge", "noise", "cascading")
+
+
+def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
+    """``fgsm``, ``pgd``, ``pgd-STEPSxRESTARTS`` or ``autoattack`` -> an AttackConfig with
+    ``base``'s eps (and, for ``pgd``, its alpha and steps)."""
+    if spec in ("fgsm", "autoattack"):
+        return dataclasses.replace(base, name=spec)
+    if spec == "pgd":
+        return dataclasses.replace(base, name="pgd")
+    if isinstance(spec, str) and spec.startswith("pgd-"):
+        steps, _, restarts = spec[4:].partition("x")
+        if steps.isdigit() and restarts.isdigit() and int(steps) > 0 and int(restarts) > 0:
+            return AttackConfig(name="pgd", eps=base.eps, alpha=min(1.0, 2.5 * base.eps / int(steps)),
+                                steps=int(steps), random_start=True, restarts=int(restarts))
+    raise ValueError(f"eval_attacks entry must be fgsm, pgd, pgd-STEPSxRESTARTS or autoattack; "
+                     f"got {spec!r}")
+
+
+_NESTED = {("TrainConfig", "attack"): AttackConfig, ("BenchmarkConfig", "natural"): TrainConfig,
+           ("BenchmarkConfig", "robust"): TrainConfig, ("BenchmarkConfig", "attack"): AttackConfig}
 
 
 def optional_int(value: Optional[int], name: str, minimum: int = 1) -> Optional[int]:

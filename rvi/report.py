@@ -1,0 +1,313 @@
+"""Tables (Markdown, LaTeX, CSV) and seaborn figures, rendered from a result's records.
+
+Nothing here computes a model output: every number comes from the records through
+:mod:`rvi.aggregate`, so a saved result can be re-rendered at any time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_write
+from .aggregate import long_scores
+from .metrics import METRICS
+
+CELL_ORDER = [("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
+              ("robust", "adversarial"), ("random_weights", "natural")]
+MODEL_NAMES = {"natural": "natural", "robust": "robust", "random_weights": "random weights"}
+
+
+def _cell_label(model: str, input_kind: str) -> str:
+    return f"{MODEL_NAMES[model]} model, {input_kind} input"
+
+
+def _fmt(mean: float, low: float, high: float) -> str:
+    digits = 3 if max(abs(mean), abs(high)) < 100 else 1
+    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def _direction(metric: str) -> str:
+    info = METRICS[metric]
+    return f"{metric} ({'higher' if info.higher_is_better else 'lower'} is cleaner)"
+
+
+def accuracy_table(result) -> pd.DataFrame:
+    """Models as rows, attacks as columns, accuracy in % (mean over seeds) and n."""
+    acc = result.accuracy
+    table = (acc.groupby(["model", "attack"], sort=False)["accuracy"].mean() * 100).unstack()
+    table = table[list(dict.fromkeys(acc["attack"]))]
+    table.index.name = "model"
+    table.columns.name = None
+    return table.reset_index()
+
+
+def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataFrame:
+    """Metrics as rows, the cells as columns, each entry "mean [95% CI]". With
+    ``reference="clean"`` all cells and (for the first method) the trivial explainers are shown;
+    with ``"perturbed"`` only the adversarial-input cells. ``alignment`` always uses the image
+    the model saw."""
+    summary = result.summary
+    cells = CELL_ORDER if reference == "clean" else [c for c in CELL_ORDER if c[1] == "adversarial"]
+    rows = []
+    for metric in result.config.metrics:
+        explainer = method if METRICS[metric].uses_map else "model"
+        row = {"metric": _direction(metric)}
+        for model, input_kind in cells:
+            ref = "clean" if input_kind == "natural" else \
+                ("perturbed" if explainer == "model" else reference)
+            pick = summary[(summary["model"] == model) & (summary["input"] == input_kind)
+                           & (summary["explainer"] == explainer) & (summary["metric"] == metric)
+                           & (summary["reference"] == ref)]
+            if not pick.empty:
+                r = pick.iloc[0]
+                row[_cell_label(model, input_kind)] = _fmt(r["mean"], r["ci_low"], r["ci_high"])
+        if method == result.config.methods[0] and METRICS[metric].uses_map \
+                and reference == "clean":
+            for trivial in ("image", "edge", "noise"):
+                pick = summary[(summary["model"] == "natural") & (summary["input"] == "natural")
+                               & (summary["explainer"] == trivial)
+                               & (summary["metric"] == metric)]
+                if not pick.empty:
+                    r = pick.iloc[0]
+                    row[f"control: {trivial}"] = _fmt(r["mean"], r["ci_low"], r["ci_high"])
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("")
+
+
+def _difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
+    out = frame[columns].copy()
+    out["difference [95% CI]"] = [_fmt(r["difference"], r["ci_low"], r["ci_high"])
+                                  for _, r in frame.iterrows()]
+    out["n"] = frame["n"].astype(int)
+    return out
+
+
+def _header(result) -> str:
+    c, meta = result.config, result.meta
+    source = "transferred from the other model" if c.transfer else "white-box against each model"
+    lines = [
+        f"# rvi benchmark: {c.model} on {c.dataset}",
+        "",
+        f"- natural model: {c.natural.label}",
+        f"- robust model: {c.robust.label}",
+        f"- adversarial inputs: {c.attack.label}, {source}",
+        f"- maps: {', '.join(c.methods)} (Captum; absolute value, channels summed); "
+        f"target: {'true label' if c.target == 'true' else 'predicted label'}",
+        f"- {meta.get('n_test', '?')} test images, seeds {', '.join(map(str, c.seeds))}; "
+        f"intervals: 95% percentile bootstrap over images ({c.bootstrap} resamples)",
+    ]
+    env = meta.get("environment")
+    if env:
+        lines.append(f"- machine: {env.get('processor')} ({env.get('cpu_count')} CPUs, "
+                     f"{env.get('torch_threads')} torch threads), device {env.get('device')}; "
+                     f"torch {env.get('torch')}, torchattacks {env.get('torchattacks')}, "
+                     f"captum {env.get('captum')}, rvi {env.get('rvi')}")
+    if "timings_seconds" in meta:
+        lines.append(f"- wall time: {meta['timings_seconds'].get('total', float('nan')):.0f} s")
+    return "\n".join(lines)
+
+
+def markdown(result) -> str:
+    """The whole comparison as Markdown: accuracy, cleanliness, differences, controls,
+    verdicts, cascading randomization and all-zero maps."""
+    c = result.config
+    parts = [_header(result), "", "## Accuracy (%)", "",
+             accuracy_table(result).to_markdown(index=False, floatfmt=".2f")]
+    for method in c.methods:
+        parts += ["", f"## Cleanliness of {method} maps, compared with the clean image "
+                      "(mean [95% CI])", "", cleanliness_table(result, method).to_markdown(index=False)]
+    parts += ["", f"## Adversarial inputs: {c.methods[0]} maps compared with the perturbed image",
+              "", cleanliness_table(result, c.methods[0], "perturbed").to_markdown(index=False)]
+    diffs = result.differences
+    main = diffs[diffs["explainer"].isin([c.methods[0], "model"])]
+    if not main.empty:
+        parts += ["", "## Robust - natural, paired over the same images", "",
+                  _difference_table(main, ["input", "metric", "reference"]).to_markdown(index=False)]
+    controls = result.control_differences
+    if not controls.empty:
+        parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired)", "",
+                  _difference_table(controls, ["model", "metric", "control"])
+                  .to_markdown(index=False)]
+    parts += ["", "## Verdicts (computed from the paired differences)", ""]
+    parts += [f"- {line}" for line in result.verdicts] or ["- (no paired differences)"]
+    if not result.cascading.empty:
+        casc = result.cascading.groupby(["model", "metric", "step", "layer"], sort=False)["mean"] \
+            .mean().unstack(["model", "metric"])
+        casc.columns = [f"{m} / {k}" for m, k in casc.columns]
+        parts += ["", f"## Cascading randomization ({c.methods[0]}, mean score; layers "
+                      "re-initialized from the output down)", "",
+                  casc.reset_index().to_markdown(index=False, floatfmt=".3f")]
+    zero = result.records.groupby(["model", "input"], sort=False)["zero_map"].sum().astype(int)
+    parts += ["", f"## All-zero {c.methods[0]} maps (scored 0 by convention)", "",
+              zero.reset_index().rename(columns={"zero_map": "all-zero maps"})
+              .to_markdown(index=False)]
+    return "\n".join(parts) + "\n"
+
+
+def latex(result) -> str:
+    """Accuracy and main cleanliness tables as LaTeX ``tabular`` environments."""
+    acc = accuracy_table(result)
+    clean = cleanliness_table(result, result.config.methods[0])
+    return (acc.to_latex(index=False, float_format="%.2f", caption="Accuracy (%)")
+            + "\n" + clean.to_latex(index=False, caption=f"Cleanliness of "
+                                    f"{result.config.methods[0]} maps (mean [95\\% CI])"))
+
+
+# --- figures -------------------------------------------------------------------------------
+
+def save_figures(result, folder: Path) -> list:
+    """Write every figure as PNG into ``folder``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, draw in (("saliency_grid.png", saliency_grid), ("scores.png", score_distributions),
+                       ("accuracy.png", accuracy_chart), ("cascading.png", cascading_chart)):
+        figure = draw(result)
+        if figure is None:
+            continue
+        with atomic_write(folder / name) as handle:
+            figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        paths.append(folder / name)
+    return paths
+
+
+def saliency_grid(result):
+    """For k test images: the image, the adversarial images and the main method's map in each
+    cell (each map scaled to its own maximum)."""
+    import matplotlib.pyplot as plt
+
+    ex = result.examples
+    if not ex:
+        return None
+    columns = [("clean image", np.array(ex["clean"]), "gray")]
+    for model in ("natural", "robust"):
+        columns.append((f"{model} model\nclean input", np.array(ex["maps"][f"{model}/natural"]),
+                        "inferno"))
+        columns.append((f"adversarial input\n(vs {model})", np.array(ex["adversarial"][model]),
+                        "gray"))
+        columns.append((f"{model} model\nadversarial input",
+                        np.array(ex["maps"][f"{model}/adversarial"]), "inferno"))
+    if "random_weights/natural" in ex["maps"]:
+        columns.append(("random weights\nclean input",
+                        np.array(ex["maps"]["random_weights/natural"]), "inferno"))
+    k = len(ex["labels"])
+    fig, axes = plt.subplots(k, len(columns), figsize=(1.55 * len(columns) + 0.8, 1.6 * k + 0.6),
+                             squeeze=False)
+    image = None
+    for j, (title, stack, cmap) in enumerate(columns):
+        for i in range(k):
+            data = stack[i]
+            if cmap == "inferno":
+                peak = data.max()
+                data = data / peak if peak > 0 else data
+            shown = axes[i, j].imshow(data, cmap=cmap, vmin=0, vmax=1)
+            image = shown if cmap == "inferno" else image
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(title, fontsize=8)
+            if j == 0:
+                axes[i, j].set_ylabel(f"label {ex['labels'][i]}", fontsize=8)
+    fig.suptitle(f"{ex['method']} saliency maps ({result.config.model} on "
+                 f"{result.config.dataset}; attack {result.config.attack.label})", fontsize=10)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01)
+        bar.set_label("|attribution| / its max (maps); pixel value (images)", fontsize=8)
+    return fig
+
+
+def score_distributions(result):
+    """Per-cell distributions of each map metric (main method, compared with the clean image),
+    with the trivial explainers' means as dashed lines."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    method = result.config.methods[0]
+    tidy = long_scores(result.records)
+    metrics = list(result.config.metrics)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        explainer = method if METRICS[metric].uses_map else "model"
+        pick = tidy[(tidy["explainer"] == explainer) & (tidy["metric"] == metric)
+                    & ((tidy["reference"] == "clean") | (explainer == "model"))].copy()
+        pick["cell"] = [f"{MODEL_NAMES[m]} model,\n{i} input"
+                        for m, i in zip(pick["model"], pick["input"])]
+        order = [f"{MODEL_NAMES[m]} model,\n{i} input" for m, i in CELL_ORDER
+                 if f"{MODEL_NAMES[m]} model,\n{i} input" in set(pick["cell"])]
+        sns.boxplot(data=pick, x="cell", y="score", hue="model", order=order, ax=ax,
+                    showfliers=False, legend=False)
+        # Trivial explainers are on another scale for unbounded metrics (inner): skip them there.
+        bounded = np.isfinite(METRICS[metric].high)
+        for trivial, style in (("image", "--"), ("edge", ":"), ("noise", "-.")) if bounded else ():
+            ctrl = tidy[(tidy["explainer"] == trivial) & (tidy["metric"] == metric)
+                        & (tidy["model"] == "natural") & (tidy["input"] == "natural")]
+            if not ctrl.empty:
+                ax.axhline(ctrl["score"].mean(), color="gray", linestyle=style, linewidth=1,
+                           label=f"control: {trivial} (mean)")
+        ax.set_title(_direction(metric), fontsize=10)
+        ax.set_xlabel("")
+        ax.set_ylabel(f"{metric} score per image")
+        ax.tick_params(axis="x", labelsize=7, labelrotation=35)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{method} map cleanliness per cell (compared with the clean image; "
+                 f"alignment uses the model gradient)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_chart(result):
+    """Grouped bars: accuracy (%) per attack and model."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    acc = result.accuracy.copy()
+    acc["accuracy (%)"] = acc["accuracy"] * 100
+    fig, ax = plt.subplots(figsize=(1.8 * acc["attack"].nunique() + 2.5, 4))
+    sns.barplot(data=acc, x="attack", y="accuracy (%)", hue="model", ax=ax, errorbar=None)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.1f", fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("evaluation")
+    n = int(acc["n"].max())
+    ax.set_title(f"Accuracy of {result.config.model} on {result.config.dataset} "
+                 f"(up to {n} test images)", fontsize=10)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cascading_chart(result):
+    """Mean score as layers are re-initialized from the output down, per model and metric."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    casc = result.cascading
+    if casc.empty:
+        return None
+    metrics = list(dict.fromkeys(casc["metric"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        pick = casc[casc["metric"] == metric]
+        sns.lineplot(data=pick, x="step", y="mean", hue="model", marker="o", ax=ax,
+                     errorbar=None)
+        layers = pick.drop_duplicates("step").sort_values("step")["layer"].tolist()
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(["trained" if name == "none" else f"+{name}" for name in layers],
+                           rotation=45, fontsize=7)
+        ax.set_xlabel("layers re-initialized (from the output down)")
+        ax.set_ylabel(f"mean {metric}")
+        ax.set_title(_direction(metric), fontsize=10)
+    fig.suptitle(f"Cascading randomization ({result.cascading['method'].iloc[0]} maps)",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig

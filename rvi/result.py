@@ -1,0 +1,210 @@
+"""The result of a benchmark run: per-image records plus what is derived from them.
+
+Records are the source of truth (RobustBench habit): every table, interval, difference, verdict
+and figure is recomputed from them by pure functions, so a saved result can be re-rendered
+without touching a model.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import pandas as pd
+
+from . import aggregate, report
+from ._io import atomic_write
+from .config import BenchmarkConfig
+
+RESULT_FORMAT = "rvi-result-1"
+RESULT_FILE = "result.json.gz"
+
+
+@dataclass(eq=False)
+class BenchmarkResult:
+    """What :func:`rvi.run_benchmark` returns.
+
+    Attributes:
+        config: the full configuration that produced the result.
+        records: one row per (seed, model, input, image): ``label``, ``target``, ``prediction``,
+            ``correct``, ``zero_map`` and score columns ``explainer/metric/reference``.
+        accuracy: one row per (seed, model, attack): ``accuracy`` in [0, 1] and ``n``.
+        cascading: one row per (seed, model, metric, step): mean score with layers from the
+            output down re-initialized (step 0: none).
+        examples: a few test images, their adversarial versions and maps, for the figures.
+        meta: versions, machine, timings and training summaries.
+    """
+
+    config: BenchmarkConfig
+    records: pd.DataFrame
+    accuracy: pd.DataFrame
+    cascading: pd.DataFrame = field(default_factory=pd.DataFrame)
+    examples: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    # --- derived tables (computed once, from the records) ---------------------------------
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """Mean and 95% CI per (model, input, explainer, metric, reference)."""
+        return aggregate.summarize(self.records, self.config.bootstrap)
+
+    @cached_property
+    def differences(self) -> pd.DataFrame:
+        """Paired robust - natural differences per input kind and score."""
+        return aggregate.robust_minus_natural(self.records, self.config.bootstrap)
+
+    @cached_property
+    def control_differences(self) -> pd.DataFrame:
+        """Paired (trained model - control) differences on natural inputs."""
+        return aggregate.control_differences(self.records, self.config.methods[0],
+                                             self.config.bootstrap)
+
+    @cached_property
+    def verdicts(self) -> list:
+        """One line per metric, computed from the numbers."""
+        return aggregate.verdicts(self.differences, self.control_differences,
+                                  self.config.methods[0])
+
+    def to_frame(self) -> pd.DataFrame:
+        """Tidy table: one row per (model, input, explainer, metric, reference) with ``mean``,
+        ``ci_low``, ``ci_high`` and ``n``."""
+        return self.summary.copy()
+
+    def to_markdown(self) -> str:
+        return report.markdown(self)
+
+    def to_csv(self) -> str:
+        return self.summary.to_csv(index=False)
+
+    def to_latex(self) -> str:
+        return report.latex(self)
+
+    # --- serialization ----------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """Everything needed to rebuild the result (derived tables are recomputed on load)."""
+        return json.dumps({
+            "format": RESULT_FORMAT, "config": self.config.to_dict(), "meta": self.meta,
+            "records": _frame_to_json(self.records), "accuracy": _frame_to_json(self.accuracy),
+            "cascading": _frame_to_json(self.cascading), "examples": self.examples},
+            allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "BenchmarkResult":
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+            raise ValueError(f"not an rvi benchmark result (format {RESULT_FORMAT})")
+        return cls(config=BenchmarkConfig.from_dict(data["config"]),
+                   records=_frame_from_json(data["records"]),
+                   accuracy=_frame_from_json(data["accuracy"]),
+                   cascading=_frame_from_json(data["cascading"]),
+                   examples=data["examples"], meta=data["meta"])
+
+    def save(self, folder: Union[str, Path], *, overwrite: bool = False,
+             figures: bool = True) -> Path:
+        """Write the result, tables and figures into ``folder`` as one atomic step.
+
+        Everything is written to a temporary sibling folder first and then renamed into place.
+        An existing rvi result in ``folder`` is replaced only with ``overwrite=True``; a folder
+        holding anything else is never replaced.
+
+        Returns:
+            The folder.
+
+        Raises:
+            FileExistsError: ``folder`` holds a result and ``overwrite`` is False, or holds
+                files that are not an rvi result.
+        """
+        folder = Path(folder)
+        existing = folder.exists() and any(folder.iterdir()) if folder.is_dir() else folder.exists()
+        if existing:
+            if not (folder / RESULT_FILE).is_file():
+                raise FileExistsError(f"out folder {str(folder)!r} exists and is not an rvi "
+                                      "result; choose an empty or new folder")
+            if not overwrite:
+                raise FileExistsError(f"out folder {str(folder)!r} already holds a result; "
+                                      "pass overwrite=True (--overwrite) to replace it")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            self._write_files(staging, figures)
+            if folder.exists():
+                old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
+                folder.rename(old / folder.name)
+                staging.rename(folder)
+                shutil.rmtree(old)
+            else:
+                staging.rename(folder)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        return folder
+
+    def _write_files(self, folder: Path, figures: bool) -> None:
+        with atomic_write(folder / RESULT_FILE) as handle:
+            handle.write(gzip.compress(self.to_json().encode(), mtime=0))
+        texts = {
+            "tables.md": self.to_markdown(),
+            "summary.csv": self.to_csv(),
+            "tables.tex": self.to_latex(),
+            "accuracy.csv": report.accuracy_table(self).to_csv(index=False),
+            "differences.csv": self.differences.to_csv(index=False),
+            "controls.csv": self.control_differences.to_csv(index=False),
+            "summary.json": json.dumps(self.summary_dict(), indent=2, allow_nan=False),
+        }
+        for name, text in texts.items():
+            with atomic_write(folder / name, "w") as handle:
+                handle.write(text)
+        if figures:
+            report.save_figures(self, folder)
+
+    def summary_dict(self) -> dict:
+        """The small, readable summary saved as ``summary.json`` (floats, not strings)."""
+        return {"config": self.config.to_dict(), "meta": self.meta,
+                "accuracy": _clean_rows(self.accuracy), "cells": _clean_rows(self.summary),
+                "robust_minus_natural": _clean_rows(self.differences),
+                "controls": _clean_rows(self.control_differences), "verdicts": self.verdicts}
+
+    @classmethod
+    def load(cls, folder: Union[str, Path]) -> "BenchmarkResult":
+        """Read a result written by :meth:`save`."""
+        path = Path(folder) / RESULT_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no rvi result in {folder} ({RESULT_FILE} missing)")
+        return cls.from_json(gzip.decompress(path.read_bytes()).decode())
+
+
+def _py(value):
+    """A JSON-safe Python scalar: numpy types unwrapped, NaN -> None."""
+    if isinstance(value, (np.generic,)):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _frame_to_json(frame: pd.DataFrame) -> dict:
+    return {"columns": list(frame.columns),
+            "dtypes": [str(t) for t in frame.dtypes],
+            "data": {c: [_py(v) for v in frame[c].tolist()] for c in frame.columns}}
+
+
+def _frame_from_json(data: dict) -> pd.DataFrame:
+    frame = pd.DataFrame({c: data["data"][c] for c in data["columns"]}, columns=data["columns"])
+    for column, dtype in zip(data["columns"], data["dtypes"]):
+        if dtype.startswith(("float", "int", "bool")):
+            frame[column] = frame[column].astype(dtype)
+    return frame
+
+
+def _clean_rows(frame: pd.DataFrame) -> list:
+    return [{k: _py(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]

@@ -1,0 +1,191 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import rvi
+from rvi import aggregate
+from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
+
+ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
+
+
+def tiny_config(tmp_path, **changes):
+    fields = dict(dataset="synthetic", natural=TrainConfig(epochs=2, lr=3e-3),
+                  robust=TrainConfig(adversarial=True, epochs=2, lr=3e-3, attack=ATTACK),
+                  attack=ATTACK, n_test=48, cascade_n=8, grid_images=3, bootstrap=200,
+                  cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"))
+    fields.update(changes)
+    return BenchmarkConfig(**fields)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return rvi.run_benchmark(tiny_config(tmp_path_factory.mktemp("bench")))
+
+
+def test_records_hold_every_cell_image_and_score(result):
+    records = result.records
+    cells = set(zip(records["model"], records["input"]))
+    assert cells == {("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
+                     ("robust", "adversarial"), ("random_weights", "natural")}
+    assert records.groupby(["model", "input"]).size().eq(48).all()
+    assert (records["correct"] == (records["prediction"] == records["label"])).all()
+    assert (records["target"] == records["label"]).all()  # target="true"
+    adversarial = records[records["input"] == "adversarial"]
+    assert adversarial["guided_backprop/cosine/perturbed"].notna().all()
+    assert records[records["input"] == "natural"]["guided_backprop/cosine/perturbed"].isna().all()
+    for metric in ("cosine", "foreground_mass"):
+        scores = records[f"guided_backprop/{metric}/clean"]
+        assert scores.between(0, 1).all()
+
+
+def test_summary_intervals_contain_means(result):
+    summary = result.to_frame()
+    assert {"model", "input", "explainer", "metric", "reference", "mean", "ci_low", "ci_high",
+            "n"} <= set(summary.columns)
+    assert (summary["ci_low"] <= summary["mean"] + 1e-12).all()
+    assert (summary["mean"] <= summary["ci_high"] + 1e-12).all()
+    row = summary[(summary["model"] == "robust") & (summary["input"] == "natural")
+                  & (summary["explainer"] == "guided_backprop") & (summary["metric"] == "cosine")]
+    expected = result.records.query("model == 'robust' and input == 'natural'")[
+        "guided_backprop/cosine/clean"].mean()
+    assert row["mean"].iloc[0] == pytest.approx(expected)
+
+
+def test_paired_differences_equal_difference_of_per_image_scores(result):
+    records = result.records
+    column = "guided_backprop/cosine/clean"
+    robust = records.query("model == 'robust' and input == 'natural'").set_index("image")[column]
+    natural = records.query("model == 'natural' and input == 'natural'").set_index("image")[column]
+    row = result.differences.query(
+        "input == 'natural' and explainer == 'guided_backprop' and metric == 'cosine' "
+        "and reference == 'clean'").iloc[0]
+    assert row["difference"] == pytest.approx(float((robust - natural).mean()), rel=1e-6)
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+    assert row["n"] == 48
+
+
+def test_accuracy_and_verdicts(result):
+    accuracy = result.accuracy
+    assert set(accuracy["attack"]) == {"clean", "FGSM eps=0.3", ATTACK.label}
+    assert accuracy["accuracy"].between(0, 1).all()
+    adversarial = result.records.query("model == 'natural' and input == 'adversarial'")
+    pgd = accuracy.query(f"model == 'natural' and attack == '{ATTACK.label}'")["accuracy"].iloc[0]
+    assert adversarial["correct"].mean() == pytest.approx(pgd)  # same attack, same seed
+    assert len(result.verdicts) == len(result.config.metrics)
+    assert all(line.split(" ")[0] in result.config.metrics for line in result.verdicts)
+
+
+def test_markdown_latex_csv(result):
+    text = result.to_markdown()
+    for heading in ("## Accuracy", "## Cleanliness of guided_backprop maps", "## Verdicts",
+                    "## Robust - natural", "## Cascading randomization"):
+        assert heading in text
+    assert "robust model, adversarial input" in text
+    assert "\\begin{tabular}" in result.to_latex()
+    frame = pd.read_csv(__import__("io").StringIO(result.to_csv()))
+    assert len(frame) == len(result.summary)
+
+
+def test_json_round_trip(result):
+    again = rvi.BenchmarkResult.from_json(result.to_json())
+    assert again.config == result.config
+    pd.testing.assert_frame_equal(again.records, result.records)
+    pd.testing.assert_frame_equal(again.accuracy, result.accuracy)
+    pd.testing.assert_frame_equal(again.cascading, result.cascading)
+    assert again.to_markdown() == result.to_markdown()
+    with pytest.raises(ValueError, match="not an rvi benchmark result"):
+        rvi.BenchmarkResult.from_json(json.dumps({"format": "other"}))
+
+
+def test_save_is_atomic_and_never_overwrites_without_permission(result, tmp_path):
+    folder = tmp_path / "result"
+    result.save(folder)
+    names = {p.name for p in folder.iterdir()}
+    assert {"result.json.gz", "tables.md", "summary.csv", "summary.json", "tables.tex",
+            "saliency_grid.png", "scores.png", "accuracy.png", "cascading.png"} <= names
+    before = (folder / "tables.md").read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a result"):
+        result.save(folder)
+    assert (folder / "tables.md").read_bytes() == before
+    result.save(folder, overwrite=True, figures=False)
+    assert not (folder / "scores.png").exists()  # replaced as a whole
+    assert [p.name for p in tmp_path.iterdir()] == ["result"]  # no staging folders left
+    loaded = rvi.BenchmarkResult.load(folder)
+    pd.testing.assert_frame_equal(loaded.records, result.records)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["verdicts"] == result.verdicts
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    with pytest.raises(FileExistsError, match="is not an rvi result"):
+        result.save(mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "precious"
+
+
+def test_trained_models_are_cached_and_a_changed_recipe_retrains(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
+                         methods=("saliency",), eval_attacks=("fgsm",))
+    first = rvi.run_benchmark(config)
+    cached = sorted((tmp_path / "cache").iterdir())
+    assert len(cached) == 2
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model was retrained")
+
+    monkeypatch.setattr("rvi.cache.train_model", no_training)
+    second = rvi.run_benchmark(config)
+    pd.testing.assert_frame_equal(first.records, second.records)
+    changed = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
+                          methods=("saliency",), eval_attacks=("fgsm",),
+                          natural=TrainConfig(epochs=1, lr=3e-3))
+    with pytest.raises(AssertionError, match="retrained"):
+        rvi.run_benchmark(changed)
+
+
+def test_transfer_attacks_use_the_other_model(tmp_path):
+    config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
+                         methods=("saliency",), eval_attacks=("fgsm",), transfer=True)
+    result = rvi.run_benchmark(config)
+    assert "transferred from the other model" in result.to_markdown()
+
+
+def test_verdicts_follow_the_numbers():
+    rng = np.random.default_rng(0)
+    n = 200
+    base = rng.uniform(0.5, 0.6, n)
+    rows = []
+    for model, shift in (("natural", 0.0), ("robust", 0.1), ("random_weights", 0.1)):
+        rows.append(pd.DataFrame({"seed": 0, "model": model, "input": "natural",
+                                  "image": np.arange(n), "m/cosine/clean": base + shift,
+                                  "noise/cosine/clean": base - 0.3}))
+    records = pd.concat(rows, ignore_index=True)
+    diffs = aggregate.robust_minus_natural(records, 200)
+    controls = aggregate.control_differences(records, "m", 200)
+    (line,) = aggregate.verdicts(diffs, controls, "m")
+    assert line.startswith("cosine (m, natural input): robust cleaner than natural by +0.1")
+    assert "not distinguishable from the random-weights control" in line
+    assert "not above: random weights" in line and "noise" not in line.split("not above")[1]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"methods": ("gradcam",)}, "methods entry must be one of"),
+    ({"metrics": ()}, "metrics must be a non-empty tuple"),
+    ({"eval_attacks": ("pgd-abc",)}, "eval_attacks entry must be fgsm, pgd, pgd-STEPSxRESTARTS"),
+    ({"natural": TrainConfig(adversarial=True)}, "natural must have adversarial=False"),
+    ({"n_test": 0}, "n_test must be an integer >= 1, got 0"),
+    ({"target": "random"}, "target must be one of true, predicted; got 'random'"),
+    ({"seeds": ()}, "seeds must be a non-empty tuple"),
+])
+def test_bad_benchmark_config(tmp_path, changes, message):
+    with pytest.raises(ValueError) as err:
+        tiny_config(tmp_path, **changes)
+    assert message in str(err.value)
+
+
+def test_n_test_larger_than_the_test_set(tmp_path):
+    with pytest.raises(ValueError, match="n_test must be at most 256 for synthetic, got 300"):
+        rvi.run_benchmark(tiny_config(tmp_path, n_test=300))
