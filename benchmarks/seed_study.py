@@ -1,0 +1,44 @@
+"""The seed study's full 2x2 on full MNIST: both LeNets, all 10,000 test images, every metric and
+control. Writes ``benchmarks/results/seed_study/`` (tables, JSON records, figures).
+
+    python benchmarks/seed_study.py --data-dir ../shared/data [--overwrite]
+"""
+
+import time
+
+import torch
+
+import rvi
+
+from _common import RESULTS, machine, parser
+from recipes import NATURAL, ROBUST, SEED_ATTACK
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--n-test", type=int, default=None, help="first N test images (default: all)")
+    p.add_argument("--eval-n", type=int, default=1000,
+                   help="test images for PGD-40x5 and AutoAttack")
+    p.add_argument("--out", default=str(RESULTS / "seed_study"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    config = rvi.BenchmarkConfig(
+        dataset="mnist", data_dir=args.data_dir, download=False, model="lenet",
+        natural=NATURAL, robust=ROBUST, attack=SEED_ATTACK,
+        eval_attacks=("fgsm", "pgd", "pgd-40x5", "autoattack"), eval_n=args.eval_n,
+        methods=("guided_backprop", "saliency"),
+        metrics=("cosine", "foreground_mass", "inner", "alignment"),
+        controls=("random_weights", "image", "edge", "noise", "cascading"),
+        target="true", n_test=args.n_test, seeds=(NATURAL.seed,), cascade_n=500,
+        cache_dir=args.cache_dir, out_dir=args.out, device=args.device)
+    started = time.perf_counter()
+    result = rvi.run_benchmark(config, progress=True)
+    folder = result.save(args.out, overwrite=args.overwrite)
+    print(result.to_markdown())
+    print(machine(args.device))
+    print(f"saved to {folder} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

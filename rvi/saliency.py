@@ -1,0 +1,391 @@
+"""Saliency maps from Captum, one (1, H, W) map per image, computed in batches.
+
+Every attribution is made by Captum (``GuidedBackprop``, ``Saliency``, ``IntegratedGradients``,
+``NoiseTunnel`` over ``Saliency``); this module chooses the target, batches, reduces channels,
+takes the absolute value, and guards against what Captum does not check:
+
+- Guided Backprop only rewrites the backward pass of ``nn.ReLU`` *modules*. A model that calls
+  ``F.relu``/``torch.relu``/``Tensor.relu`` or uses any other activation (GELU, SiLU, sigmoid, ...)
+  silently gets plain gradients there, so :func:`explain` refuses such models (see
+  :func:`check_guided_backprop_model`).
+- Captum's hook clamps the gradient of the ReLU's *input tensor*. When that tensor is also used
+  elsewhere (a residual/skip connection, or one tensor fed to two ReLUs), the clamp is applied to
+  the summed gradient of all its uses, which is not Guided Backprop; such models are refused too.
+  One ``nn.ReLU`` instance called several times on different tensors is fine (tested).
+- ``GuidedBackprop.attribute`` warns "Setting backward hooks on ReLU activations..." on every
+  call; exactly that message is filtered, nothing else. Inputs are handed to Captum already
+  requiring gradients, so its "did not already require gradients" warning does not arise.
+- Captum never calls ``eval()``. :func:`explain` puts the model in ``eval()`` for the call (maps
+  must not depend on dropout or batch-norm batch statistics) and switches every parameter's
+  ``requires_grad`` off (only input gradients are needed); both are restored afterwards, also on
+  error.
+- ``NoiseTunnel`` defaults to ``stdevs=1.0``, as large as the whole [0, 1] pixel range; here the
+  noise is ``smoothgrad_noise`` times the pixel range (default 0.15, Smilkov et al. 2017), drawn
+  from a seeded generator that leaves the caller's RNG stream untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+import torch
+from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Saliency
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from ._modelstate import model_device, preserved_state
+from .attacks import check_images, seeded
+
+METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
+TARGETS = ("true", "predicted")
+#: The width of the pixel range the SmoothGrad noise is relative to (images live in [0, 1]).
+PIXEL_RANGE = 1.0
+
+#: Activation functions (by ``__name__``, trailing ``_`` removed) that Guided Backprop would pass
+#: plain gradients through when they run outside an ``nn.ReLU`` module.
+ACTIVATION_NAMES = frozenset({
+    "relu", "relu6", "gelu", "silu", "elu", "selu", "celu", "leaky_relu", "prelu", "rrelu",
+    "hardtanh", "hardswish", "hardsigmoid", "mish", "softplus", "sigmoid", "tanh", "logsigmoid",
+    "glu", "threshold", "softsign", "tanhshrink", "softshrink", "hardshrink",
+})
+
+_GBP_WARNING = r"Setting backward hooks on ReLU activations\."
+_GBP_WARNING_MODULE = r"captum\.attr\._core\.guided_backprop_deconvnet"
+
+
+@dataclass(frozen=True, eq=False)
+class Attribution:
+    """Saliency maps and what produced them.
+
+    Attributes:
+        maps: (N, 1, H, W) float. With ``absolute`` the sum over channels of ``|attribution|``
+            (non-negative), else the sum over channels of the signed attribution.
+        target: (N,) int64, the class each map explains.
+        target_kind: ``"true"`` (the labels given), ``"predicted"`` (the model's argmax in eval
+            mode) or ``"given"`` (an explicit tensor).
+        predicted: (N,) int64, the model's predictions on the images (eval mode).
+        method: one of :data:`METHODS`.
+        absolute: whether ``maps`` holds absolute values.
+        settings: the method's own parameters (noise, samples, steps, baseline, seed).
+    """
+
+    maps: torch.Tensor
+    target: torch.Tensor
+    target_kind: str
+    predicted: torch.Tensor
+    method: str
+    absolute: bool
+    settings: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    @property
+    def zero_maps(self) -> torch.Tensor:
+        """(N,) bool: maps that are exactly zero everywhere (Guided Backprop can return them)."""
+        return ~self.maps.flatten(1).ne(0).any(1)
+
+    @property
+    def n_zero(self) -> int:
+        """How many maps are exactly zero everywhere."""
+        return int(self.zero_maps.sum())
+
+
+def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] = "predicted",
+            method: str = "guided_backprop", *, labels: Optional[torch.Tensor] = None,
+            absolute: bool = True, batch_size: int = 256, smoothgrad_noise: float = 0.15,
+            smoothgrad_samples: int = 50, ig_steps: int = 50,
+            baseline: Union[float, torch.Tensor] = 0.0, seed: Optional[int] = 0) -> Attribution:
+    """Saliency maps of ``model`` for images ``x``, made by Captum.
+
+    Shape:
+        x: (N, C, H, W) float in [0, 1]; returned ``maps``: (N, 1, H, W) on ``x``'s device.
+
+    Args:
+        model: classifier mapping (N, C, H, W) images to (N, K) logits. It is put in ``eval()``
+            and its parameters stop requiring gradients during the call; both are restored.
+        x: the images.
+        target: ``"true"`` (needs ``labels``), ``"predicted"`` (argmax of the model in eval
+            mode), or an (N,) int64 tensor of classes in [0, K).
+        method: ``"guided_backprop"`` (Captum ``GuidedBackprop``), ``"saliency"`` (plain
+            gradient, Captum ``Saliency`` with ``abs=False``), ``"integrated_gradients"`` (Captum
+            ``IntegratedGradients``, Gauss-Legendre rule) or ``"smoothgrad"`` (Captum
+            ``NoiseTunnel`` averaging signed ``Saliency`` maps of noisy copies).
+        labels: (N,) int64 true labels; required when ``target="true"``.
+        absolute: reduce channels as ``sum_c |a_c|`` (True) or ``sum_c a_c`` (False). For
+            SmoothGrad the absolute value is taken after averaging the signed gradients.
+        batch_size: the most inputs the model sees in one pass. Integrated Gradients expands
+            each image to ``ig_steps`` inputs and SmoothGrad to ``smoothgrad_samples``, so those
+            methods take ``max(1, batch_size // steps)`` images per Captum call.
+        smoothgrad_noise: SmoothGrad's Gaussian noise std as a fraction of the [0, 1] pixel
+            range (Smilkov et al. 2017 recommend 0.1-0.2); Captum's default would be 1.0.
+        smoothgrad_samples: noisy copies per image for SmoothGrad.
+        ig_steps: integration steps for Integrated Gradients.
+        baseline: Integrated Gradients' reference input: a float in [0, 1] (0.0, a black
+            image, by default) or a tensor of shape (C, H, W), (1, C, H, W) or (N, C, H, W).
+        seed: seeds SmoothGrad's noise without touching the caller's RNG stream (None: draw
+            from the global RNG as it stands). Other methods are deterministic.
+
+    Returns:
+        An :class:`Attribution` holding the maps, the target used and how it was chosen.
+
+    Raises:
+        ValueError: ``x`` is not a finite (N, C, H, W) float tensor in [0, 1]; ``method``,
+            ``target``, ``labels`` or a numeric setting is invalid; the model's output is not
+            (N, K); or ``method="guided_backprop"`` and the model has a nonlinearity Captum would
+            not guide (see :func:`check_guided_backprop_model`).
+
+    Example:
+        >>> import torch
+        >>> from rvi.models import build_model
+        >>> _ = torch.manual_seed(0)
+        >>> result = explain(build_model("lenet"), torch.rand(2, 1, 28, 28), "predicted")
+        >>> tuple(result.maps.shape), result.target_kind
+        ((2, 1, 28, 28), 'predicted')
+    """
+    check_images(x, name="x")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    _check_flag("absolute", absolute)
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("smoothgrad_samples", smoothgrad_samples)
+    _check_positive_int("ig_steps", ig_steps)
+    if isinstance(smoothgrad_noise, bool) or not isinstance(smoothgrad_noise, (int, float)) \
+            or not math.isfinite(smoothgrad_noise) or smoothgrad_noise <= 0:
+        raise ValueError(f"smoothgrad_noise must be a positive finite number, "
+                         f"got {smoothgrad_noise!r}")
+    if seed is not None:
+        _check_positive_int("seed", seed, minimum=0)
+    if labels is not None:
+        check_images(x, labels, name="x")
+    baseline = _check_baseline(baseline, x)
+
+    device = model_device(model)
+    with preserved_state(model):
+        model.eval()
+        for param in model.parameters():
+            param.requires_grad_(False)
+        predicted, num_classes = _predict(model, x, batch_size, device)
+        target, kind = _resolve_target(target, labels, predicted, len(x), num_classes)
+        if method == "guided_backprop":
+            check_guided_backprop_model(model, x[:1].to(device))
+        per_call = batch_size
+        if method == "integrated_gradients":
+            per_call = max(1, batch_size // ig_steps)
+        elif method == "smoothgrad":
+            per_call = max(1, batch_size // smoothgrad_samples)
+        chunks = []
+        with torch.enable_grad(), seeded(seed if method == "smoothgrad" else None, device):
+            for start in range(0, len(x), per_call):
+                part = slice(start, start + per_call)
+                inputs = x[part].detach().to(device).clone().requires_grad_(True)
+                base = baseline[part] if baseline.shape[0] > 1 else baseline
+                attr = _attribute(model, method, inputs, target[part].to(device),
+                                  smoothgrad_noise, smoothgrad_samples, ig_steps, base.to(device))
+                chunks.append(attr.detach())
+    attributions = torch.cat(chunks)
+    maps = attributions.abs().sum(1, keepdim=True) if absolute \
+        else attributions.sum(1, keepdim=True)
+    settings = {}
+    if method == "smoothgrad":
+        settings = {"smoothgrad_noise": float(smoothgrad_noise),
+                    "smoothgrad_samples": smoothgrad_samples, "seed": seed}
+    elif method == "integrated_gradients":
+        settings = {"ig_steps": ig_steps, "baseline": _describe_baseline(baseline)}
+    return Attribution(maps=maps.to(x.device), target=target.cpu(), target_kind=kind,
+                       predicted=predicted, method=method, absolute=absolute, settings=settings)
+
+
+def _attribute(model: nn.Module, method: str, inputs: torch.Tensor, target: torch.Tensor,
+               noise: float, samples: int, steps: int, baseline: torch.Tensor) -> torch.Tensor:
+    """One Captum call; returns (n, C, H, W) signed attributions."""
+    if method == "guided_backprop":
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=_GBP_WARNING, category=UserWarning,
+                                    module=_GBP_WARNING_MODULE)
+            return GuidedBackprop(model).attribute(inputs, target=target)
+    if method == "saliency":
+        return Saliency(model).attribute(inputs, target=target, abs=False)
+    if method == "integrated_gradients":
+        return IntegratedGradients(model).attribute(inputs, baselines=baseline, target=target,
+                                                    n_steps=steps, method="gausslegendre")
+    return NoiseTunnel(Saliency(model)).attribute(
+        inputs, nt_type="smoothgrad", nt_samples=samples, stdevs=float(noise * PIXEL_RANGE),
+        target=target, abs=False)
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device) -> tuple:
+    """(N,) int64 argmax predictions and the number of classes K (model already in eval)."""
+    out = []
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start:start + batch_size].to(device))
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) \
+                else type(logits).__name__
+            raise ValueError(f"model must return (N, K) logits, got {got}")
+        out.append(logits.argmax(1).cpu())
+    return torch.cat(out), int(logits.shape[1])
+
+
+def _resolve_target(target, labels: Optional[torch.Tensor], predicted: torch.Tensor, n: int,
+                    num_classes: int) -> tuple:
+    """The (N,) int64 target on CPU and its kind: "true", "predicted" or "given"."""
+    if isinstance(target, str):
+        if target == "predicted":
+            return predicted.clone(), "predicted"
+        if target == "true":
+            if labels is None:
+                raise ValueError("target='true' needs labels=(N,) int64 true labels; got None")
+            chosen, kind = labels.detach().cpu().long(), "true"
+        else:
+            raise ValueError(f"target must be one of {', '.join(TARGETS)} or an (N,) int64 "
+                             f"tensor; got {target!r}")
+    elif isinstance(target, torch.Tensor):
+        if target.dtype != torch.int64 or target.shape != (n,):
+            raise ValueError(f"target must be an int64 tensor of shape ({n},), got "
+                             f"{target.dtype} of shape {tuple(target.shape)}")
+        chosen, kind = target.detach().cpu(), "given"
+    else:
+        raise ValueError(f"target must be one of {', '.join(TARGETS)} or an (N,) int64 tensor; "
+                         f"got {target!r}")
+    if n and (int(chosen.min()) < 0 or int(chosen.max()) >= num_classes):
+        name = "labels" if kind == "true" else "target"
+        raise ValueError(f"{name} must be classes in [0, {num_classes}), got values in "
+                         f"[{int(chosen.min())}, {int(chosen.max())}]")
+    return chosen, kind
+
+
+def _check_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
+    """Integrated Gradients' baseline as a (1 or N, C, H, W) tensor."""
+    if isinstance(baseline, (int, float)) and not isinstance(baseline, bool):
+        if not (math.isfinite(baseline) and 0.0 <= baseline <= 1.0):
+            raise ValueError(f"baseline must be in [0, 1], got {baseline!r}")
+        return torch.full((1,) + tuple(x.shape[1:]), float(baseline), dtype=x.dtype)
+    if not isinstance(baseline, torch.Tensor) or not baseline.is_floating_point():
+        raise ValueError(f"baseline must be a float in [0, 1] or a float tensor, got {baseline!r}")
+    base = baseline.detach()
+    if base.shape == x.shape[1:]:
+        base = base.unsqueeze(0)
+    if base.ndim != 4 or base.shape[1:] != x.shape[1:] or base.shape[0] not in (1, len(x)):
+        raise ValueError(f"baseline must have shape {tuple(x.shape[1:])}, (1, ...) or "
+                         f"{tuple(x.shape)}, got {tuple(baseline.shape)}")
+    if not torch.isfinite(base).all():
+        raise ValueError("baseline must be finite, got NaN or infinite values")
+    return base.to(x.dtype).cpu()
+
+
+def _describe_baseline(baseline: torch.Tensor):
+    values = baseline.unique()
+    return float(values[0]) if values.numel() == 1 else "tensor"
+
+
+def _check_flag(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+# --- Guided Backprop pre-flight ---------------------------------------------------------------
+
+class _ActivationRecorder(TorchFunctionMode):
+    """Records activation functions called while no ``nn.ReLU`` module is running."""
+
+    def __init__(self, stack: list, found: list) -> None:
+        super().__init__()
+        self.stack, self.found = stack, found
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", "").rstrip("_")
+        if name in ACTIVATION_NAMES and not any(isinstance(m, nn.ReLU) for _, m in self.stack):
+            where = self.stack[-1] if self.stack else ("<model>", None)
+            self.found.append((name, where[0], type(where[1]).__name__ if where[1] is not None
+                               else "forward"))
+        return func(*args, **(kwargs or {}))
+
+
+def check_guided_backprop_model(model: nn.Module, example: torch.Tensor) -> None:
+    """Refuse models whose Guided Backprop map Captum would compute wrongly, without a warning.
+
+    One forward pass on ``example`` records (a) every activation function (``relu``, ``gelu``,
+    ``sigmoid``, ... see :data:`ACTIVATION_NAMES`) that runs outside an ``nn.ReLU`` module, and
+    (b) every ``nn.ReLU`` call whose input tensor is also used by another operation (Captum then
+    clamps the gradient summed over all uses). Detection is by the functions called, so a
+    nonlinearity written as arithmetic (``x * (x > 0)``, ``torch.maximum``, ``clamp``) is not
+    seen. The model's mode and flags are left as they are.
+
+    Shape:
+        example: (n, C, H, W) float, already on the model's device (one image is enough).
+
+    Raises:
+        ValueError: naming the first offending function or module and what to change.
+    """
+    stack: list = []
+    found: list = []
+    relu_inputs: list = []
+    handles = []
+
+    def push(name):
+        def hook(module, args):
+            stack.append((name, module))
+            if isinstance(module, nn.ReLU) and args and isinstance(args[0], torch.Tensor):
+                relu_inputs.append((name, args[0].grad_fn, args[0].output_nr))
+        return hook
+
+    def pop(module, args, output):
+        if stack:
+            stack.pop()
+
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(push(name or "<model>")))
+            handles.append(module.register_forward_hook(pop))
+        with torch.enable_grad(), _ActivationRecorder(stack, found):
+            start = example.detach().clone().requires_grad_(True)
+            output = model(start * 1.0)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if found:
+        func, name, kind = found[0]
+        raise ValueError(
+            f"method 'guided_backprop' needs every nonlinearity to be an nn.ReLU module: Captum's "
+            f"GuidedBackprop only rewrites the backward pass of nn.ReLU modules, but this model "
+            f"calls {func!r} in module {name!r} ({kind}), which would silently get the plain "
+            f"gradient. Replace F.relu/torch.relu/Tensor.relu calls with nn.ReLU modules and other "
+            f"activations with nn.ReLU, or use method='saliency'")
+    consumers = _count_consumers(output)
+    for name, node, index in relu_inputs:
+        if node is not None and consumers.get((node, index), 0) > 1:
+            raise ValueError(
+                f"method 'guided_backprop': the input of nn.ReLU {name!r} is also used by another "
+                f"operation (a skip connection or a second ReLU). Captum clamps the gradient "
+                f"summed over all uses of that tensor, which is not Guided Backprop; give the ReLU "
+                f"its own input (e.g. relu(h.clone())) or use method='saliency'")
+
+
+def _count_consumers(output) -> dict:
+    """How many autograd edges point at each (grad_fn node, output index) of the graph."""
+    roots = [t.grad_fn for t in (output if isinstance(output, (tuple, list)) else [output])
+             if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+    counts: dict = {}
+    seen = set()
+    todo = list(roots)
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for parent, index in node.next_functions:
+            if parent is None:
+                continue
+            counts[(parent, index)] = counts.get((parent, index), 0) + 1
+            todo.append(parent)
+    return counts
