@@ -10,23 +10,20 @@ torchattacks PGD-7 eps 0.3 alpha 0.1; Adam one-cycle max lr 3e-3), then
 scores Guided Backprop maps (absolute, target = true label, compared with the clean image) of
 both models against every control: the same architecture with random weights, the plain
 gradient, and the trivial explainers (image, Sobel edges, uniform noise). Each cell is the mean
-over the 1,000 mnist-5k test images with a 95% bootstrap confidence interval (BCa, 2,000
-resamples, scipy.stats.bootstrap). The table is printed and written atomically to
-``benchmarks/results/saliency_metrics.txt``.
+over the 1,000 mnist-5k test images with a 95% bootstrap confidence interval (percentile,
+2,000 resamples, scipy.stats.bootstrap via rvi.aggregate.mean_ci). The table is printed and
+written atomically to ``benchmarks/results/saliency_metrics.txt``.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from scipy.stats import bootstrap
 
+from rvi.aggregate import mean_ci
 from rvi.attacks import attack
 from rvi.cache import get_trained_model
 from rvi.controls import TRIVIAL_EXPLAINERS, random_weights_model
@@ -40,26 +37,16 @@ CACHE = HERE / "cache"
 OUTPUT = HERE / "results" / "saliency_metrics.txt"
 
 sys.path.insert(0, str(HERE))
+from _common import write_text  # noqa: E402
 from recipes import NATURAL, ROBUST, SEED_ATTACK as PGD7  # noqa: E402  (the shared recipes)
 
 SEED = 0
 
 
-def mean_ci(values: torch.Tensor) -> tuple:
-    """Mean and 95% BCa bootstrap interval of per-image values."""
-    data = values.double().numpy()
-    if np.ptp(data) == 0:
-        return float(data[0]), float(data[0]), float(data[0])
-    result = bootstrap((data,), np.mean, confidence_level=0.95, n_resamples=2000,
-                       method="BCa", random_state=np.random.default_rng(SEED))
-    return float(data.mean()), float(result.confidence_interval.low), \
-        float(result.confidence_interval.high)
-
-
 def cell(values) -> str:
     if values is None:
         return "n/a"
-    mean, low, high = mean_ci(values)
+    mean, low, high = mean_ci(values.double().numpy(), resamples=2000, seed=SEED)
     digits = 4 if abs(mean) < 10 else 2
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
@@ -103,7 +90,7 @@ def main() -> str:
 
     out += ["",
             "Cleanliness of absolute maps (target = true label, compared with the clean image);",
-            "mean [95% BCa bootstrap CI, 2000 resamples] over the test images; "
+            "mean [95% percentile bootstrap CI, 2000 resamples] over the test images; "
             "zero = all-zero maps.",
             "alignment scores the model's own gradient, so it is n/a for the trivial explainers."]
     metric_names = list(METRICS)
@@ -123,7 +110,8 @@ def main() -> str:
         rows.append(row + [str(count_zero_maps(maps))])
     out.append(table(header, rows))
 
-    out += ["", "Paired differences over the same images (robust minus natural), 95% BCa CI:"]
+    out += ["", "Paired differences over the same images (robust minus natural), "
+            "95% percentile bootstrap CI:"]
     diff_rows = []
     for label in ("Guided Backprop", "gradient"):
         row = [label]
@@ -136,19 +124,7 @@ def main() -> str:
     return "\n".join(out) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 if __name__ == "__main__":
     report = main()
-    write_atomically(OUTPUT, report)
+    write_text(OUTPUT, report)
     sys.stdout.write(report)

@@ -149,7 +149,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{'accuracy on ' + str(result.pop('n')) + ' test images':<40} ")
+        print(f"accuracy on {result.pop('n')} test images")
         for key, value in result.items():
             print(f"  {key:<38} {value:7.2%}")
     return 0

@@ -142,11 +142,11 @@ class TrainConfig(_Config):
 
 
 def _default_natural() -> TrainConfig:
-    return TrainConfig(epochs=10, lr=3e-3, schedule="onecycle")
+    return TrainConfig(epochs=20, lr=3e-3, schedule="onecycle")
 
 
 def _default_robust() -> TrainConfig:
-    return TrainConfig(adversarial=True, epochs=15, lr=3e-3, schedule="onecycle")
+    return TrainConfig(adversarial=True, epochs=30, lr=3e-3, schedule="onecycle")
 
 
 EVAL_ATTACK_HELP = ("attacks for the accuracy table: fgsm, pgd (the --attack-* settings), "
