@@ -192,10 +192,17 @@ def _py(value):
     return value
 
 
+def _column_to_json(column: pd.Series) -> list:
+    if column.dtype == np.float32:
+        # The shortest decimal that reads back as the same float32 keeps the file small.
+        return [None if math.isnan(v) else float(str(v)) for v in column.to_numpy()]
+    return [_py(v) for v in column.tolist()]
+
+
 def _frame_to_json(frame: pd.DataFrame) -> dict:
     return {"columns": list(frame.columns),
             "dtypes": [str(t) for t in frame.dtypes],
-            "data": {c: [_py(v) for v in frame[c].tolist()] for c in frame.columns}}
+            "data": {c: _column_to_json(frame[c]) for c in frame.columns}}
 
 
 def _frame_from_json(data: dict) -> pd.DataFrame:
