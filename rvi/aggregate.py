@@ -10,6 +10,7 @@ Pure functions on pandas frames; nothing here recomputes a model output. Records
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import numpy as np
@@ -113,7 +114,7 @@ def robust_minus_natural(records: pd.DataFrame, resamples: int = 2000) -> pd.Dat
 def control_differences(records: pd.DataFrame, method: str, resamples: int = 2000) -> pd.DataFrame:
     """Paired differences (trained model's ``method`` map) - (each control) on natural inputs,
     compared with the clean image: the random-weights model with the same method, the plain
-    gradient and the trivial explainers on the same images."""
+    gradient and (for metrics with a finite range) the trivial explainers on the same images."""
     rows = []
     natural = records[records["input"] == "natural"]
     for model in ("natural", "robust"):
@@ -128,7 +129,9 @@ def control_differences(records: pd.DataFrame, method: str, resamples: int = 200
             if explainer not in ("saliency", "model") \
                     and f"saliency/{metric}/clean" in natural.columns:
                 controls["plain gradient"] = (own, f"{column}|saliency/{metric}/clean")
-            for trivial in ("image", "edge", "noise"):
+            # Trivial explainers' maps are on the image's scale, so they are only comparable
+            # with metrics that ignore the map's scale (a finite range, e.g. cosine).
+            for trivial in ("image", "edge", "noise") if math.isfinite(METRICS[metric].high) else ():
                 if f"{trivial}/{metric}/clean" in natural.columns:
                     controls[trivial] = (own, f"{column}|{trivial}/{metric}/clean")
             for control, (where, col) in controls.items():

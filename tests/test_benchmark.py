@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,15 @@ def test_paired_differences_equal_difference_of_per_image_scores(result):
     assert row["n"] == 48
 
 
+def test_trivial_explainers_only_compared_on_scale_free_metrics(result):
+    controls = result.control_differences
+    assert set(controls.query("metric == 'cosine'")["control"]) == {
+        "random weights", "plain gradient", "image", "edge", "noise"}
+    assert set(controls.query("metric == 'inner'")["control"]) == {"random weights",
+                                                                   "plain gradient"}
+    assert set(controls.query("metric == 'alignment'")["control"]) == {"random weights"}
+
+
 def test_accuracy_and_verdicts(result):
     accuracy = result.accuracy
     assert set(accuracy["attack"]) == {"clean", "FGSM eps=0.3", ATTACK.label}
@@ -103,6 +113,9 @@ def test_json_round_trip(result):
 def test_save_is_atomic_and_never_overwrites_without_permission(result, tmp_path):
     folder = tmp_path / "result"
     result.save(folder)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
     names = {p.name for p in folder.iterdir()}
     assert {"result.json.gz", "tables.md", "summary.csv", "summary.json", "tables.tex",
             "saliency_grid.png", "scores.png", "accuracy.png", "cascading.png"} <= names
