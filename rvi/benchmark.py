@@ -85,12 +85,13 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
         timings[f"train/seed{seed}"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
-        accuracy += _accuracy_rows(config, models, images, labels, seed)
+        accuracy += _accuracy_rows(config, models, images, labels, seed, progress)
         timings[f"evaluate/seed{seed}"] = time.perf_counter() - tick
 
         tick = time.perf_counter()
         adversarial = {}
-        for kind in ("natural", "robust"):
+        for kind in tqdm(("natural", "robust"), desc=f"attack ({config.attack.label})",
+                         disable=not progress, unit="model"):
             source = models[_other(kind)] if config.transfer else models[kind]
             adversarial[kind] = attack(source, images, labels, config.attack,
                                        batch_size=config.batch_size, seed=seed,
@@ -117,7 +118,7 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
 
         if "cascading" in config.controls:
             tick = time.perf_counter()
-            cascades += _cascading_rows(config, models, images, labels, seed)
+            cascades += _cascading_rows(config, models, images, labels, seed, progress)
             timings[f"cascading/seed{seed}"] = time.perf_counter() - tick
         if examples is None:
             examples = _examples(config, images, labels, adversarial, maps_for_grid)
@@ -136,9 +137,11 @@ def _other(kind: str) -> str:
     return "robust" if kind == "natural" else "natural"
 
 
-def _accuracy_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int) -> list:
+def _accuracy_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
+                   progress: bool) -> list:
     rows = []
-    for kind in ("natural", "robust"):
+    for kind in tqdm(("natural", "robust"), desc="accuracy under attack", disable=not progress,
+                     unit="model"):
         cheap = [parse_eval_attack(s, config.attack) for s in config.eval_attacks
                  if s in ("fgsm", "pgd")]
         costly = [parse_eval_attack(s, config.attack) for s in config.eval_attacks
@@ -195,11 +198,13 @@ def _add_scores(columns: dict, explainer: str, maps, references: dict, metrics: 
                 cleanliness(maps, image, metric).cpu().numpy()
 
 
-def _cascading_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int) -> list:
+def _cascading_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
+                    progress: bool) -> list:
     rows = []
     count = min(config.cascade_n, len(images))
     method = config.methods[0]
-    for kind in ("natural", "robust"):
+    for kind in tqdm(("natural", "robust"), desc="cascading randomization",
+                     disable=not progress, unit="model"):
         for metric in config.metrics:
             steps = cascading_randomization(models[kind], images[:count], labels[:count], metric,
                                             method, seed=seed, batch_size=config.batch_size)

@@ -85,8 +85,9 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             with seeded(config.seed * 100_003 + epoch, device):
                 order = torch.randperm(len(images))
                 total_loss, correct = 0.0, 0
-                bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{config.epochs}",
-                           disable=quiet, leave=False, unit="batch")
+                kind = "adversarial" if config.adversarial else "natural"
+                bar = tqdm(range(steps_per_epoch), disable=quiet, leave=False, unit="batch",
+                           desc=f"{kind} training, epoch {epoch}/{config.epochs}")
                 for step in bar:
                     idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                     x, y = images[idx].to(device), labels[idx].to(device)
