@@ -115,3 +115,16 @@ def test_bad_training_data(synthetic):
     with pytest.raises(ValueError, match="images must be in"):
         rvi.train_model(model, synthetic.train_images * 3, synthetic.train_labels,
                         TrainConfig(epochs=1), quiet=True)
+
+
+def test_adversarial_training_beats_natural_on_mnist_5k():
+    data = rvi.load_dataset("mnist-5k")
+    natural, _ = _train(data, TrainConfig(epochs=3, lr=3e-3, schedule="onecycle"))
+    robust, _ = _train(data, TrainConfig(epochs=6, lr=3e-3, schedule="onecycle",
+                                         adversarial=True, attack=ATTACK))
+    pgd7 = AttackConfig(eps=0.3, alpha=0.1, steps=7)
+    results = [rvi.evaluate(model, data.test_images, data.test_labels, [pgd7], n=500)
+               for model in (natural, robust)]
+    assert results[0]["clean"] > 0.85 and results[1]["clean"] > 0.85
+    assert results[0][pgd7.label] < 0.05
+    assert results[1][pgd7.label] > results[0][pgd7.label] + 0.2
