@@ -19,6 +19,8 @@ def main() -> None:
     p.add_argument("--n-test", type=int, default=None, help="first N test images (default: all)")
     p.add_argument("--eval-n", type=int, default=1000,
                    help="test images for PGD-40x5 and AutoAttack")
+    p.add_argument("--seeds", type=int, nargs="+", default=[NATURAL.seed],
+                   help="training seeds (each trains both models; default: the recipes' seed)")
     p.add_argument("--out", default=str(RESULTS / "seed_study"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing result")
     args = p.parse_args()
@@ -30,7 +32,7 @@ def main() -> None:
         methods=("guided_backprop", "saliency"),
         metrics=("cosine", "foreground_mass", "inner", "alignment"),
         controls=("random_weights", "image", "edge", "noise", "cascading"),
-        target="true", n_test=args.n_test, seeds=(NATURAL.seed,), cascade_n=500,
+        target="true", n_test=args.n_test, seeds=tuple(args.seeds), cascade_n=500,
         cache_dir=args.cache_dir, out_dir=args.out, device=args.device)
     started = time.perf_counter()
     result = rvi.run_benchmark(config, progress=True)

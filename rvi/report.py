@@ -29,19 +29,38 @@ def _fmt(mean: float, low: float, high: float) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _fmt_cell(row) -> str:
+    """"mean [CI]", plus "± sd" of the per-seed means when there are several seeds."""
+    text = _fmt(row["mean"], row["ci_low"], row["ci_high"])
+    if row.get("seeds", 1) > 1:
+        text += f" ± {row['seed_std']:.3f}"
+    return text
+
+
 def _direction(metric: str) -> str:
     info = METRICS[metric]
     return f"{metric} ({'higher' if info.higher_is_better else 'lower'} is cleaner)"
 
 
-def accuracy_table(result) -> pd.DataFrame:
-    """Models as rows, attacks as columns, accuracy in % (mean over seeds) and n."""
+def accuracy_table(result, statistic: str = "mean") -> pd.DataFrame:
+    """Models as rows, attacks as columns: accuracy in %, the mean (or ``"std"``) over seeds."""
     acc = result.accuracy
-    table = (acc.groupby(["model", "attack"], sort=False)["accuracy"].mean() * 100).unstack()
-    table = table[list(dict.fromkeys(acc["attack"]))]
+    table = (acc.groupby(["model", "attack"], sort=False)["accuracy"].agg(statistic) * 100)
+    table = table.unstack()[list(dict.fromkeys(acc["attack"]))]
     table.index.name = "model"
     table.columns.name = None
     return table.reset_index()
+
+
+def _accuracy_markdown(result) -> str:
+    mean = accuracy_table(result)
+    if result.accuracy["seed"].nunique() < 2:
+        return mean.to_markdown(index=False, floatfmt=".2f")
+    std = accuracy_table(result, "std")
+    text = mean.copy()
+    for column in mean.columns[1:]:
+        text[column] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(mean[column], std[column])]
+    return text.to_markdown(index=False)
 
 
 def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataFrame:
@@ -62,8 +81,7 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
                            & (summary["explainer"] == explainer) & (summary["metric"] == metric)
                            & (summary["reference"] == ref)]
             if not pick.empty:
-                r = pick.iloc[0]
-                row[_cell_label(model, input_kind)] = _fmt(r["mean"], r["ci_low"], r["ci_high"])
+                row[_cell_label(model, input_kind)] = _fmt_cell(pick.iloc[0])
         if method == result.config.methods[0] and METRICS[metric].uses_map \
                 and reference == "clean":
             for trivial in ("image", "edge", "noise"):
@@ -71,8 +89,7 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
                                & (summary["explainer"] == trivial)
                                & (summary["metric"] == metric)]
                 if not pick.empty:
-                    r = pick.iloc[0]
-                    row[f"control: {trivial}"] = _fmt(r["mean"], r["ci_low"], r["ci_high"])
+                    row[f"control: {trivial}"] = _fmt_cell(pick.iloc[0])
         rows.append(row)
     return pd.DataFrame(rows).fillna("")
 
@@ -114,11 +131,14 @@ def markdown(result) -> str:
     """The whole comparison as Markdown: accuracy, cleanliness, differences, controls,
     verdicts, cascading randomization and all-zero maps."""
     c = result.config
-    parts = [_header(result), "", "## Accuracy (%)", "",
-             accuracy_table(result).to_markdown(index=False, floatfmt=".2f")]
+    several = len(c.seeds) > 1
+    spread = "; ± sd of the per-seed means" if several else ""
+    parts = [_header(result), "", f"## Accuracy (%{', mean ± sd over seeds' if several else ''})",
+             "", _accuracy_markdown(result)]
     for method in c.methods:
         parts += ["", f"## Cleanliness of {method} maps, compared with the clean image "
-                      "(mean [95% CI])", "", cleanliness_table(result, method).to_markdown(index=False)]
+                      f"(mean [95% CI]{spread})", "",
+                  cleanliness_table(result, method).to_markdown(index=False)]
     parts += ["", f"## Adversarial inputs: {c.methods[0]} maps compared with the perturbed image",
               "", cleanliness_table(result, c.methods[0], "perturbed").to_markdown(index=False)]
     diffs = result.differences

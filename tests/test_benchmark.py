@@ -166,6 +166,19 @@ def test_transfer_attacks_use_the_other_model(tmp_path):
     assert "transferred from the other model" in result.to_markdown()
 
 
+def test_several_seeds_report_the_spread_over_seeds(tmp_path):
+    config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
+                         methods=("saliency",), eval_attacks=("fgsm",), seeds=(0, 1))
+    result = rvi.run_benchmark(config)
+    assert sorted(result.records["seed"].unique()) == [0, 1]
+    assert len(list((tmp_path / "cache").iterdir())) == 4  # two models per seed
+    summary = result.to_frame()
+    assert (summary["n"] == 24).all() and (summary["seeds"] == 2).all()
+    assert summary["seed_std"].notna().all()
+    text = result.to_markdown()
+    assert "mean ± sd over seeds" in text and " ± " in text
+
+
 def test_verdicts_follow_the_numbers():
     rng = np.random.default_rng(0)
     n = 200
