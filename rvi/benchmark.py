@@ -8,6 +8,8 @@ metric against the clean and the perturbed image, adds the controls, and returns
 
 from __future__ import annotations
 
+import contextlib
+import os
 import platform
 import time
 from pathlib import Path
@@ -34,11 +36,17 @@ _EXAMPLE_DECIMALS = 4
 
 def default_cache_dir() -> Path:
     """``$RVI_CACHE_DIR`` if set, else ``~/.cache/rvi/models``."""
-    import os
-
     if os.environ.get("RVI_CACHE_DIR"):
         return Path(os.environ["RVI_CACHE_DIR"]).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rvi" / "models"
+
+
+@contextlib.contextmanager
+def _timed(timings: dict, stage: str):
+    """Record the wall time of the body under ``timings[stage]`` (seconds)."""
+    tick = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - tick
 
 
 def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
@@ -67,59 +75,55 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
     timings, training, records, accuracy, cascades = {}, {}, [], [], []
     examples = None
     for seed in config.seeds:
-        tick = time.perf_counter()
-        models = {}
-        for kind in ("natural", "robust"):
-            recipe = config.recipe(kind, seed)
-            model, history, path = get_trained_model(data, config.model, recipe, cache_dir,
-                                                     device=config.device, quiet=not progress)
-            models[kind] = model
-            training[f"{kind}/seed{seed}"] = {
-                "recipe": recipe.label, "checkpoint": path.name, "epochs": len(history),
-                "train_seconds": round(sum(h["seconds"] for h in history), 1),
-                "final_train_loss": history[-1]["loss"],
-                "final_train_accuracy": history[-1]["accuracy"]}
-        models["random_weights"] = random_weights_model(
-            config.model, seed, in_channels=data.image_shape[0],
-            num_classes=data.num_classes).to(config.device).eval()
-        timings[f"train/seed{seed}"] = time.perf_counter() - tick
+        with _timed(timings, f"train/seed{seed}"):
+            models = {}
+            for kind in ("natural", "robust"):
+                recipe = config.recipe(kind, seed)
+                model, history, path = get_trained_model(data, config.model, recipe, cache_dir,
+                                                         device=config.device,
+                                                         quiet=not progress)
+                models[kind] = model
+                training[f"{kind}/seed{seed}"] = {
+                    "recipe": recipe.label, "checkpoint": path.name, "epochs": len(history),
+                    "train_seconds": round(sum(h["seconds"] for h in history), 1),
+                    "final_train_loss": history[-1]["loss"],
+                    "final_train_accuracy": history[-1]["accuracy"]}
+            models["random_weights"] = random_weights_model(
+                config.model, seed, in_channels=data.image_shape[0],
+                num_classes=data.num_classes).to(config.device).eval()
 
-        tick = time.perf_counter()
-        accuracy += _accuracy_rows(config, models, images, labels, seed, progress)
-        timings[f"evaluate/seed{seed}"] = time.perf_counter() - tick
+        with _timed(timings, f"evaluate/seed{seed}"):
+            accuracy += _accuracy_rows(config, models, images, labels, seed, progress)
 
-        tick = time.perf_counter()
-        adversarial = {}
-        for kind in tqdm(("natural", "robust"), desc=f"attack ({config.attack.label})",
-                         disable=not progress, unit="model"):
-            source = models[_other(kind)] if config.transfer else models[kind]
-            adversarial[kind] = attack(source, images, labels, config.attack,
-                                       batch_size=config.batch_size, seed=seed,
-                                       num_classes=data.num_classes)
-        timings[f"attack/seed{seed}"] = time.perf_counter() - tick
+        with _timed(timings, f"attack/seed{seed}"):
+            adversarial = {}
+            for kind in tqdm(("natural", "robust"), desc=f"attack ({config.attack.label})",
+                             disable=not progress, unit="model"):
+                source = models[_other(kind)] if config.transfer else models[kind]
+                adversarial[kind] = attack(source, images, labels, config.attack,
+                                           batch_size=config.batch_size, seed=seed,
+                                           num_classes=data.num_classes)
 
-        tick = time.perf_counter()
-        cells = [("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
-                 ("robust", "adversarial")]
-        if "random_weights" in config.controls:
-            cells.append(("random_weights", "natural"))
-        maps_for_grid = {}
-        for model_kind, input_kind in tqdm(cells, desc="explain and score", disable=not progress,
-                                           unit="cell"):
-            inputs = images if input_kind == "natural" else adversarial[model_kind]
-            frame, main_maps = _score_cell(config, models[model_kind], images, inputs, labels,
-                                           seed)
-            frame.insert(0, "input", input_kind)
-            frame.insert(0, "model", model_kind)
-            frame.insert(0, "seed", seed)
-            records.append(frame)
-            maps_for_grid[f"{model_kind}/{input_kind}"] = main_maps[:config.grid_images]
-        timings[f"explain/seed{seed}"] = time.perf_counter() - tick
+        with _timed(timings, f"explain/seed{seed}"):
+            cells = [("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
+                     ("robust", "adversarial")]
+            if "random_weights" in config.controls:
+                cells.append(("random_weights", "natural"))
+            maps_for_grid = {}
+            for model_kind, input_kind in tqdm(cells, desc="explain and score",
+                                               disable=not progress, unit="cell"):
+                inputs = images if input_kind == "natural" else adversarial[model_kind]
+                frame, main_maps = _score_cell(config, models[model_kind], images, inputs,
+                                               labels, seed)
+                frame.insert(0, "input", input_kind)
+                frame.insert(0, "model", model_kind)
+                frame.insert(0, "seed", seed)
+                records.append(frame)
+                maps_for_grid[f"{model_kind}/{input_kind}"] = main_maps[:config.grid_images]
 
         if "cascading" in config.controls:
-            tick = time.perf_counter()
-            cascades += _cascading_rows(config, models, images, labels, seed, progress)
-            timings[f"cascading/seed{seed}"] = time.perf_counter() - tick
+            with _timed(timings, f"cascading/seed{seed}"):
+                cascades += _cascading_rows(config, models, images, labels, seed, progress)
         if examples is None:
             examples = _examples(config, images, labels, adversarial, maps_for_grid)
 
@@ -238,7 +242,7 @@ def environment(device: str) -> dict:
     info = {"rvi": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torchattacks": torchattacks.__version__, "captum": captum.__version__,
             "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "device": device}
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

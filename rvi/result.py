@@ -126,7 +126,7 @@ class BenchmarkResult:
                 files that are not an rvi result.
         """
         folder = Path(folder)
-        existing = folder.exists() and any(folder.iterdir()) if folder.is_dir() else folder.exists()
+        existing = any(folder.iterdir()) if folder.is_dir() else folder.exists()
         if existing:
             if not (folder / RESULT_FILE).is_file():
                 raise FileExistsError(f"out folder {str(folder)!r} exists and is not an rvi "
