@@ -16,8 +16,6 @@ from typing import Optional, Sequence
 
 from .config import AttackConfig, TrainConfig
 
-_SUBCONFIGS = (AttackConfig, TrainConfig)
-
 
 def _flag(prefix: str, name: str) -> str:
     return "--" + (prefix + name).replace("_", "-")
