@@ -172,19 +172,16 @@ def verdicts(differences: pd.DataFrame, controls: pd.DataFrame, method: str) -> 
             head = f"robust and natural not distinguishable ({_interval(row)})"
         own = controls[(controls["model"] == "robust") & (controls["metric"] == metric)] \
             if not controls.empty else controls
-        beaten, not_beaten = [], []
-        for _, c in own.iterrows():
-            c_low, c_high = sorted((sign * c["ci_low"], sign * c["ci_high"]))
-            (beaten if c_low > 0 else not_beaten).append(
-                c["control"] if c_low > 0 else f"{c['control']} {_interval(c)}")
+        not_beaten = [f"{c['control']} {_interval(c)}" for _, c in own.iterrows()
+                      if min(sign * c["ci_low"], sign * c["ci_high"]) <= 0]
         if not own.empty and not not_beaten:
-            tail = "above every control"
+            tail = "robust above every control"
         elif not own.empty:
             random_row = own[own["control"] == "random weights"]
-            tail = ("not distinguishable from the random-weights control"
+            tail = ("robust not distinguishable from the random-weights control"
                     if not random_row.empty and random_row.iloc[0]["ci_low"] <= 0
                     <= random_row.iloc[0]["ci_high"] else "")
-            tail = "; ".join(filter(None, [tail, "not above: " + ", ".join(not_beaten)]))
+            tail = "; ".join(filter(None, [tail, "robust not above: " + ", ".join(not_beaten)]))
         else:
             tail = "no controls run"
         label = method if METRICS[metric].uses_map else "model gradient"

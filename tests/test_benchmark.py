@@ -194,7 +194,7 @@ def test_verdicts_follow_the_numbers():
     (line,) = aggregate.verdicts(diffs, controls, "m")
     assert line.startswith("cosine (m, natural input): robust cleaner than natural by +0.1")
     assert "not distinguishable from the random-weights control" in line
-    assert "not above: random weights" in line and "noise" not in line.split("not above")[1]
+    assert "robust not above: random weights" in line and "noise" not in line.split("not above")[1]
 
 
 @pytest.mark.parametrize("changes, message", [
