@@ -1,4 +1,4 @@
-"""The ``rvi`` command: ``rvi train``, ``rvi evaluate`` and ``rvi bench``.
+"""The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench`` and ``rvi report``.
 
 Flags are generated from the config dataclasses, one per field, with the field's default and help
 text; nested configs get a prefix (``--attack-eps``, ``--robust-epochs``). Only this module prints.
@@ -113,7 +113,20 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="replace an existing result in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(bench, BenchmarkConfig)
+    report = commands.add_parser("report", help="re-render the tables and figures of a saved "
+                                                "result from its records (no model needed)")
+    report.add_argument("folder", help="a folder written by rvi bench or BenchmarkResult.save")
     return parser
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .result import BenchmarkResult
+
+    result = BenchmarkResult.load(args.folder)
+    folder = result.save(args.folder, overwrite=True)
+    print(result.to_markdown())
+    print(f"\ntables and figures re-rendered in {folder}")
+    return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -196,6 +209,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_train(args)
         if args.command == "evaluate":
             return _cmd_evaluate(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_bench(args, argv)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"rvi {args.command}: error: {err}", file=sys.stderr)

@@ -73,3 +73,11 @@ def test_bench_writes_results_and_prints_the_table(tmp_path, capsys):
     assert main(args) == 2  # refuses to overwrite
     assert "already holds a result" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
+    tables = (tmp_path / "out" / "tables.md").read_text()
+    (tmp_path / "out" / "tables.md").unlink()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "tables.md").read_text() == tables
+    assert "## Verdicts" in capsys.readouterr().out
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no rvi result in" in capsys.readouterr().err
