@@ -16,7 +16,7 @@ import torchattacks
 from torch import nn
 
 from ._modelstate import model_device, preserved_state
-from .config import AttackConfig
+from .config import AttackConfig, check_int
 
 
 def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
@@ -81,8 +81,7 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
         (N, C, H, W) float in [0, 1] on the images' device, with ``|x_adv - x| <= eps``.
     """
     check_images(images, labels)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     device = model_device(model)
     out = torch.empty_like(images)
     with preserved_state(model), torch.enable_grad(), seeded(seed, device):

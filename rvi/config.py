@@ -31,7 +31,8 @@ def _check_range(name: str, value: float, low: float, high: float, *, low_open: 
         raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
 
 
-def _check_int(name: str, value: int, minimum: int) -> None:
+def check_int(name: str, value: int, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an ``int`` (not a bool) >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
@@ -85,8 +86,8 @@ class AttackConfig(_Config):
         _check_choice("attack name", self.name, ATTACKS)
         _check_range("eps", self.eps, 0.0, 1.0)
         _check_range("alpha", self.alpha, 0.0, 1.0)
-        _check_int("steps", self.steps, 1)
-        _check_int("restarts", self.restarts, 1)
+        check_int("steps", self.steps, 1)
+        check_int("restarts", self.restarts, 1)
         if not isinstance(self.random_start, bool):
             raise ValueError(f"random_start must be True or False, got {self.random_start!r}")
 
@@ -125,14 +126,14 @@ class TrainConfig(_Config):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
         if self.adversarial and self.attack.name == "autoattack":
             raise ValueError("attack name for adversarial training must be fgsm or pgd, got 'autoattack'")
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_range("lr", self.lr, 0.0, 10.0)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_range("momentum", self.momentum, 0.0, 1.0, low_open=False)
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0, low_open=False)
-        _check_int("seed", self.seed, 0)
+        check_int("seed", self.seed, 0)
 
     @property
     def label(self) -> str:
@@ -228,11 +229,11 @@ class BenchmarkConfig(_Config):
         if not isinstance(self.seeds, tuple) or not self.seeds:
             raise ValueError(f"seeds must be a non-empty tuple of integers, got {self.seeds!r}")
         for seed in self.seeds:
-            _check_int("seeds entry", seed, 0)
-        _check_int("cascade_n", self.cascade_n, 1)
-        _check_int("grid_images", self.grid_images, 1)
-        _check_int("bootstrap", self.bootstrap, 100)
-        _check_int("batch_size", self.batch_size, 1)
+            check_int("seeds entry", seed, 0)
+        check_int("cascade_n", self.cascade_n, 1)
+        check_int("grid_images", self.grid_images, 1)
+        check_int("bootstrap", self.bootstrap, 100)
+        check_int("batch_size", self.batch_size, 1)
 
     def recipe(self, kind: str, seed: int) -> TrainConfig:
         """The ``natural`` or ``robust`` recipe with its seed replaced by ``seed``."""
@@ -265,5 +266,5 @@ _NESTED = {("TrainConfig", "attack"): AttackConfig, ("BenchmarkConfig", "natural
 def optional_int(value: Optional[int], name: str, minimum: int = 1) -> Optional[int]:
     """Check an optional integer argument (``None`` means "all")."""
     if value is not None:
-        _check_int(name, value, minimum)
+        check_int(name, value, minimum)
     return value

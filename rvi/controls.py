@@ -24,6 +24,7 @@ from torch import nn
 
 from ._modelstate import model_device, preserved_state
 from .attacks import check_images, seeded
+from .config import check_int
 from .evaluate import predict
 from .metrics import METRICS, cleanliness
 from .models import build_model
@@ -47,7 +48,7 @@ def random_weights_model(architecture_or_model: Union[str, nn.Module], seed: int
         ValueError: an unknown name, a bad seed, or a model with parameters that no
             ``reset_parameters()`` method re-initializes.
     """
-    _check_seed(seed)
+    check_int("seed", seed, 0)
     if isinstance(architecture_or_model, str):
         with seeded(seed, torch.device("cpu")):
             return build_model(architecture_or_model, in_channels=in_channels,
@@ -111,7 +112,7 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, targets: tor
     """
     check_images(images, targets)
     _check_metric_method(metric, method)
-    _check_seed(seed)
+    check_int("seed", seed, 0)
     work = copy.deepcopy(model)
     layers = parameter_layers(work, images[:1])
     results = [("none", _mean_score(work, images, targets, metric, method, batch_size))]
@@ -158,7 +159,7 @@ def noise_map(images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
         images: (N, C, H, W) float in [0, 1]. Returns (N, 1, H, W).
     """
     check_images(images)
-    _check_seed(seed)
+    check_int("seed", seed, 0)
     generator = torch.Generator().manual_seed(seed)
     n, _, h, w = images.shape
     return torch.rand((n, 1, h, w), generator=generator, dtype=images.dtype).to(images.device)
@@ -192,7 +193,7 @@ def control_scores(model: nn.Module, images: torch.Tensor,
     """
     check_images(images, labels)
     _check_metric_method(metric, method)
-    _check_seed(seed)
+    check_int("seed", seed, 0)
     targets = _resolve_targets(model, images, target, labels)
     random_model = random_weights_model(model, seed)
     scores = {
@@ -250,11 +251,6 @@ def _reset(model: nn.Module, names: list, seed: int) -> None:
                                  f"({type(modules[name]).__name__}): it has parameters but no "
                                  f"reset_parameters() method")
             reset()
-
-
-def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
 
 
 def _check_metric_method(metric: str, method: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ._io import atomic_write
+from .config import check_int
 
 DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "synthetic")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -163,8 +164,7 @@ def make_synthetic(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Data
     background, then adds noise and clips to [0, 1]; a LeNet learns it in one or two epochs.
     """
     for arg, value in (("n_train", n_train), ("n_test", n_test)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 10:
-            raise ValueError(f"{arg} must be an integer >= 10, got {value!r}")
+        check_int(arg, value, 10)
     gen = torch.Generator().manual_seed(seed)
     total = n_train + n_test
     labels = torch.cat([(torch.arange(n) % 10)[torch.randperm(n, generator=gen)]

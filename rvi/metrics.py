@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ._modelstate import model_device, preserved_state
+from .config import check_int
 
 #: Pixels above this value count as the stroke (foreground) in ``foreground_mass``.
 FOREGROUND_THRESHOLD = 0.5
@@ -159,8 +160,7 @@ def alignment(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256) 
         ValueError: bad images, batch size, or a model output that is not (N, K).
     """
     x = _check_image(images, "images")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_int("batch_size", batch_size, 1)
     device = model_device(model)
     scores = []
     with preserved_state(model), torch.enable_grad():

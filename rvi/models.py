@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .config import check_int
+
 MODELS = ("lenet", "madry-cnn")
 
 
@@ -45,6 +47,5 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 10) -> nn.Mo
     if name not in _BUILDERS:
         raise ValueError(f"model must be one of {', '.join(MODELS)}; got {name!r}")
     for arg, value in (("in_channels", in_channels), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+        check_int(arg, value, 1)
     return _BUILDERS[name](in_channels, num_classes)

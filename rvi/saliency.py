@@ -38,6 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._modelstate import model_device, preserved_state
 from .attacks import check_images, seeded
+from .config import check_int
 
 METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
 TARGETS = ("true", "predicted")
@@ -150,15 +151,15 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     _check_flag("absolute", absolute)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("smoothgrad_samples", smoothgrad_samples)
-    _check_positive_int("ig_steps", ig_steps)
+    check_int("batch_size", batch_size, 1)
+    check_int("smoothgrad_samples", smoothgrad_samples, 1)
+    check_int("ig_steps", ig_steps, 1)
     if isinstance(smoothgrad_noise, bool) or not isinstance(smoothgrad_noise, (int, float)) \
             or not math.isfinite(smoothgrad_noise) or smoothgrad_noise <= 0:
         raise ValueError(f"smoothgrad_noise must be a positive finite number, "
                          f"got {smoothgrad_noise!r}")
     if seed is not None:
-        _check_positive_int("seed", seed, minimum=0)
+        check_int("seed", seed, 0)
     if labels is not None:
         check_images(x, labels, name="x")
     baseline = _check_baseline(baseline, x)
@@ -286,11 +287,6 @@ def _describe_baseline(baseline: torch.Tensor):
 def _check_flag(name: str, value) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 # --- Guided Backprop pre-flight ---------------------------------------------------------------

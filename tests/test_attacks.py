@@ -62,5 +62,5 @@ def test_bad_inputs(lenet, images, labels, message):
 
 
 def test_bad_batch_size(lenet, batch):
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         rvi.attack(lenet, *batch, AttackConfig(), batch_size=0)

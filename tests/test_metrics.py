@@ -151,7 +151,7 @@ def test_bad_kind_and_missing_model(pair):
         cleanliness(maps[:2], images, "alignment", model=model)
     with pytest.raises(ValueError, match="images must be non-negative"):
         alignment(model, -images)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         alignment(model, images, batch_size=0)
 
 

@@ -45,5 +45,5 @@ def test_madry_cnn_layers():
 def test_bad_model_arguments():
     with pytest.raises(ValueError, match="model must be one of lenet, madry-cnn; got 'resnet'"):
         rvi.build_model("resnet")
-    with pytest.raises(ValueError, match="num_classes must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_classes must be an integer >= 1, got 0"):
         rvi.build_model("lenet", num_classes=0)
