@@ -9,6 +9,7 @@ attacks (PGD-40 with 5 restarts; AutoAttack on a subset), and writes
 """
 
 import time
+from pathlib import Path
 
 import torch
 
@@ -85,7 +86,7 @@ def main() -> None:
               "torchattacks FGSM, PGD (random start, seed 0), PGD-40 with step 2.5*eps/40 and 5 "
               "random restarts (MultiAttack), AutoAttack (standard: APGD-CE, APGD-T, FAB-T, "
               "Square).", "", "## Machine", "", machine(args.device), ""]
-    write_text(__import__("pathlib").Path(args.out), "\n".join(lines))
+    write_text(Path(args.out), "\n".join(lines))
     print("\n".join(lines))
 
 

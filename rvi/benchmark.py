@@ -143,23 +143,22 @@ def _other(kind: str) -> str:
 
 def _accuracy_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
                    progress: bool) -> list:
+    """Clean accuracy and ``fgsm``/``pgd`` on all images; the costly attacks (``pgd-SxR``,
+    ``autoattack``) on the first ``eval_n``."""
+    attacks = [parse_eval_attack(s, config.attack) for s in config.eval_attacks]
+    cheap = [a for s, a in zip(config.eval_attacks, attacks) if s in ("fgsm", "pgd")]
+    costly = [a for s, a in zip(config.eval_attacks, attacks) if s not in ("fgsm", "pgd")]
+    subset = min(config.eval_n or len(images), len(images))
+    groups = [(cheap, None)] + ([(costly, subset)] if costly else [])
     rows = []
     for kind in tqdm(("natural", "robust"), desc="accuracy under attack", disable=not progress,
                      unit="model"):
-        cheap = [parse_eval_attack(s, config.attack) for s in config.eval_attacks
-                 if s in ("fgsm", "pgd")]
-        costly = [parse_eval_attack(s, config.attack) for s in config.eval_attacks
-                  if s not in ("fgsm", "pgd")]
-        result = evaluate(models[kind], images, labels, cheap, batch_size=config.batch_size,
-                          seed=seed)
-        n = result.pop("n")
-        rows += [dict(seed=seed, model=kind, attack=k, accuracy=v, n=n) for k, v in result.items()]
-        if costly:
-            subset = min(config.eval_n or len(images), len(images))
-            result = evaluate(models[kind], images, labels, costly, n=subset,
+        for group, n_images in groups:
+            result = evaluate(models[kind], images, labels, group, n=n_images,
                               batch_size=config.batch_size, seed=seed)
             n = result.pop("n")
-            result.pop("clean")
+            if n_images is not None:
+                result.pop("clean")  # clean accuracy is reported on all images
             rows += [dict(seed=seed, model=kind, attack=k, accuracy=v, n=n)
                      for k, v in result.items()]
     return rows

@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Union
 
-
 from .config import TrainConfig
 from .data import Dataset
 from .train import CHECKPOINT_FORMAT, load_checkpoint, new_model, train_model

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 
@@ -95,7 +96,7 @@ def test_markdown_latex_csv(result):
         assert heading in text
     assert "robust model, adversarial input" in text
     assert "\\begin{tabular}" in result.to_latex()
-    frame = pd.read_csv(__import__("io").StringIO(result.to_csv()))
+    frame = pd.read_csv(io.StringIO(result.to_csv()))
     assert len(frame) == len(result.summary)
 
 
@@ -157,6 +158,19 @@ def test_trained_models_are_cached_and_a_changed_recipe_retrains(tmp_path, monke
                           natural=TrainConfig(epochs=1, lr=3e-3))
     with pytest.raises(AssertionError, match="retrained"):
         rvi.run_benchmark(changed)
+
+
+@pytest.mark.parametrize("eval_n, expected_n", [(None, 12), (5, 5)])
+def test_costly_attacks_run_on_the_first_eval_n_images(tmp_path, eval_n, expected_n):
+    config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
+                         methods=("saliency",), eval_attacks=("fgsm", "pgd-2x2"), eval_n=eval_n)
+    accuracy = rvi.run_benchmark(config).accuracy
+    assert not accuracy.duplicated(["seed", "model", "attack"]).any()
+    assert set(accuracy["attack"]) == {"clean", "FGSM eps=0.3",
+                                       "PGD-2 eps=0.3 alpha=0.375 x2 restarts"}
+    by_attack = accuracy.groupby("attack")["n"].max()
+    assert by_attack["clean"] == 12 and by_attack["FGSM eps=0.3"] == 12
+    assert by_attack["PGD-2 eps=0.3 alpha=0.375 x2 restarts"] == expected_n
 
 
 def test_transfer_attacks_use_the_other_model(tmp_path):
