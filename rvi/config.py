@@ -37,6 +37,12 @@ def check_int(name: str, value: int, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
+def check_bool(name: str, value: bool) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
 def _check_choice(name: str, value: str, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
@@ -88,8 +94,7 @@ class AttackConfig(_Config):
         _check_range("alpha", self.alpha, 0.0, 1.0)
         check_int("steps", self.steps, 1)
         check_int("restarts", self.restarts, 1)
-        if not isinstance(self.random_start, bool):
-            raise ValueError(f"random_start must be True or False, got {self.random_start!r}")
+        check_bool("random_start", self.random_start)
 
     @property
     def label(self) -> str:
@@ -120,8 +125,7 @@ class TrainConfig(_Config):
     seed: int = _help("seed for initialization, shuffling and PGD random starts", default=0)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.adversarial, bool):
-            raise ValueError(f"adversarial must be True or False, got {self.adversarial!r}")
+        check_bool("adversarial", self.adversarial)
         if not isinstance(self.attack, AttackConfig):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
         if self.adversarial and self.attack.name == "autoattack":
@@ -211,9 +215,8 @@ class BenchmarkConfig(_Config):
                              f"{self.natural.adversarial} and {self.robust.adversarial}")
         if not isinstance(self.attack, AttackConfig):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
-        for name in ("transfer", "download"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        check_bool("transfer", self.transfer)
+        check_bool("download", self.download)
         for name, choices in (("methods", METHODS), ("metrics", tuple(METRICS)),
                               ("controls", CONTROLS)):
             values = getattr(self, name)

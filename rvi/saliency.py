@@ -38,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._modelstate import model_device, preserved_state
 from .attacks import check_images, seeded
-from .config import check_int
+from .config import check_bool, check_int
 
 METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
 TARGETS = ("true", "predicted")
@@ -150,7 +150,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
     check_images(x, name="x")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    _check_flag("absolute", absolute)
+    check_bool("absolute", absolute)
     check_int("batch_size", batch_size, 1)
     check_int("smoothgrad_samples", smoothgrad_samples, 1)
     check_int("ig_steps", ig_steps, 1)
@@ -282,11 +282,6 @@ def _check_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
 def _describe_baseline(baseline: torch.Tensor):
     values = baseline.unique()
     return float(values[0]) if values.numel() == 1 else "tensor"
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 # --- Guided Backprop pre-flight ---------------------------------------------------------------
