@@ -45,7 +45,7 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
     history = []
     if path.exists():
         history = load_checkpoint(path, model, architecture=architecture)["history"]
-    if len(history) < config.epochs:
+    if len(history) < config.epochs_for(len(data.train_images)):
         history = train_model(model, data.train_images, data.train_labels, config,
                               checkpoint_path=path, architecture=architecture, quiet=quiet)
     return model.eval(), history, path

@@ -3,12 +3,25 @@ import pytest
 from rvi.config import AttackConfig, TrainConfig
 
 
-def test_defaults_are_the_seed_recipe():
+def test_attack_defaults_are_the_seed_attack():
     attack = AttackConfig()
     assert (attack.name, attack.eps, attack.alpha, attack.steps) == ("pgd", 0.3, 0.1, 7)
     assert attack.label == "PGD-7 eps=0.3 alpha=0.1"
     assert AttackConfig(name="fgsm").label == "FGSM eps=0.3"
-    assert TrainConfig().optimizer == "adam" and TrainConfig().lr == 1e-3
+
+
+def test_train_defaults_are_the_recommended_recipe():
+    config = TrainConfig()
+    assert (config.optimizer, config.lr, config.schedule, config.batch_size, config.epochs) == \
+        ("adam", 3e-3, "onecycle", 128, None)
+    assert config.epochs_for(60_000) == 6
+    assert TrainConfig(adversarial=True).epochs_for(60_000) == 15
+    # 4,000 images are 32 steps an epoch: 1,000 steps need 32 epochs.
+    assert TrainConfig(adversarial=True).epochs_for(4_000) == 32
+    assert TrainConfig(adversarial=True).epochs_for(100) == 60  # at most 4x the default
+    assert TrainConfig(adversarial=True, epochs=3).epochs_for(4_000) == 3
+    with pytest.raises(ValueError, match="n_images must be an integer >= 1, got 0"):
+        config.epochs_for(0)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,0 +1,152 @@
+"""Training, attribution and evaluation throughput, measured in one process on the same data.
+
+    python benchmarks/speed.py --data-dir ../shared/data [--images 5120] [--rounds 3]
+
+Training (PGD-7 eps 0.3 alpha 0.1, batch 128, Adam), images per second over ``--images`` MNIST
+training images, each variant timed ``--rounds`` times in turn (interleaved, so a busy machine
+slows all of them alike) and reported as the median:
+
+- (a) the seed study's published loop: a torchvision ``DataLoader`` (``ToTensor``) feeding
+  torchattacks PGD-7 and the update, written out here as the seed wrote it;
+- (b) ``rvi.train_model`` as before rvi 0.2: contiguous (NCHW) memory layout, float32;
+- (c) ``rvi.train_model`` as it is by default: channels-last layout on the CPU, float32;
+- (d) (c) with ``precision="bfloat16"`` (autocast for the attack and the forward pass), an option;
+- (e) (c) with the model wrapped in ``torch.compile`` (measured; rvi does not use it, see output).
+
+Then Captum attribution throughput (maps per second per method) and evaluation throughput
+(PGD-7, PGD-40 x 5 restarts, AutoAttack) of an untrained LeNet. Writes
+``benchmarks/results/speed.md`` with the machine and the ratios against (a) and (b).
+"""
+
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torchattacks
+import torchvision
+from torch import nn
+
+import rvi
+from rvi.config import parse_eval_attack
+
+from _common import RESULTS, machine, parser, write_text
+
+ATTACK = rvi.AttackConfig(eps=0.3, alpha=0.1, steps=7)
+
+
+def seed_loop(data_dir: str, n_images: int) -> float:
+    """(a): the seed notebook's loop over a DataLoader; returns images per second."""
+    dataset = torchvision.datasets.MNIST(data_dir, train=True, download=False,
+                                         transform=torchvision.transforms.ToTensor())
+    subset = torch.utils.data.Subset(dataset, range(n_images))
+    loader = torch.utils.data.DataLoader(subset, batch_size=128, shuffle=True)
+    torch.manual_seed(0)
+    model = rvi.build_model("lenet")
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    pgd = torchattacks.PGD(model, eps=0.3, alpha=0.1, steps=7)
+    loss_fn = nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    for images, labels in loader:
+        adversarial = pgd(images, labels)
+        loss = loss_fn(model(adversarial), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return n_images / (time.perf_counter() - started)
+
+
+def rvi_epoch(images, labels, *, channels_last=None, precision="float32", compiled=False) -> float:
+    """(b)-(e): one epoch of ``rvi.train_model`` on the images; returns images per second."""
+    config = rvi.TrainConfig(adversarial=True, attack=ATTACK, epochs=1, precision=precision)
+    model = rvi.new_model("lenet", config)
+    if compiled:
+        model = torch.compile(model)
+    history = rvi.train_model(model, images, labels, config, quiet=True,
+                              channels_last=channels_last)
+    return len(images) / history[0]["seconds"]
+
+
+def training_rows(args, data) -> list:
+    images, labels = data.train_images[:args.images], data.train_labels[:args.images]
+    variants = {
+        "(a) seed loop: DataLoader + torchattacks PGD-7": lambda: seed_loop(args.data_dir,
+                                                                             args.images),
+        "(b) rvi before 0.2: NCHW, float32": lambda: rvi_epoch(images, labels, channels_last=False),
+        "(c) rvi default: channels-last, float32": lambda: rvi_epoch(images, labels),
+        "(d) rvi, precision=bfloat16": lambda: rvi_epoch(images, labels, precision="bfloat16"),
+        "(e) rvi + torch.compile(model)": lambda: rvi_epoch(images, labels, compiled=True),
+    }
+    rvi_epoch(images[:256], labels[:256])  # warm-up: first-call allocations and oneDNN setup
+    times = {name: [] for name in variants}
+    for _ in range(args.rounds):
+        for name, run in variants.items():
+            times[name].append(run())
+            print(f"{name}: {times[name][-1]:.0f} images/s", flush=True)
+    seed_rate = statistics.median(times[next(iter(variants))])
+    old_rate = statistics.median(times["(b) rvi before 0.2: NCHW, float32"])
+    rows = []
+    for name, rates in times.items():
+        rate = statistics.median(rates)
+        rows.append(f"| {name} | {rate:.0f} | {min(rates):.0f}-{max(rates):.0f} | "
+                    f"{rate / seed_rate:.2f}x | {rate / old_rate:.2f}x | "
+                    f"{60000 / rate / 60:.1f} min |")
+    return rows
+
+
+def attribution_rows(data, n: int) -> list:
+    torch.manual_seed(0)
+    model = rvi.build_model("lenet").eval()
+    images, labels = data.test_images[:n], data.test_labels[:n]
+    rows = []
+    for method in rvi.METHODS:
+        started = time.perf_counter()
+        rvi.explain(model, images, "true", method, labels=labels, batch_size=250)
+        rows.append(f"| {method} | {n / (time.perf_counter() - started):.0f} |")
+    return rows
+
+
+def evaluation_rows(data, n: int, n_autoattack: int) -> list:
+    torch.manual_seed(0)
+    model = rvi.build_model("lenet").eval()
+    rows = []
+    for spec, count in (("pgd", n), ("pgd-40x5", n), ("autoattack", n_autoattack)):
+        config = parse_eval_attack(spec, ATTACK)
+        started = time.perf_counter()
+        rvi.attack(model, data.test_images[:count], data.test_labels[:count], config,
+                   batch_size=500)
+        rows.append(f"| {config.label} | {count} | {count / (time.perf_counter() - started):.0f} |")
+    return rows
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--images", type=int, default=5120, help="training images per timed run")
+    p.add_argument("--rounds", type=int, default=3, help="timed runs of each training variant")
+    p.add_argument("--out", default=str(RESULTS / "speed.md"))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    data = rvi.load_dataset("mnist", args.data_dir, download=False)
+    started = time.perf_counter()
+    train = training_rows(args, data)
+    attribution = attribution_rows(data, 1000)
+    evaluation = evaluation_rows(data, 1000, 100)
+    lines = [
+        "# Throughput", "",
+        f"Measured by `benchmarks/speed.py` in one process ({time.perf_counter() - started:.0f} s)"
+        f" on {machine(args.device)}.", "",
+        f"## Adversarial training (PGD-7, batch 128, {args.images} MNIST images, median of "
+        f"{args.rounds} interleaved runs)", "",
+        "| variant | images/s | range | vs (a) seed loop | vs (b) rvi before | one epoch of 60,000 |",
+        "| --- | --- | --- | --- | --- | --- |", *train, "",
+        "## Attribution (Captum, untrained LeNet, 1,000 test images, batch 250)", "",
+        "| method | maps/s |", "| --- | --- |", *attribution, "",
+        "## Evaluation attacks (torchattacks, untrained LeNet)", "",
+        "| attack | images | images/s |", "| --- | --- | --- |", *evaluation, "",
+    ]
+    write_text(Path(args.out), "\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

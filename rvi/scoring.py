@@ -1,0 +1,112 @@
+"""One scoring path: explain a model's inputs with each method, score every map with every metric.
+
+The benchmark's cells, its random-weights control, :func:`rvi.controls.control_scores` and the
+benchmark scripts all score through :func:`score_model`, so a target option or a metric means the
+same everywhere:
+
+- ``target="true"``: every map explains the true label;
+- ``target="predicted"``: every model, controls included, explains its *own* prediction on the
+  input it sees (:func:`rvi.saliency.explain`); a tensor of classes is used as given.
+
+Map metrics are scored against each reference image (``clean`` x, and ``perturbed`` x_adv when the
+input is adversarial). Metrics that score the model's own gradient (``uses_map=False``) are
+scored once, on the input the model saw, under the explainer name ``model``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .metrics import METRICS, cleanliness
+from .saliency import Attribution, explain
+
+#: The explainer name under which model-only metrics (``uses_map=False``) are stored.
+MODEL_EXPLAINER = "model"
+
+
+class ScoreKey(NamedTuple):
+    """What a score column holds: who made the map, which metric, compared with which image."""
+
+    explainer: str
+    metric: str
+    reference: str
+
+    @property
+    def column(self) -> str:
+        return f"{self.explainer}/{self.metric}/{self.reference}"
+
+    @classmethod
+    def from_column(cls, column: str) -> Optional["ScoreKey"]:
+        """The key of a score column, or None for a column that is not a score."""
+        parts = column.split("/")
+        return cls(*parts) if len(parts) == 3 else None
+
+
+def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
+                methods: Sequence[str], metrics: Sequence[str],
+                target: Union[str, torch.Tensor] = "true", labels: Optional[torch.Tensor] = None,
+                seed: int = 0, batch_size: int = 256) -> tuple:
+    """Per-image scores of ``model``'s maps of ``inputs``.
+
+    Shape:
+        inputs: (N, C, H, W) float in [0, 1]; each reference image: the same shape.
+
+    Args:
+        references: ``{name: images}`` to compare maps with, e.g. ``{"clean": x,
+            "perturbed": x_adv}``; the entry that *is* ``inputs`` names the input the model saw.
+        methods: attribution methods (:data:`rvi.saliency.METHODS`); each map is made once.
+        metrics: keys of :data:`rvi.metrics.METRICS`.
+        target, labels: see the module docstring.
+
+    Returns:
+        ``(scores, attributions)``: ``{ScoreKey: (N,) float32 array}`` and
+        ``{method: Attribution}``.
+    """
+    seen = next((name for name, image in references.items() if image is inputs), None)
+    if seen is None:
+        raise ValueError("references must hold the inputs themselves under one name (e.g. "
+                         "'clean' for natural inputs); got none that is inputs")
+    scores, attributions = {}, {}
+    for method in methods:
+        attribution = explain(model, inputs, target, method, labels=labels,
+                              batch_size=batch_size, seed=seed)
+        attributions[method] = attribution
+        for metric in metrics:
+            if not METRICS[metric].uses_map:
+                continue
+            for name, image in references.items():
+                scores[ScoreKey(method, metric, name)] = _array(
+                    cleanliness(attribution.maps, image, metric, model=model))
+    for metric in metrics:
+        if not METRICS[metric].uses_map:
+            scores[ScoreKey(MODEL_EXPLAINER, metric, seen)] = _array(
+                cleanliness(None, inputs, metric, model=model))
+    return scores, attributions
+
+
+def score_maps(maps_by_explainer: dict, images: torch.Tensor, metrics: Sequence[str],
+               reference: str = "clean") -> dict:
+    """Scores of maps that need no model (e.g. the trivial explainers) with every map metric.
+
+    Returns ``{ScoreKey: (N,) float32 array}``; metrics that need the model are skipped.
+    """
+    scores = {}
+    for explainer, maps in maps_by_explainer.items():
+        for metric in metrics:
+            if METRICS[metric].uses_map and not METRICS[metric].needs_model:
+                scores[ScoreKey(explainer, metric, reference)] = _array(
+                    cleanliness(maps, images, metric))
+    return scores
+
+
+def _array(scores: torch.Tensor) -> np.ndarray:
+    return scores.detach().cpu().numpy().astype(np.float32)
+
+
+def zero_maps(attribution: Attribution) -> np.ndarray:
+    """(N,) bool: which of the attribution's maps are all zero."""
+    return attribution.zero_maps.cpu().numpy()
