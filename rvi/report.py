@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_write
-from .aggregate import long_scores
+from .aggregate import ALPHA, long_scores
 from .metrics import METRICS
 
 CELL_ORDER = [("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
@@ -29,12 +29,13 @@ def _fmt(mean: float, low: float, high: float) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _seeds(count) -> str:
+    return f"{int(count)} seed{'s' if int(count) != 1 else ''}"
+
+
 def _fmt_cell(row) -> str:
-    """"mean [CI]", plus "± sd" of the per-seed means when there are several seeds."""
-    text = _fmt(row["mean"], row["ci_low"], row["ci_high"])
-    if row.get("seeds", 1) > 1:
-        text += f" ± {row['seed_std']:.3f}"
-    return text
+    """"mean [95% interval] (S seeds)"."""
+    return f"{_fmt(row['mean'], row['ci_low'], row['ci_high'])} ({_seeds(row['seeds'])})"
 
 
 def _direction(metric: str) -> str:
@@ -96,10 +97,26 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
 
 def _difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
     out = frame[columns].copy()
-    out["difference [95% CI]"] = [_fmt(r["difference"], r["ci_low"], r["ci_high"])
-                                  for _, r in frame.iterrows()]
-    out["n"] = frame["n"].astype(int)
+    out["difference [95% interval]"] = [_fmt(r["difference"], r["ci_low"], r["ci_high"])
+                                        for _, r in frame.iterrows()]
+    out["seeds"] = frame["seeds"].astype(int)
+    out["images per seed"] = frame["n_per_seed"].astype(int)
+    out["interval"] = frame["interval"]
+    out["p"] = [f"{p:.2g}" if np.isfinite(p) else "" for p in frame["p"]]
+    out["p (Holm)"] = [f"{p:.2g}" if np.isfinite(p) else "" for p in frame["p_holm"]]
+    if "ceiling" in frame.columns:
+        out["ceiling"] = ["yes" if c else "" for c in frame["ceiling"]]
     return out
+
+
+def _interval_note(result) -> str:
+    """What the intervals are, for the header."""
+    seeds = len(result.config.seeds)
+    if seeds > 1:
+        return (f"intervals: 95% Student-t over the {seeds} per-seed (paired) means, "
+                f"{seeds - 1} df")
+    return (f"intervals: 95% percentile bootstrap over images ({result.config.bootstrap} "
+            "resamples): these two models, these images")
 
 
 def _header(result) -> str:
@@ -114,7 +131,7 @@ def _header(result) -> str:
         f"- maps: {', '.join(c.methods)} (Captum; absolute value, channels summed); "
         f"target: {'true label' if c.target == 'true' else 'predicted label'}",
         f"- {meta.get('n_test', '?')} test images, seeds {', '.join(map(str, c.seeds))}; "
-        f"intervals: 95% percentile bootstrap over images ({c.bootstrap} resamples)",
+        f"{_interval_note(result)}",
     ]
     env = meta.get("environment")
     if env:
@@ -132,26 +149,30 @@ def markdown(result) -> str:
     verdicts, cascading randomization and all-zero maps."""
     c = result.config
     several = len(c.seeds) > 1
-    spread = "; ± sd of the per-seed means" if several else ""
+    spread = " (seeds)"
     parts = [_header(result), "", f"## Accuracy (%{', mean ± sd over seeds' if several else ''})",
              "", _accuracy_markdown(result)]
     for method in c.methods:
         parts += ["", f"## Cleanliness of {method} maps, compared with the clean image "
-                      f"(mean [95% CI]{spread})", "",
+                      f"(mean [95% interval]{spread})", "",
                   cleanliness_table(result, method).to_markdown(index=False)]
     parts += ["", f"## Adversarial inputs: {c.methods[0]} maps compared with the perturbed image",
               "", cleanliness_table(result, c.methods[0], "perturbed").to_markdown(index=False)]
     diffs = result.differences
     main = diffs[diffs["explainer"].isin([c.methods[0], "model"])]
     if not main.empty:
-        parts += ["", "## Robust - natural, paired over the same images", "",
+        parts += ["", "## Robust - natural, paired over the same images (raw 95% intervals; "
+                      "p (Holm) only for the tests the verdicts use)", "",
                   _difference_table(main, ["input", "metric", "reference"]).to_markdown(index=False)]
     controls = result.control_differences
     if not controls.empty:
         parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired)", "",
                   _difference_table(controls, ["model", "metric", "control"])
                   .to_markdown(index=False)]
-    parts += ["", "## Verdicts (computed from the paired differences)", ""]
+    tests = int(np.isfinite(diffs["p_holm"]).sum()) + (
+        int(np.isfinite(controls["p_holm"]).sum()) if not controls.empty else 0)
+    parts += ["", f"## Verdicts (Holm correction over {tests} tests, decisions at adjusted "
+                  f"p < {ALPHA:g}; intervals shown are the raw 95% ones)", ""]
     parts += [f"- {line}" for line in result.verdicts] or ["- (no paired differences)"]
     if not result.cascading.empty:
         casc = result.cascading.groupby(["model", "metric", "step", "layer"], sort=False)["mean"] \
@@ -250,8 +271,11 @@ def score_distributions(result):
     import seaborn as sns
 
     method = result.config.methods[0]
-    tidy = long_scores(result.records)
     metrics = list(result.config.metrics)
+    wanted = [f"{e}/{m}/{r}" for m in metrics
+              for e in (method if METRICS[m].uses_map else "model", "image", "edge", "noise")
+              for r in ("clean", "perturbed")]
+    tidy = long_scores(result.records, [c for c in wanted if c in result.records.columns])
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         explainer = method if METRICS[metric].uses_map else "model"

@@ -55,29 +55,41 @@ class BenchmarkResult:
 
     @cached_property
     def summary(self) -> pd.DataFrame:
-        """Mean and 95% CI per (model, input, explainer, metric, reference)."""
+        """Mean and 95% interval per (model, input, explainer, metric, reference): over
+        per-seed means with several seeds, over images with one (:func:`rvi.aggregate.summarize`)."""
         return aggregate.summarize(self.records, self.config.bootstrap)
 
     @cached_property
-    def differences(self) -> pd.DataFrame:
-        """Paired robust - natural differences per input kind and score."""
-        return aggregate.robust_minus_natural(self.records, self.config.bootstrap)
+    def tests(self) -> tuple:
+        """``(differences, control_differences)`` with Holm-adjusted ``p_holm`` over the family
+        the verdicts check (:func:`rvi.aggregate.with_holm`)."""
+        differences = aggregate.robust_minus_natural(self.records, self.config.bootstrap)
+        controls = aggregate.control_differences(self.records, self.config.methods[0],
+                                                 self.config.bootstrap, self.cascading)
+        return aggregate.with_holm(differences, controls, self.config.methods[0])
 
-    @cached_property
+    @property
+    def differences(self) -> pd.DataFrame:
+        """Paired robust - natural differences per input kind and score, with ``p`` and
+        ``p_holm``."""
+        return self.tests[0]
+
+    @property
     def control_differences(self) -> pd.DataFrame:
-        """Paired (trained model - control) differences on natural inputs."""
-        return aggregate.control_differences(self.records, self.config.methods[0],
-                                             self.config.bootstrap)
+        """Paired (trained model - control) differences on natural inputs, with ``p``,
+        ``p_holm`` and ``ceiling``."""
+        return self.tests[1]
 
     @cached_property
     def verdicts(self) -> list:
-        """One line per metric, computed from the numbers."""
+        """One line per metric, computed from the numbers (:data:`rvi.aggregate.VERDICT_RULES`)."""
         return aggregate.verdicts(self.differences, self.control_differences,
-                                  self.config.methods[0])
+                                  self.config.methods[0], self.accuracy, self.config.attack.label)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (model, input, explainer, metric, reference) with ``mean``,
-        ``ci_low``, ``ci_high`` and ``n``."""
+        ``ci_low``, ``ci_high``, ``seeds``, ``n`` (images, all seeds), ``n_per_seed`` and
+        ``interval`` (its kind)."""
         return self.summary.copy()
 
     def to_markdown(self) -> str:

@@ -71,11 +71,14 @@ def test_paired_differences_equal_difference_of_per_image_scores(result):
 
 def test_trivial_explainers_only_compared_on_scale_free_metrics(result):
     controls = result.control_differences
+    cascade = aggregate.CASCADING  # the fully randomized end of cascading randomization
     assert set(controls.query("metric == 'cosine'")["control"]) == {
-        "random weights", "plain gradient", "image", "edge", "noise"}
+        "random weights", "plain gradient", "image", "edge", "noise", cascade}
     assert set(controls.query("metric == 'inner'")["control"]) == {"random weights",
-                                                                   "plain gradient"}
-    assert set(controls.query("metric == 'alignment'")["control"]) == {"random weights"}
+                                                                   "plain gradient", cascade}
+    assert set(controls.query("metric == 'alignment'")["control"]) == {"random weights", cascade}
+    assert controls.query("control == 'image'")["ceiling"].tolist() == [
+        m == "cosine" for m in controls.query("control == 'image'")["metric"]]
 
 
 def test_accuracy_and_verdicts(result):

@@ -1,0 +1,266 @@
+"""Statistics of rvi.aggregate: seed-level intervals, the bootstrap, Holm and the verdict rule."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from rvi import aggregate
+from rvi.aggregate import ScoreKey
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+CELLS = (("natural", "natural"), ("robust", "natural"), ("random_weights", "natural"))
+
+
+def make_records(shifts: dict, seed_effects=None, n: int = 60, noise: float = 0.05,
+                 rng_seed: int = 0) -> pd.DataFrame:
+    """Records for ``len(seed_effects)`` seeds and ``n`` images per seed; ``shifts`` maps
+    ``(model, column)`` to that cell's offset, and the robust model's columns also get the
+    per-seed ``seed_effects`` (so robust - natural differs from seed to seed)."""
+    rng = np.random.default_rng(rng_seed)
+    seed_effects = [0.0] if seed_effects is None else seed_effects
+    columns = sorted({column for _, column in shifts})
+    frames = []
+    for seed, effect in enumerate(seed_effects):
+        base = rng.uniform(0.4, 0.6, n)
+        for model, input_kind in CELLS:
+            data = {c: base + shifts.get((model, c), 0.0) + (effect if model == "robust" else 0.0)
+                    + rng.normal(0, noise, n) for c in columns}
+            frames.append(pd.DataFrame({"seed": seed, "model": model, "input": input_kind,
+                                        "image": np.arange(n), **data}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def accuracy_frame(seeds: int, robust_clean: float = 0.98, robust_attacked: float = 0.9):
+    rows = []
+    for seed in range(seeds):
+        rows += [dict(seed=seed, model="natural", attack="clean", accuracy=0.99, n=100),
+                 dict(seed=seed, model="natural", attack="PGD", accuracy=0.0, n=100),
+                 dict(seed=seed, model="robust", attack="clean", accuracy=robust_clean, n=100),
+                 dict(seed=seed, model="robust", attack="PGD", accuracy=robust_attacked, n=100)]
+    return pd.DataFrame(rows)
+
+
+def cascading_frame(seeds: int, trained: float = 0.6, end: float = 0.3):
+    return pd.DataFrame([dict(seed=s, model=m, metric=k, method="m", step=step, layer=layer,
+                              mean=value, n=8)
+                         for s in range(seeds) for m in ("natural", "robust")
+                         for k in ("cosine", "inner")
+                         for step, (layer, value) in enumerate((("none", trained), ("fc", 0.45),
+                                                                ("conv", end)))])
+
+
+def verdict_lines(records, seeds: int, **accuracy):
+    diffs = aggregate.robust_minus_natural(records, 300)
+    controls = aggregate.control_differences(records, "m", 300, cascading_frame(seeds))
+    diffs, controls = aggregate.with_holm(diffs, controls, "m")
+    return aggregate.verdicts(diffs, controls, "m", accuracy_frame(seeds, **accuracy), "PGD")
+
+
+CLEAN_STUDY = {("robust", "m/cosine/clean"): 0.2, ("natural", "saliency/cosine/clean"): -0.1,
+               ("robust", "saliency/cosine/clean"): -0.1,
+               ("natural", "noise/cosine/clean"): -0.3, ("robust", "noise/cosine/clean"): -0.3,
+               ("natural", "image/cosine/clean"): 0.45, ("robust", "image/cosine/clean"): 0.45}
+
+
+# --- (1) coverage of the method-level interval vs the pooled image bootstrap -----------------
+
+def test_seed_interval_covers_the_true_difference_and_the_pooled_bootstrap_does_not():
+    delta, sigma_seed, sigma_image, seeds, n, reps = 0.1, 0.1, 0.2, 5, 50, 200
+    rng = np.random.default_rng(1)
+    # Every replicate study is one score column: 5 seeds x 50 images, both models.
+    effects = {m: rng.normal(0, sigma_seed / np.sqrt(2), (seeds, reps)) for m in ("n", "r")}
+    frames = []
+    for seed in range(seeds):
+        base = rng.uniform(0.3, 0.7, (n, 1))
+        for model, key, shift in (("natural", "n", 0.0), ("robust", "r", delta)):
+            scores = base + shift + effects[key][seed] + rng.normal(0, sigma_image / np.sqrt(2),
+                                                                    (n, reps))
+            frames.append(pd.DataFrame(scores, columns=[f"m{r}/cosine/clean" for r in range(reps)])
+                          .assign(seed=seed, model=model, input="natural", image=np.arange(n)))
+    records = pd.concat(frames, ignore_index=True)
+    diffs = aggregate.robust_minus_natural(records, 200)
+    assert len(diffs) == reps and (diffs["interval"] == aggregate.SEEDS_INTERVAL).all()
+    assert (diffs["seeds"] == seeds).all() and (diffs["n_per_seed"] == n).all()
+    new = ((diffs["ci_low"] <= delta) & (delta <= diffs["ci_high"])).mean()
+    # The old statistic: a percentile bootstrap over all (seed, image) rows, seeds pooled.
+    robust = records[records["model"] == "robust"].sort_values(["seed", "image"])
+    natural = records[records["model"] == "natural"].sort_values(["seed", "image"])
+    columns = [f"m{r}/cosine/clean" for r in range(reps)]
+    pooled = robust[columns].to_numpy() - natural[columns].to_numpy()
+    _, low, high = aggregate.bootstrap_interval(pooled, 500, seed=2)
+    old = ((low <= delta) & (delta <= high)).mean()
+    print(f"coverage of delta: seed-level t {new:.3f}, pooled image bootstrap {old:.3f}")
+    assert 0.90 <= new <= 0.99
+    assert old < 0.5
+
+
+# --- (6), (7): the two intervals against scipy --------------------------------------------------
+
+def test_seed_interval_is_scipy_t_interval_over_per_seed_means():
+    records = make_records({("robust", "m/cosine/clean"): 0.1, ("natural", "m/cosine/clean"): 0},
+                           seed_effects=[0.05, -0.04, 0.02, 0.0], n=30)
+    row = aggregate.robust_minus_natural(records, 200).iloc[0]
+    robust = records[records["model"] == "robust"]
+    natural = records[records["model"] == "natural"]
+    per_seed = [(robust[robust["seed"] == s]["m/cosine/clean"].to_numpy()
+                 - natural[natural["seed"] == s]["m/cosine/clean"].to_numpy()).mean()
+                for s in range(4)]
+    low, high = stats.t.interval(0.95, 3, loc=np.mean(per_seed), scale=stats.sem(per_seed))
+    assert row["difference"] == pytest.approx(np.mean(per_seed))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    assert row["p"] == pytest.approx(stats.ttest_1samp(per_seed, 0.0).pvalue)
+    assert row["seeds"] == 4 and row["n"] == 120 and row["n_per_seed"] == 30
+
+
+def test_vectorized_bootstrap_agrees_with_scipy():
+    rng = np.random.default_rng(3)
+    values = rng.exponential(1.0, 80)
+    mean, low, high = aggregate.mean_ci(values, resamples=4000, seed=5)
+    ref = stats.bootstrap((values,), np.mean, n_resamples=4000, method="percentile",
+                          random_state=np.random.default_rng(6)).confidence_interval
+    se = values.std(ddof=1) / np.sqrt(len(values))
+    assert mean == pytest.approx(values.mean())
+    # Two independent Monte-Carlo estimates of the same quantiles: agree within 0.1 se.
+    assert abs(low - ref.low) < 0.1 * se and abs(high - ref.high) < 0.1 * se
+
+
+def test_bootstrap_shares_one_weight_matrix_across_columns_and_ignores_nan():
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(40, 3))
+    values[:5, 2] = np.nan
+    mean, low, high = aggregate.bootstrap_interval(values, 500, seed=0)
+    # Column 1 is column 0 shifted: with shared weights its interval is shifted exactly.
+    shifted = aggregate.bootstrap_interval(np.c_[values[:, 0], values[:, 0] + 1], 500, seed=0)
+    assert shifted[1][1] - shifted[1][0] == pytest.approx(1.0)
+    assert mean[2] == pytest.approx(np.nanmean(values[:, 2]))
+    assert low[2] < mean[2] < high[2]
+
+
+def test_one_seed_uses_the_image_bootstrap_and_says_so():
+    records = make_records({("robust", "m/cosine/clean"): 0.1, ("natural", "m/cosine/clean"): 0})
+    row = aggregate.robust_minus_natural(records, 300).iloc[0]
+    assert row["interval"] == aggregate.IMAGES_INTERVAL and row["seeds"] == 1
+    diff = records[records["model"] == "robust"]["m/cosine/clean"].to_numpy() \
+        - records[records["model"] == "natural"]["m/cosine/clean"].to_numpy()
+    assert row["p"] == pytest.approx(2 * stats.norm.sf(abs(diff.mean()) / stats.sem(diff)))
+    summary = aggregate.summarize(records, 300)
+    assert (summary["interval"] == aggregate.IMAGES_INTERVAL).all()
+    assert summary["seed_std"].isna().all()
+
+
+# --- (4) Holm ------------------------------------------------------------------------------------
+
+def test_holm_matches_a_hand_computation():
+    p = np.array([0.01, 0.04, np.nan, 0.03, 0.005])
+    # Sorted: 0.005, 0.01, 0.03, 0.04 (m = 4) -> 4*0.005, 3*0.01, 2*0.03, max(0.06, 1*0.04).
+    expected = [0.03, 0.06, np.nan, 0.06, 0.02]
+    assert np.allclose(aggregate.holm(p), expected, equal_nan=True)
+    assert aggregate.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="p-values must be in"):
+        aggregate.holm([1.5])
+
+
+def test_holm_family_is_what_the_verdicts_check():
+    records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
+    diffs = aggregate.robust_minus_natural(records, 200)
+    controls = aggregate.control_differences(records, "m", 200, cascading_frame(3))
+    diffs, controls = aggregate.with_holm(diffs, controls, "m")
+    tested = controls[controls["p_holm"].notna()]
+    assert set(tested["model"]) == {"robust"} and not tested["ceiling"].any()
+    assert set(tested["control"]) == {"random weights", "plain gradient", "noise",
+                                      aggregate.CASCADING}
+    family = np.r_[diffs["p_holm"].dropna(), tested["p_holm"]]
+    raw = np.r_[diffs.loc[diffs["p_holm"].notna(), "p"], tested["p"]]
+    assert np.allclose(family, aggregate.holm(raw))
+
+
+# --- the verdict rule ---------------------------------------------------------------------------
+
+def test_clean_study_with_five_seeds_is_supported_for_the_methods():
+    records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01, 0.02, 0.0])
+    (line,) = verdict_lines(records, 5)
+    assert line.startswith("cosine (m, natural input): robust cleaner than natural by +0.2")
+    assert "→ supported for the training methods [5 seeds, Holm over" in line
+    assert "ceiling (reported, not required): image" in line
+
+
+def test_per_seed_differences_that_change_sign_are_not_supported():
+    records = make_records(CLEAN_STUDY, seed_effects=[-0.1, -0.35, 0.1], n=200)
+    (line,) = verdict_lines(records, 3)
+    assert "robust and natural not distinguishable" in line
+    assert "not supported (fails: difference" in line
+
+
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_fewer_than_three_seeds_speak_of_the_given_models_only(seeds):
+    records = make_records(CLEAN_STUDY, seed_effects=[0.0, 0.01][:seeds])
+    (line,) = verdict_lines(records, seeds)
+    assert "about the given models only" in line and "for the training methods" not in line
+    assert f"[{seeds} seed" in line
+
+
+def test_ceiling_control_is_reported_but_not_required():
+    records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
+    controls = aggregate.control_differences(records, "m", 200)
+    image = controls[controls["control"] == "image"]
+    assert image["ceiling"].all() and (image["difference"] < 0).all()  # robust below the image
+    (line,) = verdict_lines(records, 3)
+    assert "robust above every required control" in line and "→ supported" in line
+
+
+def test_scale_dependent_metric_is_not_compared_with_trivial_explainers():
+    shifts = {("robust", "m/inner/clean"): 5.0, ("natural", "noise/inner/clean"): 1.0,
+              ("natural", "image/inner/clean"): 1.0, ("natural", "saliency/inner/clean"): 1.0}
+    controls = aggregate.control_differences(make_records(shifts), "m", 200)
+    assert set(controls["control"]) == {"random weights", "plain gradient"}
+
+
+def test_cascading_end_and_accuracy_rules_are_checked():
+    records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
+    diffs = aggregate.robust_minus_natural(records, 200)
+    flat = aggregate.control_differences(records, "m", 200, cascading_frame(3, 0.6, 0.6 + 1e-3))
+    (line,) = aggregate.verdicts(diffs, flat, "m", accuracy_frame(3), "PGD")
+    assert "the metric does not depend on the weights here" in line and "fails: cascading" in line
+    (line,) = verdict_lines(records, 3, robust_clean=0.9)
+    assert "fails the rule" in line and "fails: accuracy" in line
+    (line,) = verdict_lines(records, 3, robust_attacked=0.05)
+    assert "fails: accuracy" in line
+
+
+def test_docs_hold_every_rule_verbatim():
+    text = " ".join((DOCS / "metrics.md").read_text().split())
+    for rule in aggregate.VERDICT_RULES:
+        assert rule.text in text, rule.key
+
+
+# --- column names, unknown metrics, bad input -----------------------------------------------------
+
+def test_score_key_round_trip_and_other_columns():
+    key = ScoreKey.from_column("guided_backprop/cosine/clean")
+    assert key == ScoreKey("guided_backprop", "cosine", "clean") and key.column == \
+        "guided_backprop/cosine/clean"
+    assert ScoreKey.from_column("seed") is None and ScoreKey.from_column(3) is None
+
+
+def test_metrics_missing_from_the_registry_are_skipped():
+    shifts = dict(CLEAN_STUDY)
+    shifts[("robust", "m/deletion_auc_new/clean")] = 0.1
+    records = make_records(shifts, seed_effects=[0, 0.01, -0.01])
+    assert "deletion_auc_new" in set(aggregate.summarize(records, 200)["metric"])
+    controls = aggregate.control_differences(records, "m", 200)
+    assert "deletion_auc_new" not in set(controls["metric"])
+    lines = verdict_lines(records, 3)
+    assert [line.split(" ")[0] for line in lines] == ["cosine"]
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match=r"seeds must have shape \(3,\), got \(2,\)"):
+        aggregate.interval_stats(np.zeros((3, 1)), [0, 1])
+    with pytest.raises(ValueError, match="resamples must be >= 1, got 0"):
+        aggregate.bootstrap_interval(np.zeros(3), 0)
+    with pytest.raises(ValueError, match="pairs and labels must have the same length"):
+        aggregate.paired_stats(make_records({("robust", "m/cosine/clean"): 0}),
+                               {"model": "robust"}, {"model": "natural"}, [("a", "a")], [])
