@@ -439,6 +439,8 @@ def _cascading_differences(cascading: pd.DataFrame, model: str, metrics: list) -
     rows = []
     for metric in metrics:
         pick = cascading[(cascading["model"] == model) & (cascading["metric"] == metric)]
+        if "mode" in pick.columns:
+            pick = pick[(pick["mode"] == "cascading") & (pick["kind"] == "score")]
         if pick.empty:
             continue
         pick = pick.sort_values(["seed", "step"])
@@ -486,6 +488,54 @@ def with_holm(differences: pd.DataFrame, controls: pd.DataFrame, method: str) ->
     differences["p_holm"] = adjusted[:len(differences)]
     controls["p_holm"] = adjusted[len(differences):]
     return differences, controls
+
+
+# --- Adebayo et al.'s randomization test: similarity of randomized maps to the trained maps ---
+
+#: A method fails the randomization test when its maps at the fully randomized end of cascading
+#: randomization keep a mean Spearman rank correlation of at least this with the trained maps.
+RANDOMIZATION_LIMIT = 0.5
+RANDOMIZATION_RULE = (
+    "A method passes the model-randomization test (Adebayo et al. 2018) when the mean Spearman "
+    "rank correlation between its maps of the fully randomized model (cascading, every layer "
+    f"re-initialized) and of the trained model lies below {RANDOMIZATION_LIMIT:g} with its whole "
+    f"95% interval, fails when the interval lies at or above {RANDOMIZATION_LIMIT:g}, and is "
+    "inconclusive otherwise.")
+
+
+def randomization_test(randomization: pd.DataFrame) -> pd.DataFrame:
+    """Per trained model and similarity measure: the similarity of the fully randomized
+    (cascading) model's maps to the trained model's, with a 95% interval and the outcome of
+    :data:`RANDOMIZATION_RULE` (decided on ``spearman``).
+
+    The interval is a t interval over per-seed means with 2 or more seeds, else a normal
+    interval over the images of the one seed (mean ± 1.96 sd / sqrt(n)).
+    Columns: ``model, method, measure, mean, ci_low, ci_high, seeds, n_per_seed, interval,
+    outcome``.
+    """
+    columns = ["model", "method", "measure", "mean", "ci_low", "ci_high", "seeds", "n_per_seed",
+               "interval", "outcome"]
+    if randomization is None or randomization.empty or "kind" not in randomization.columns:
+        return pd.DataFrame(columns=columns)
+    ends = randomization[(randomization["mode"] == "cascading")
+                         & (randomization["kind"] == "similarity")]
+    ends = ends[ends["step"] == ends.groupby(["seed", "model"])["step"].transform("max")]
+    rows = []
+    for (model, method, measure), group in ends.groupby(["model", "method", "metric"], sort=False):
+        if len(group) >= 2:
+            mean, low, high, _, seeds, _ = t_interval(group["mean"].to_numpy()[:, None])
+            mean, low, high, seeds, kind = mean[0], low[0], high[0], int(seeds[0]), SEEDS_INTERVAL
+        else:
+            row = group.iloc[0]
+            half = 1.96 * row["sd"] / math.sqrt(row["n"])
+            mean, low, high, seeds = row["mean"], row["mean"] - half, row["mean"] + half, 1
+            kind = "images: normal"
+        outcome = "passes" if high < RANDOMIZATION_LIMIT else \
+            "fails" if low >= RANDOMIZATION_LIMIT else "inconclusive"
+        rows.append(dict(model=model, method=method, measure=measure, mean=mean, ci_low=low,
+                         ci_high=high, seeds=seeds, n_per_seed=int(group["n"].min()),
+                         interval=kind, outcome=outcome if measure == "spearman" else ""))
+    return pd.DataFrame(rows, columns=columns)
 
 
 # --- verdicts: the rule is data ---------------------------------------------------------------

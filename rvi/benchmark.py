@@ -23,12 +23,11 @@ from tqdm.auto import tqdm
 from .attacks import attack
 from .cache import get_trained_model
 from .config import BenchmarkConfig, parse_eval_attack
-from .controls import TRIVIAL_EXPLAINERS, cascading_randomization, random_weights_model
+from .controls import TRIVIAL_EXPLAINERS, random_weights_model, randomization_curve
 from .data import Dataset, load_dataset
-from .evaluate import evaluate
-from .metrics import METRICS, alignment, cleanliness
+from .evaluate import predict
 from .result import BenchmarkResult
-from .saliency import explain
+from .scoring import score_maps, score_model
 
 #: Decimals kept for the example images and maps stored with a result (for figures).
 _EXAMPLE_DECIMALS = 4
@@ -53,10 +52,15 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
                   progress: bool = False) -> BenchmarkResult:
     """Run the study described by ``config``.
 
+    Each piece of work is done once per seed: one set of adversarial examples per model (also
+    used for the accuracy row of the same attack), one map per model x input x method scored by
+    every metric against every reference, the trivial explainers once per image, and one map per
+    randomization step scored by every metric and similarity measure.
+
     Args:
         config: what to run.
         data: an already loaded dataset to use instead of ``config.dataset`` (its name must
-            match ``config.dataset``, since cached models are keyed by it).
+            match ``config.dataset``; cached models are keyed by its content).
         progress: show progress bars (training, attacks, attributions).
 
     Returns:
@@ -72,58 +76,51 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
         raise ValueError(f"n_test must be at most {len(data.test_images)} for {data.name}, got {n}")
     images, labels = data.test_images[:n], data.test_labels[:n]
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    timings, training, records, accuracy, cascades = {}, {}, [], [], []
+    timings, training, records, accuracy, randomization = {}, {}, [], [], []
     examples = None
     for seed in config.seeds:
         with _timed(timings, f"train/seed{seed}"):
-            models = {}
-            for kind in ("natural", "robust"):
-                recipe = config.recipe(kind, seed)
-                model, history, path = get_trained_model(data, config.model, recipe, cache_dir,
-                                                         device=config.device,
-                                                         quiet=not progress)
-                models[kind] = model
-                training[f"{kind}/seed{seed}"] = {
-                    "recipe": recipe.label, "checkpoint": path.name, "epochs": len(history),
-                    "train_seconds": round(sum(h["seconds"] for h in history), 1),
-                    "final_train_loss": history[-1]["loss"],
-                    "final_train_accuracy": history[-1]["accuracy"]}
-            models["random_weights"] = random_weights_model(
-                config.model, seed, in_channels=data.image_shape[0],
-                num_classes=data.num_classes).to(config.device).eval()
-
-        with _timed(timings, f"evaluate/seed{seed}"):
-            accuracy += _accuracy_rows(config, models, images, labels, seed, progress)
+            models = _models(config, data, seed, cache_dir, training, progress)
 
         with _timed(timings, f"attack/seed{seed}"):
-            adversarial = {}
-            for kind in tqdm(("natural", "robust"), desc=f"attack ({config.attack.label})",
-                             disable=not progress, unit="model"):
-                source = models[_other(kind)] if config.transfer else models[kind]
-                adversarial[kind] = attack(source, images, labels, config.attack,
-                                           batch_size=config.batch_size, seed=seed,
-                                           num_classes=data.num_classes)
+            white_box = {kind: attack(models[kind], images, labels, config.attack,
+                                      batch_size=config.batch_size, seed=seed,
+                                      num_classes=data.num_classes)
+                         for kind in tqdm(TRAINED, desc=f"attack ({config.attack.label})",
+                                          disable=not progress, unit="model")}
+            adversarial = {kind: white_box[_other(kind)] if config.transfer else white_box[kind]
+                           for kind in TRAINED}
+
+        with _timed(timings, f"evaluate/seed{seed}"):
+            accuracy += _accuracy_rows(config, models, images, labels, seed, white_box,
+                                       data.num_classes, progress)
 
         with _timed(timings, f"explain/seed{seed}"):
-            cells = [("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
-                     ("robust", "adversarial")]
+            cells = [(m, i) for m in TRAINED for i in ("natural", "adversarial")]
             if "random_weights" in config.controls:
                 cells.append(("random_weights", "natural"))
             maps_for_grid = {}
             for model_kind, input_kind in tqdm(cells, desc="explain and score",
                                                disable=not progress, unit="cell"):
                 inputs = images if input_kind == "natural" else adversarial[model_kind]
-                frame, main_maps = _score_cell(config, models[model_kind], images, inputs,
-                                               labels, seed)
-                frame.insert(0, "input", input_kind)
-                frame.insert(0, "model", model_kind)
-                frame.insert(0, "seed", seed)
-                records.append(frame)
-                maps_for_grid[f"{model_kind}/{input_kind}"] = main_maps[:config.grid_images]
+                references = {"clean": images}
+                if input_kind == "adversarial":
+                    references["perturbed"] = inputs
+                scores, attributions = score_model(
+                    models[model_kind], inputs, references=references, methods=config.methods,
+                    metrics=config.metrics, target=config.target, labels=labels, seed=seed,
+                    batch_size=config.batch_size)
+                if (model_kind, input_kind) == ("natural", "natural"):
+                    scores.update(_trivial_scores(config, images, seed))
+                main = attributions[config.methods[0]]
+                records.append(_record_frame(seed, model_kind, input_kind, labels, main, scores))
+                maps_for_grid[f"{model_kind}/{input_kind}"] = main.maps[:config.grid_images]
 
-        if "cascading" in config.controls:
-            with _timed(timings, f"cascading/seed{seed}"):
-                cascades += _cascading_rows(config, models, images, labels, seed, progress)
+        modes = [m for m in RANDOMIZATION_MODES if m in config.controls]
+        if modes:
+            with _timed(timings, f"randomization/seed{seed}"):
+                randomization += _randomization_rows(config, models, images, labels, seed, modes,
+                                                     progress)
         if examples is None:
             examples = _examples(config, images, labels, adversarial, maps_for_grid)
 
@@ -133,89 +130,99 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
             "n_test": n, "dataset_size": {"train": len(data.train_images),
                                           "test": len(data.test_images)}}
     return BenchmarkResult(config=config, records=pd.concat(records, ignore_index=True),
-                           accuracy=pd.DataFrame(accuracy), cascading=pd.DataFrame(cascades),
+                           accuracy=pd.DataFrame(accuracy), cascading=pd.DataFrame(randomization),
                            examples=examples, meta=meta)
+
+
+TRAINED = ("natural", "robust")
+RANDOMIZATION_MODES = ("cascading", "independent")
 
 
 def _other(kind: str) -> str:
     return "robust" if kind == "natural" else "natural"
 
 
+def _models(config: BenchmarkConfig, data: Dataset, seed: int, cache_dir: Path, training: dict,
+            progress: bool) -> dict:
+    """The natural and robust models of ``seed`` (trained or cached) and the random-weights
+    control; each training run is summarized in ``training``."""
+    models = {}
+    for kind in TRAINED:
+        recipe = config.recipe(kind, seed)
+        model, history, path = get_trained_model(data, config.model, recipe, cache_dir,
+                                                 device=config.device, quiet=not progress)
+        models[kind] = model
+        training[f"{kind}/seed{seed}"] = {
+            "recipe": recipe.label, "checkpoint": path.name, "epochs": len(history),
+            "train_seconds": round(sum(h["seconds"] for h in history), 1),
+            "final_train_loss": history[-1]["loss"],
+            "final_train_accuracy": history[-1]["accuracy"]}
+    models["random_weights"] = random_weights_model(
+        config.model, seed, in_channels=data.image_shape[0],
+        num_classes=data.num_classes).to(config.device).eval()
+    return models
+
+
 def _accuracy_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
-                   progress: bool) -> list:
+                   white_box: dict, num_classes: int, progress: bool) -> list:
     """Clean accuracy and ``fgsm``/``pgd`` on all images; the costly attacks (``pgd-SxR``,
-    ``autoattack``) on the first ``eval_n``."""
-    attacks = [parse_eval_attack(s, config.attack) for s in config.eval_attacks]
-    cheap = [a for s, a in zip(config.eval_attacks, attacks) if s in ("fgsm", "pgd")]
-    costly = [a for s, a in zip(config.eval_attacks, attacks) if s not in ("fgsm", "pgd")]
+    ``autoattack``) on the first ``eval_n``. The benchmark attack's white-box examples are
+    reused, not made again."""
     subset = min(config.eval_n or len(images), len(images))
-    groups = [(cheap, None)] + ([(costly, subset)] if costly else [])
     rows = []
-    for kind in tqdm(("natural", "robust"), desc="accuracy under attack", disable=not progress,
-                     unit="model"):
-        for group, n_images in groups:
-            result = evaluate(models[kind], images, labels, group, n=n_images,
-                              batch_size=config.batch_size, seed=seed)
-            n = result.pop("n")
-            if n_images is not None:
-                result.pop("clean")  # clean accuracy is reported on all images
-            rows += [dict(seed=seed, model=kind, attack=k, accuracy=v, n=n)
-                     for k, v in result.items()]
+    for kind in tqdm(TRAINED, desc="accuracy under attack", disable=not progress, unit="model"):
+        model = models[kind]
+        rows.append(dict(seed=seed, model=kind, attack="clean", n=len(images),
+                         accuracy=_accuracy(model, images, labels)))
+        for spec in config.eval_attacks:
+            attack_config = parse_eval_attack(spec, config.attack)
+            count = len(images) if spec in ("fgsm", "pgd") else subset
+            if attack_config == config.attack:
+                adversarial = white_box[kind][:count]
+            else:
+                adversarial = attack(model, images[:count], labels[:count], attack_config,
+                                     batch_size=config.batch_size, seed=seed,
+                                     num_classes=num_classes)
+            rows.append(dict(seed=seed, model=kind, attack=attack_config.label, n=count,
+                             accuracy=_accuracy(model, adversarial, labels[:count])))
     return rows
 
 
-def _score_cell(config: BenchmarkConfig, model, clean, inputs, labels, seed: int) -> tuple:
-    """Per-image scores of one (model, input) cell; also returns the main method's maps."""
-    references = {"clean": clean}
-    if inputs is not clean:
-        references["perturbed"] = inputs
-    map_metrics = [m for m in config.metrics if METRICS[m].uses_map]
-    columns, main_maps, predicted, target = {}, None, None, None
-    target_arg = "true" if config.target == "true" else "predicted"
-    for method in config.methods:
-        result = explain(model, inputs, target_arg, method, labels=labels,
-                         batch_size=config.batch_size, seed=seed)
-        if main_maps is None:
-            main_maps, predicted, target = result.maps, result.predicted, result.target
-            columns["zero_map"] = result.zero_maps.numpy()
-        _add_scores(columns, method, result.maps, references, map_metrics)
-    for name in ("image", "edge", "noise"):
-        if name in config.controls:
-            maps = TRIVIAL_EXPLAINERS[name](inputs, seed=seed)
-            _add_scores(columns, name, maps, references, map_metrics)
-    for metric in config.metrics:
-        if metric == "alignment":
-            reference = "perturbed" if "perturbed" in references else "clean"
-            columns[f"model/alignment/{reference}"] = alignment(
-                model, inputs, batch_size=config.batch_size).cpu().numpy()
-    frame = pd.DataFrame({"image": np.arange(len(inputs)), "label": labels.numpy(),
-                          "target": target.numpy(), "prediction": predicted.numpy(),
-                          "correct": (predicted == labels).numpy(), **columns})
-    return frame, main_maps
+def _accuracy(model, images, labels) -> float:
+    return float((predict(model, images) == labels.cpu()).float().mean())
 
 
-def _add_scores(columns: dict, explainer: str, maps, references: dict, metrics: list) -> None:
-    for reference, image in references.items():
-        for metric in metrics:
-            columns[f"{explainer}/{metric}/{reference}"] = \
-                cleanliness(maps, image, metric).cpu().numpy()
+def _trivial_scores(config: BenchmarkConfig, images, seed: int) -> dict:
+    """The trivial explainers' scores on the clean test images, made once per seed."""
+    maps = {name: TRIVIAL_EXPLAINERS[name](images, seed=seed)
+            for name in TRIVIAL_EXPLAINERS if name in config.controls}
+    return score_maps(maps, images, config.metrics)
 
 
-def _cascading_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
-                    progress: bool) -> list:
-    rows = []
+def _record_frame(seed: int, model_kind: str, input_kind: str, labels, main, scores: dict
+                  ) -> pd.DataFrame:
+    """One row per image of a cell: identity, prediction, the main map's zero flag, scores."""
+    return pd.DataFrame({
+        "seed": seed, "model": model_kind, "input": input_kind,
+        "image": np.arange(len(labels)), "label": labels.numpy(), "target": main.target.numpy(),
+        "prediction": main.predicted.numpy(), "correct": (main.predicted == labels).numpy(),
+        "zero_map": main.zero_maps.cpu().numpy(),
+        **{key.column: values for key, values in scores.items()}})
+
+
+def _randomization_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
+                        modes: list, progress: bool) -> list:
+    """Per trained model and mode: mean map scores and map similarities to the trained model's
+    map as layers are re-initialized (:func:`rvi.controls.randomization_curve`)."""
     count = min(config.cascade_n, len(images))
-    method = config.methods[0]
-    for kind in tqdm(("natural", "robust"), desc="cascading randomization",
-                     disable=not progress, unit="model"):
-        for metric in config.metrics:
-            steps = cascading_randomization(models[kind], images[:count], labels[:count], metric,
-                                            method, seed=seed, batch_size=config.batch_size)
-            modules = dict(models[kind].named_modules())
-            rows += [dict(seed=seed, model=kind, metric=metric, method=method, step=step,
-                          layer=layer if layer == "none"
-                          else f"{layer}:{type(modules[layer]).__name__}", mean=score, n=count)
-                     for step, (layer, score) in enumerate(steps)]
+    rows = []
+    jobs = [(kind, mode) for kind in TRAINED for mode in modes]
+    for kind, mode in tqdm(jobs, desc="randomization tests", disable=not progress, unit="run"):
+        curve = randomization_curve(models[kind], images[:count], config.target,
+                                    labels=labels[:count], method=config.methods[0],
+                                    metrics=config.metrics, mode=mode, seed=seed,
+                                    batch_size=config.batch_size)
+        rows += [dict(seed=seed, model=kind, **row) for row in curve]
     return rows
 
 

@@ -215,12 +215,13 @@ class BenchmarkConfig(_Config):
         "cleanliness metrics: inner, cosine, foreground_mass, alignment",
         default=("cosine", "foreground_mass", "inner", "alignment"))
     controls: tuple[str, ...] = _help(
-        "controls: random_weights, image, edge, noise, cascading",
-        default=("random_weights", "image", "edge", "noise", "cascading"))
+        "controls: random_weights, image, edge, noise, cascading and independent (layer "
+        "randomization tests)",
+        default=("random_weights", "image", "edge", "noise", "cascading", "independent"))
     target: str = _help("class each map explains: true or predicted", default="true")
     n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
     seeds: tuple[int, ...] = _help("training seeds; each replaces both recipes' seed", default=(0,))
-    cascade_n: int = _help("images for cascading randomization", default=200)
+    cascade_n: int = _help("images for the layer randomization tests", default=200)
     grid_images: int = _help("test images shown in the saliency grid figure", default=6)
     bootstrap: int = _help("bootstrap resamples for 95% confidence intervals", default=2000)
     batch_size: int = _help("images per attack/attribution batch", default=250)
@@ -273,7 +274,7 @@ class BenchmarkConfig(_Config):
         return dataclasses.replace(getattr(self, kind), seed=seed)
 
 
-CONTROLS = ("random_weights", "image", "edge", "noise", "cascading")
+CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent")
 
 
 def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:

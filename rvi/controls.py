@@ -16,7 +16,7 @@ given: randomized models are deep copies, and the RNG stream of the caller is le
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,7 @@ from .evaluate import predict
 from .metrics import METRICS, cleanliness
 from .models import build_model
 from .saliency import METHODS, explain
+from .scoring import score_maps, score_model
 
 
 def random_weights_model(architecture_or_model: Union[str, nn.Module], seed: int = 0, *,
@@ -87,39 +88,74 @@ def parameter_layers(model: nn.Module, example: torch.Tensor) -> list:
 def cascading_randomization(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                             metric: str = "cosine", method: str = "guided_backprop", *,
                             seed: int = 0, batch_size: int = 256) -> list:
-    """Mean score as the layers are re-initialized from the output down, one more at a time
-    (Adebayo et al. 2018's cascading randomization), on a copy of ``model``.
+    """Mean ``metric`` as the layers are re-initialized from the output down (the score half of
+    :func:`randomization_curve` in cascading mode, for one metric).
 
     Shape:
         images: (N, C, H, W) float in [0, 1]; targets: (N,) int64, kept fixed at every step.
 
-    Args:
-        model: the trained classifier (not modified).
-        images: the images to explain and score against.
-        targets: the class each map explains (e.g. the true labels).
-        metric: a key of :data:`rvi.metrics.METRICS`.
-        method: a key of :data:`rvi.saliency.METHODS`.
-        seed: seeds the re-initialization (step ``i`` uses ``seed + i``).
-        batch_size: passed to :func:`rvi.saliency.explain`.
-
     Returns:
         ``[("none", mean score of the trained model), (layer name, mean score after that layer
-        and all above it are random), ...]``, top (output) layer first. A score that stays put
-        while the weights go random means the metric does not measure the model.
-
-    Raises:
-        ValueError: bad images, targets, metric, method or seed.
+        and all above it are random), ...]``, top (output) layer first.
     """
-    check_images(images, targets)
-    _check_metric_method(metric, method)
+    rows = randomization_curve(model, images, targets, method=method, metrics=(metric,),
+                               mode="cascading", seed=seed, batch_size=batch_size)
+    return [(row["layer"], row["mean"]) for row in rows if row["kind"] == "score"]
+
+
+def randomization_curve(model: nn.Module, images: torch.Tensor,
+                        target: Union[str, torch.Tensor] = "true", *,
+                        labels: Optional[torch.Tensor] = None, method: str = "guided_backprop",
+                        metrics: Sequence[str] = ("cosine",), mode: str = "cascading",
+                        seed: int = 0, batch_size: int = 256) -> list:
+    """Adebayo et al. (2018)'s model-randomization test on a copy of ``model``: maps as its
+    layers are re-initialized, scored and compared with the trained model's maps.
+
+    ``mode="cascading"`` re-initializes the layers from the output down, one more at each step;
+    ``"independent"`` re-initializes one layer at a time (the others trained). The classes
+    explained are resolved once, with the trained model (``"true"``: ``labels``;
+    ``"predicted"``: its predictions), and kept at every step. Step ``i`` re-initializes with
+    seed ``seed + i``.
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1].
+
+    Returns:
+        Rows ``{mode, method, step, layer, kind, metric, mean, sd, n}``: step 0 is the trained
+        model (layer ``"none"``); ``kind="score"`` rows hold each map metric of ``metrics``
+        (against the clean image), ``kind="similarity"`` rows each measure of
+        :data:`rvi.similarity.SIMILARITIES` between the step's maps and the trained model's
+        (1 at step 0). ``mean``/``sd`` are over the N images.
+    """
+    from .similarity import SIMILARITIES
+
+    check_images(images, labels)
+    if mode not in ("cascading", "independent"):
+        raise ValueError(f"mode must be cascading or independent, got {mode!r}")
+    for metric in metrics:
+        _check_metric_method(metric, method)
     check_int("seed", seed, 0)
+    targets = _resolve_targets(model, images, target, labels)
     work = copy.deepcopy(model)
-    layers = parameter_layers(work, images[:1])
-    results = [("none", _mean_score(work, images, targets, metric, method, batch_size))]
-    for step, name in enumerate(reversed(layers)):
-        _reset(work, [name], seed + step)
-        results.append((name, _mean_score(work, images, targets, metric, method, batch_size)))
-    return results
+    trained = {k: v.clone() for k, v in work.state_dict().items()}
+    layers = list(reversed(parameter_layers(work, images[:1])))
+    rows, original = [], None
+    for step, layer in enumerate(["none"] + layers):
+        if mode == "independent" and step > 1:
+            work.load_state_dict(trained)
+        if step > 0:
+            _reset(work, [layer], seed + step - 1)
+        maps = explain(work, images, targets, method, batch_size=batch_size).maps
+        original = maps if original is None else original
+        values = {("score", m): cleanliness(maps, images, m, model=work) for m in metrics}
+        values.update({("similarity", name): fn(maps, original)
+                       for name, fn in SIMILARITIES.items()})
+        for (kind, name), scores in values.items():
+            scores = scores.double()
+            rows.append(dict(mode=mode, method=method, step=step, layer=layer, kind=kind,
+                             metric=name, mean=float(scores.mean()),
+                             sd=float(scores.std()) if len(scores) > 1 else 0.0, n=len(scores)))
+    return rows
 
 
 def image_map(images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
@@ -173,11 +209,9 @@ def control_scores(model: nn.Module, images: torch.Tensor,
                    target: Union[str, torch.Tensor] = "true", *, metric: str = "cosine",
                    method: str = "guided_backprop", labels: Optional[torch.Tensor] = None,
                    seed: int = 0, batch_size: int = 256) -> dict:
-    """Per-image scores of the model and of every control, with one metric.
-
-    The target is resolved once with the trained model (``"true"`` needs ``labels``;
-    ``"predicted"`` is the trained model's prediction) and the same classes are explained for
-    the random-weights model.
+    """Per-image scores of the model and of every control, with one metric, through the
+    benchmark's scoring path (:func:`rvi.scoring.score_model`): with ``target="predicted"``
+    each model, the random-weights one included, explains its own prediction.
 
     Shape:
         images: (N, C, H, W) float in [0, 1]. Each returned tensor is (N,).
@@ -194,32 +228,29 @@ def control_scores(model: nn.Module, images: torch.Tensor,
     check_images(images, labels)
     _check_metric_method(metric, method)
     check_int("seed", seed, 0)
-    targets = _resolve_targets(model, images, target, labels)
-    random_model = random_weights_model(model, seed)
-    scores = {
-        "model": _scores(model, images, targets, metric, method, batch_size),
-        "random_weights": _scores(random_model, images, targets, metric, method, batch_size),
-    }
-    if method != "saliency":
-        scores["plain_gradient"] = _scores(model, images, targets, metric, "saliency", batch_size)
-    if METRICS[metric].uses_map:
-        for name, explainer in TRIVIAL_EXPLAINERS.items():
-            scores[name] = cleanliness(explainer(images, seed=seed), images, metric)
-    return scores
+    uses_map = METRICS[metric].uses_map
+    methods = (method,) if method == "saliency" or not uses_map else (method, "saliency")
+
+    def scores_of(scored_model: nn.Module, scored_methods: tuple) -> dict:
+        scores, _ = score_model(scored_model, images, references={"clean": images},
+                                methods=scored_methods, metrics=(metric,), target=target,
+                                labels=labels, seed=seed, batch_size=batch_size)
+        return {(key.explainer if uses_map else method): torch.from_numpy(values)
+                for key, values in scores.items()}
+
+    own = scores_of(model, methods)
+    result = {"model": own[method],
+              "random_weights": scores_of(random_weights_model(model, seed), (method,))[method]}
+    if "saliency" in own and method != "saliency":
+        result["plain_gradient"] = own["saliency"]
+    if uses_map:
+        trivial = {name: fn(images, seed=seed) for name, fn in TRIVIAL_EXPLAINERS.items()}
+        result.update({key.explainer: torch.from_numpy(values)
+                       for key, values in score_maps(trivial, images, (metric,)).items()})
+    return result
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-def _scores(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, metric: str,
-            method: str, batch_size: int) -> torch.Tensor:
-    maps = explain(model, images, targets, method, batch_size=batch_size).maps \
-        if METRICS[metric].uses_map else None
-    return cleanliness(maps, images, metric, model=model)
-
-
-def _mean_score(model, images, targets, metric, method, batch_size) -> float:
-    return float(_scores(model, images, targets, metric, method, batch_size).mean())
-
 
 def _resolve_targets(model: nn.Module, images: torch.Tensor, target, labels) -> torch.Tensor:
     if isinstance(target, torch.Tensor):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_write
-from .aggregate import ALPHA, long_scores
+from .aggregate import ALPHA, RANDOMIZATION_RULE, long_scores, randomization_test
 from .metrics import METRICS
 
 CELL_ORDER = [("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
@@ -175,17 +175,42 @@ def markdown(result) -> str:
                   f"p < {ALPHA:g}; intervals shown are the raw 95% ones)", ""]
     parts += [f"- {line}" for line in result.verdicts] or ["- (no paired differences)"]
     if not result.cascading.empty:
-        casc = result.cascading.groupby(["model", "metric", "step", "layer"], sort=False)["mean"] \
-            .mean().unstack(["model", "metric"])
-        casc.columns = [f"{m} / {k}" for m, k in casc.columns]
-        parts += ["", f"## Cascading randomization ({c.methods[0]}, mean score; layers "
-                      "re-initialized from the output down)", "",
-                  casc.reset_index().to_markdown(index=False, floatfmt=".3f")]
+        parts += _randomization_markdown(result)
     zero = result.records.groupby(["model", "input"], sort=False)["zero_map"].sum().astype(int)
     parts += ["", f"## All-zero {c.methods[0]} maps (scored 0 by convention)", "",
               zero.reset_index().rename(columns={"zero_map": "all-zero maps"})
               .to_markdown(index=False)]
     return "\n".join(parts) + "\n"
+
+
+def _randomization_markdown(result) -> list:
+    """The layer-randomization tables: scores and map similarities per step, and the test."""
+    table = result.cascading
+    method = table["method"].iloc[0]
+    parts = []
+    for mode, heading in (("cascading", "layers re-initialized from the output down, cumulative"),
+                          ("independent", "one layer re-initialized at a time")):
+        pick = table[table["mode"] == mode]
+        if pick.empty:
+            continue
+        wide = pick.groupby(["step", "layer", "model", "kind", "metric"], sort=False)["mean"] \
+            .mean().unstack(["model", "kind", "metric"])
+        wide.columns = [f"{m} / {'similarity: ' if k == 'similarity' else ''}{name}"
+                        for m, k, name in wide.columns]
+        parts += ["", f"## Layer randomization, {mode} ({method}; {heading}; mean over images "
+                      "and seeds; similarity to the trained model's maps)", "",
+                  wide.reset_index().to_markdown(index=False, floatfmt=".3f")]
+    test = randomization_test(table)
+    if not test.empty:
+        text = test.copy()
+        text["similarity at full randomization [95% interval]"] = [
+            _fmt(r["mean"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
+        parts += ["", "## Model-randomization test (Adebayo et al. 2018)", "",
+                  RANDOMIZATION_RULE, "",
+                  text[["model", "method", "measure",
+                        "similarity at full randomization [95% interval]", "seeds", "interval",
+                        "outcome"]].to_markdown(index=False)]
+    return parts
 
 
 def latex(result) -> str:
@@ -331,27 +356,29 @@ def accuracy_chart(result):
 
 
 def cascading_chart(result):
-    """Mean score as layers are re-initialized from the output down, per model and metric."""
+    """Cascading randomization: each map metric and each similarity to the trained maps as the
+    layers are re-initialized from the output down, per model."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
     casc = result.cascading
     if casc.empty:
         return None
-    metrics = list(dict.fromkeys(casc["metric"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
-        pick = casc[casc["metric"] == metric]
+    casc = casc[casc["mode"] == "cascading"]
+    panels = list(dict.fromkeys(zip(casc["kind"], casc["metric"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    for ax, (kind, metric) in zip(axes[0], panels):
+        pick = casc[(casc["kind"] == kind) & (casc["metric"] == metric)]
         sns.lineplot(data=pick, x="step", y="mean", hue="model", marker="o", ax=ax,
-                     errorbar=None)
+                     errorbar=("ci", 95) if pick["seed"].nunique() > 1 else None)
         layers = pick.drop_duplicates("step").sort_values("step")["layer"].tolist()
         ax.set_xticks(range(len(layers)))
         ax.set_xticklabels(["trained" if name == "none" else f"+{name}" for name in layers],
                            rotation=45, fontsize=7)
         ax.set_xlabel("layers re-initialized (from the output down)")
         ax.set_ylabel(f"mean {metric}")
-        ax.set_title(_direction(metric), fontsize=10)
-    fig.suptitle(f"Cascading randomization ({result.cascading['method'].iloc[0]} maps)",
-                 fontsize=11)
+        ax.set_title(_direction(metric) if kind == "score" else f"{metric} similarity to the "
+                     "trained map", fontsize=9)
+    fig.suptitle(f"Cascading randomization ({casc['method'].iloc[0]} maps)", fontsize=11)
     fig.tight_layout()
     return fig

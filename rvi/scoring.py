@@ -15,35 +15,18 @@ scored once, on the input the model saw, under the explainer name ``model``.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
+from .aggregate import ScoreKey
 from .metrics import METRICS, cleanliness
 from .saliency import Attribution, explain
 
 #: The explainer name under which model-only metrics (``uses_map=False``) are stored.
 MODEL_EXPLAINER = "model"
-
-
-class ScoreKey(NamedTuple):
-    """What a score column holds: who made the map, which metric, compared with which image."""
-
-    explainer: str
-    metric: str
-    reference: str
-
-    @property
-    def column(self) -> str:
-        return f"{self.explainer}/{self.metric}/{self.reference}"
-
-    @classmethod
-    def from_column(cls, column: str) -> Optional["ScoreKey"]:
-        """The key of a score column, or None for a column that is not a score."""
-        parts = column.split("/")
-        return cls(*parts) if len(parts) == 3 else None
 
 
 def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
