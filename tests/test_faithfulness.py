@@ -65,6 +65,23 @@ def test_curves_match_slow_reference(lenet, batch, mode, steps):
     assert fractions[0] == 0.0 and fractions[-1] == 1.0
 
 
+def test_deletion_curve_matches_quantus_pixel_flipping():
+    quantus = pytest.importorskip("quantus")
+    generator = torch.Generator().manual_seed(0)
+    model = _linear(torch.randn(5, 36, generator=generator))
+    images = torch.rand(3, 1, 6, 6, generator=generator) * 0.9 + 0.1
+    maps = torch.rand(3, 1, 6, 6, generator=generator)  # no ties: Quantus' argsort is not stable
+    targets = np.array([0, 2, 4])
+    metric = quantus.PixelFlipping(features_in_step=1, normalise=False, abs=False,
+                                   perturb_baseline=0.0, disable_warnings=True)
+    ref = metric(model=model, x_batch=images.numpy(), y_batch=targets, a_batch=maps.numpy(),
+                 softmax=True, device="cpu")
+    _, probs = F.perturbation_curves(model, images, maps, torch.from_numpy(targets), "deletion",
+                                     steps=36)
+    # Quantus' curve starts after the first pixel is flipped; rvi's starts at the intact image
+    np.testing.assert_allclose(probs[:, 1:].numpy(), np.asarray(ref), rtol=1e-5, atol=1e-7)
+
+
 def test_deletion_known_answer_linear_model():
     # two classes, logit_0 = <w, x>, logit_1 = 0: p_0 = sigmoid(<w, x>)
     w = torch.tensor([4.0, -1.0, 2.0, 3.0])
