@@ -172,3 +172,11 @@ def test_accuracy():
         accuracy(torch.rand(4), labels)
     with pytest.raises(ValueError, match="same non-zero length"):
         accuracy(torch.tensor([], dtype=torch.int64), torch.tensor([], dtype=torch.int64))
+
+
+def test_every_metric_has_a_section_in_the_docs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    for name in METRICS:
+        assert f"`{name}`" in text, name
