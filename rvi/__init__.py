@@ -4,13 +4,13 @@ Adversarial examples come from torchattacks, attributions from Captum; rvi train
 scores how clean their saliency maps are (with sanity controls) and reports the comparison.
 """
 
-from . import controls
+from . import controls, faithfulness, similarity
 from .attacks import attack
 from .benchmark import run_benchmark
 from .config import AttackConfig, BenchmarkConfig, TrainConfig
 from .data import DATASETS, Dataset, load_dataset
 from .evaluate import evaluate, predict
-from .metrics import METRICS, cleanliness
+from .metrics import METRICS, cleanliness, score
 from .models import MODELS, build_model
 from .result import BenchmarkResult
 from .saliency import METHODS, Attribution, explain
@@ -21,6 +21,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
     "METHODS", "METRICS", "MODELS", "TrainConfig", "attack", "build_model", "cleanliness",
-    "controls", "evaluate", "explain", "load_checkpoint", "load_dataset", "load_model",
-    "new_model", "predict", "run_benchmark", "train_model",
+    "controls", "evaluate", "explain", "faithfulness", "load_checkpoint", "load_dataset",
+    "load_model", "new_model", "predict", "run_benchmark", "score", "similarity", "train_model",
 ]

@@ -11,12 +11,18 @@ from __future__ import annotations
 import contextlib
 from typing import Optional
 
+import numpy as np
 import torch
 import torchattacks
 from torch import nn
 
 from ._modelstate import model_device, preserved_state
 from .config import AttackConfig, check_int
+
+#: AutoAttack always runs on consecutive chunks of this many images (the last may be shorter),
+#: each with its own seed derived from ``(seed, chunk index)``, whatever ``batch_size`` is, so
+#: its adversarial images do not depend on ``batch_size``.
+AUTOATTACK_CHUNK = 250
 
 
 def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
@@ -40,16 +46,28 @@ def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
             raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {got}")
 
 
-def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10):
-    """A torchattacks attack object for ``config``; the device is taken from the model."""
+def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10, *,
+                 seed: int = 0):
+    """A torchattacks attack object for ``config``; the device is taken from the model.
+
+    ``seed`` is AutoAttack's own seed (each of its sub-attacks calls
+    ``torch.manual_seed(seed)`` on every call); FGSM and PGD ignore it (PGD's random start draws
+    from the global RNG, which :func:`attack` seeds).
+    """
+    check_int("seed", seed, 0)
     if config.name == "fgsm":
         return torchattacks.FGSM(model, eps=config.eps)
     if config.name == "autoattack":
         return torchattacks.AutoAttack(model, norm="Linf", eps=config.eps, version="standard",
-                                       n_classes=num_classes, seed=0)
+                                       n_classes=num_classes, seed=seed)
     pgd = [torchattacks.PGD(model, eps=config.eps, alpha=config.alpha, steps=config.steps,
                             random_start=config.random_start) for _ in range(config.restarts)]
     return pgd[0] if config.restarts == 1 else torchattacks.MultiAttack(pgd)
+
+
+def autoattack_seed(seed: int, chunk: int) -> int:
+    """The seed AutoAttack gets for chunk ``chunk`` (images ``chunk * AUTOATTACK_CHUNK`` on)."""
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint32)[0])
 
 
 @contextlib.contextmanager
@@ -74,20 +92,42 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
         images: (N, C, H, W) float in [0, 1].
         labels: (N,) int64 true labels.
         config: which attack and its budget.
-        batch_size: images per torchattacks call.
-        seed: seeds PGD's random start (None: use the global RNG as it stands).
+        batch_size: images per torchattacks call for FGSM and PGD. AutoAttack ignores it and
+            runs on chunks of :data:`AUTOATTACK_CHUNK` images, chunk ``i`` with seed
+            :func:`autoattack_seed` ``(seed, i)``, so its result does not depend on it.
+        seed: seeds PGD's random start and AutoAttack (None: PGD uses the global RNG as it
+            stands, AutoAttack uses seed 0). The caller's torch and NumPy RNG states are left as
+            they were.
 
     Returns:
         (N, C, H, W) float in [0, 1] on the images' device, with ``|x_adv - x| <= eps``.
     """
     check_images(images, labels)
     check_int("batch_size", batch_size, 1)
+    if seed is not None:
+        check_int("seed", seed, 0)
     device = model_device(model)
     out = torch.empty_like(images)
-    with preserved_state(model), torch.enable_grad(), seeded(seed, device):
-        atk = build_attack(model, config, num_classes)
-        for start in range(0, len(images), batch_size):
-            batch = slice(start, start + batch_size)
-            adv = atk(images[batch].to(device), labels[batch].to(device))
-            out[batch] = adv.detach().to(out.device)
+    # AutoAttack's sub-attacks call torch.manual_seed themselves: always fork the RNG for them
+    fork = 0 if seed is None and config.name == "autoattack" else seed
+    numpy_state = np.random.get_state()
+    try:
+        with preserved_state(model), torch.enable_grad(), seeded(fork, device):
+            if config.name == "autoattack":
+                for chunk, start in enumerate(range(0, len(images), AUTOATTACK_CHUNK)):
+                    atk = build_attack(model, config, num_classes,
+                                       seed=autoattack_seed(seed or 0, chunk))
+                    _run(atk, images, labels, slice(start, start + AUTOATTACK_CHUNK), out, device)
+            else:
+                atk = build_attack(model, config, num_classes)
+                for start in range(0, len(images), batch_size):
+                    _run(atk, images, labels, slice(start, start + batch_size), out, device)
+    finally:
+        np.random.set_state(numpy_state)
     return out
+
+
+def _run(atk, images: torch.Tensor, labels: torch.Tensor, part: slice, out: torch.Tensor,
+         device) -> None:
+    adv = atk(images[part].to(device), labels[part].to(device))
+    out[part] = adv.detach().to(out.device)

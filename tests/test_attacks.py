@@ -1,7 +1,10 @@
+import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import rvi
+from rvi import attacks
 from rvi.config import AttackConfig
 
 
@@ -64,3 +67,47 @@ def test_bad_inputs(lenet, images, labels, message):
 def test_bad_batch_size(lenet, batch):
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         rvi.attack(lenet, *batch, AttackConfig(), batch_size=0)
+
+
+def _tiny_autoattack_setup():
+    """A 10-class MLP on 8x8 images where AutoAttack fools most but not all of 20 images, so
+    every sub-attack (APGD, APGD-T, FAB-T, Square) runs."""
+    generator = torch.Generator().manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(torch.randn(param.shape, generator=generator))
+    images = torch.rand(20, 1, 8, 8, generator=generator)
+    with torch.no_grad():
+        labels = model(images).argmax(1)
+    return model, images, labels
+
+
+def test_autoattack_seeded_independent_of_batch_size_and_leaves_rngs(monkeypatch):
+    monkeypatch.setattr(attacks, "AUTOATTACK_CHUNK", 8)  # 20 images: chunks of 8, 8, 4
+    model, images, labels = _tiny_autoattack_setup()
+    config = AttackConfig(name="autoattack", eps=0.15)
+    np.random.seed(123)
+    numpy_state = np.random.get_state()
+    torch_state = torch.get_rng_state()
+    small = attacks.attack(model, images, labels, config, batch_size=5, seed=1)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1]) \
+        and after[2:] == numpy_state[2:]
+    large = attacks.attack(model, images, labels, config, batch_size=100, seed=1)
+    assert torch.equal(small, large)
+    assert float((small - images).abs().max()) <= 0.15 + 1e-6
+    with torch.no_grad():
+        fooled = model(small).argmax(1) != labels
+    assert 0 < int(fooled.sum()) < len(images)  # some images survive: Square ran too
+
+
+def test_build_attack_passes_seed_to_autoattack():
+    model, _, _ = _tiny_autoattack_setup()
+    config = AttackConfig(name="autoattack", eps=0.1)
+    atk = attacks.build_attack(model, config, seed=7)
+    assert {sub.seed for sub in atk._autoattack.attacks} == {7}
+    assert attacks.autoattack_seed(7, 0) != attacks.autoattack_seed(7, 1)
+    with pytest.raises(ValueError, match="seed"):
+        attacks.build_attack(model, config, seed=-1)

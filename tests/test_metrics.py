@@ -110,11 +110,15 @@ def test_color_image_compared_by_channel_mean():
 
 
 def test_registry_is_data():
-    assert set(METRICS) == {"inner", "cosine", "foreground_mass", "alignment"}
+    assert set(METRICS) == {"inner", "cosine", "foreground_mass", "alignment", "alignment_logit",
+                            "alignment_margin", "gini", "deletion", "insertion", "infidelity",
+                            "sensitivity_max"}
     for name, info in METRICS.items():
         assert isinstance(info, MetricInfo) and info.name == name
         assert info.low < info.high and isinstance(info.higher_is_better, bool)
-        assert info.description
+        assert info.description and info.cannot_show
+        assert info.family in ("cleanliness", "faithfulness")
+        assert not info.needs_targets or info.needs_model
         with pytest.raises(dataclasses.FrozenInstanceError):
             info.name = "other"
     assert METRICS["alignment"].needs_model and not METRICS["alignment"].uses_map
@@ -168,3 +172,11 @@ def test_accuracy():
         accuracy(torch.rand(4), labels)
     with pytest.raises(ValueError, match="same non-zero length"):
         accuracy(torch.tensor([], dtype=torch.int64), torch.tensor([], dtype=torch.int64))
+
+
+def test_every_metric_has_a_section_in_the_docs():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "metrics.md").read_text()
+    for name in METRICS:
+        assert f"`{name}`" in text, name

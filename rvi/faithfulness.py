@@ -1,0 +1,326 @@
+"""Faithfulness of saliency maps: does the map reflect what the model uses? Pure functions.
+
+Each function returns one float per image, (N,), on the images' device:
+
+- :func:`deletion` / :func:`insertion`: area under the target-class probability curve as the
+  pixels are removed from (inserted into) the image in the map's order (Petsiuk et al. 2018).
+  Computed here, batched: all steps of several images go through the model in one pass.
+- :func:`infidelity`: Captum's ``captum.metrics.infidelity`` (``normalize=True``) with a seeded
+  Gaussian perturbation (Yeh et al. 2019).
+- :func:`sensitivity_max`: Captum's ``captum.metrics.sensitivity_max``, which recomputes the map
+  (:func:`rvi.saliency.explain`) on seeded, slightly perturbed copies of each image.
+- :func:`gini`: the Gini index of ``|map|`` (sparseness; Chalasani et al. 2020). Computed here.
+
+Random draws come from one generator per image, seeded from ``(seed, image index)``, so results
+do not depend on ``batch_size`` and the caller's RNG stream is never touched. The model is put in
+``eval()`` and its parameters stop requiring gradients during a call; both are restored.
+See ``docs/metrics.md`` for formulas, directions and what each score cannot show.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+import torch
+from captum.metrics import infidelity as captum_infidelity
+from captum.metrics import sensitivity_max as captum_sensitivity_max
+from torch import nn
+
+from ._modelstate import model_device, preserved_state
+from .attacks import check_images
+from .config import check_int
+from .saliency import METHODS, explain
+
+#: Default number of equal steps of the deletion/insertion curves (5% of the pixels each).
+CURVE_STEPS = 20
+#: Std of infidelity's Gaussian perturbation, in units of the [0, 1] pixel range.
+INFIDELITY_NOISE_STD = 0.1
+#: Radius of sensitivity_max's uniform L-inf perturbation (Captum's default).
+SENSITIVITY_RADIUS = 0.02
+#: Perturbed copies per image for infidelity and sensitivity_max (Captum's default).
+PERTURB_SAMPLES = 10
+
+
+def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
+                        targets: torch.Tensor, mode: str = "deletion", *, steps: int = CURVE_STEPS,
+                        baseline: float = 0.0, batch_size: int = 256) -> tuple:
+    """Deletion or insertion curves: target-class softmax probability against the fraction of
+    pixels changed, most relevant pixels first.
+
+    A pixel's relevance is the map summed over its channels; all channels of a pixel change
+    together. Pixels are ranked by relevance, highest first; **ties keep row-major order** (the
+    lower flat index ``h * W + w`` goes first; a stable sort). After step ``k`` of ``steps`` the
+    first ``n_k = floor(k * H * W / steps)`` ranked pixels are changed: set to ``baseline``
+    (deletion) or, starting from an all-``baseline`` image, set to the image's values (insertion).
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1]; maps: (N, 1, H, W) or (N, C, H, W) finite float;
+        targets: (N,) int64. Returns ``(fractions, probs)``: (steps + 1,) float64 fractions
+        ``n_k / (H W)`` from 0 to 1 (CPU), and (N, steps + 1) float probabilities in [0, 1].
+
+    Raises:
+        ValueError: bad images, maps, targets, mode, steps, baseline or batch size.
+    """
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    check_images(images)
+    _check_maps(maps, images)
+    check_int("steps", steps, 1)
+    check_int("batch_size", batch_size, 1)
+    if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) \
+            or not 0.0 <= baseline <= 1.0:
+        raise ValueError(f"baseline must be a number in [0, 1], got {baseline!r}")
+    n, _, height, width = images.shape
+    pixels = height * width
+    relevance = maps.detach().sum(1).flatten(1)
+    order = torch.sort(relevance, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(pixels, device=order.device).expand(n, pixels))
+    counts = torch.arange(steps + 1) * pixels // steps
+    fractions = counts.double() / pixels
+    device = model_device(model)
+    counts = counts.to(device)
+    per_call = max(1, batch_size // (steps + 1))
+    probs = []
+    with preserved_state(model), torch.no_grad():
+        model.eval()
+        num_classes = None
+        for start in range(0, n, per_call):
+            part = slice(start, start + per_call)
+            x = images[part].detach().to(device)
+            m, c = x.shape[:2]
+            changed = (rank[part].to(device)[:, None, :] < counts[None, :, None])[:, :, None, :]
+            flat = x.flatten(2)[:, None]
+            base = torch.full_like(flat, float(baseline))
+            batch = torch.where(changed, base, flat) if mode == "deletion" \
+                else torch.where(changed, flat, base)
+            logits = model(batch.reshape(m * (steps + 1), c, height, width))
+            num_classes = _check_logits(logits, m * (steps + 1))
+            if start == 0:
+                _check_targets(targets, n, num_classes)
+            target = targets[part].to(device).repeat_interleave(steps + 1)
+            picked = logits.softmax(1).gather(1, target[:, None])
+            probs.append(picked.reshape(m, steps + 1).to(images.device))
+    return fractions, torch.cat(probs)
+
+
+def deletion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+             *, steps: int = CURVE_STEPS, baseline: float = 0.0, batch_size: int = 256
+             ) -> torch.Tensor:
+    """Deletion AUC (Petsiuk et al. 2018): area under the target-class probability as the most
+    relevant pixels are set to ``baseline`` (0, black), trapezoid rule over the fraction removed
+    in [0, 1]. **Lower is better** (a faithful map removes the evidence first).
+
+    Shape:
+        see :func:`perturbation_curves`. Returns (N,) float in [0, 1].
+    """
+    fractions, probs = perturbation_curves(model, images, maps, targets, "deletion", steps=steps,
+                                           baseline=baseline, batch_size=batch_size)
+    return torch.trapezoid(probs, fractions.to(probs), dim=1)
+
+
+def insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+              *, steps: int = CURVE_STEPS, baseline: float = 0.0, batch_size: int = 256
+              ) -> torch.Tensor:
+    """Insertion AUC (Petsiuk et al. 2018): area under the target-class probability as the most
+    relevant pixels are copied into an all-``baseline`` image, trapezoid rule over the fraction
+    inserted in [0, 1]. **Higher is better**.
+
+    Shape:
+        see :func:`perturbation_curves`. Returns (N,) float in [0, 1].
+    """
+    fractions, probs = perturbation_curves(model, images, maps, targets, "insertion", steps=steps,
+                                           baseline=baseline, batch_size=batch_size)
+    return torch.trapezoid(probs, fractions.to(probs), dim=1)
+
+
+def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+               *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = PERTURB_SAMPLES,
+               seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+    """Captum's normalized explanation infidelity (Yeh et al. 2019) of the target logit.
+
+    ``E_I[(beta <I, s> - (f_t(x) - f_t(x - I)))^2]`` with ``I ~ N(0, noise_std^2)`` per pixel,
+    ``f_t`` the target class's **logit**, and ``beta`` the least-squares scale Captum applies with
+    ``normalize=True`` (so the score does not change when the map is scaled). **Lower is better**.
+    A (N, 1, H, W) map next to C-channel images is repeated over the channels. Perturbed images
+    are not clipped to [0, 1].
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1]; maps: (N, 1 or C, H, W); targets: (N,) int64.
+        Returns (N,) float >= 0.
+    """
+    check_images(images)
+    _check_maps(maps, images)
+    _check_positive("noise_std", noise_std)
+    check_int("n_perturb_samples", n_perturb_samples, 1)
+    check_int("seed", seed, 0)
+    check_int("batch_size", batch_size, 1)
+    device = model_device(model)
+    maps = maps.expand_as(images) if maps.shape[1] != images.shape[1] else maps
+    per_call = max(1, batch_size // n_perturb_samples)
+    out = []
+    with preserved_state(model):
+        model.eval()
+        for param in model.parameters():
+            param.requires_grad_(False)
+        _check_targets(targets, len(images), _num_classes(model, images[:1].to(device)))
+        for start in range(0, len(images), per_call):
+            part = slice(start, start + per_call)
+            x = images[part].detach().to(device)
+            perturb = _gaussian_perturbation(seed, start, len(x), n_perturb_samples, noise_std)
+            scores = captum_infidelity(model, perturb, x, maps[part].detach().to(x),
+                                       target=targets[part].to(device),
+                                       n_perturb_samples=n_perturb_samples, normalize=True)
+            out.append(scores.to(images.device))
+    return torch.cat(out)
+
+
+def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                    method: str = "guided_backprop", *, radius: float = SENSITIVITY_RADIUS,
+                    n_perturb_samples: int = PERTURB_SAMPLES, absolute: bool = True, seed: int = 0,
+                    batch_size: int = 256) -> torch.Tensor:
+    """Captum's max-sensitivity (Yeh et al. 2019) of ``method``'s maps.
+
+    ``max_j ||s(x + d_j) - s(x)||_F / ||s(x)||_F`` over ``n_perturb_samples`` draws ``d_j``
+    uniform in the L-inf ball of ``radius``, with ``x + d_j`` clipped to [0, 1] (rvi's maps are
+    defined on [0, 1] images). Maps come from :func:`rvi.saliency.explain` with ``method``,
+    ``absolute`` and the target class (an all-zero original map divides by 1, as in Captum).
+    **Lower is better** (a stable explanation).
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1]; targets: (N,) int64. Returns (N,) float >= 0.
+    """
+    check_images(images)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    _check_positive("radius", radius)
+    check_int("n_perturb_samples", n_perturb_samples, 1)
+    check_int("seed", seed, 0)
+    check_int("batch_size", batch_size, 1)
+    device = model_device(model)
+    with preserved_state(model):
+        model.eval()
+        _check_targets(targets, len(images), _num_classes(model, images[:1].to(device)))
+
+    per_call = max(1, batch_size // n_perturb_samples)
+    out = []
+    for start in range(0, len(images), per_call):
+        part = slice(start, start + per_call)
+        x = images[part].detach().to(device)
+        explanation = _explanation(model, targets[part].to(device), method, absolute, seed,
+                                   batch_size)
+        perturb = _uniform_perturbation(seed, start, len(x), n_perturb_samples, radius)
+        scores = captum_sensitivity_max(explanation, x, perturb_func=perturb,
+                                        n_perturb_samples=n_perturb_samples)
+        out.append(scores.to(images.device))
+    return torch.cat(out)
+
+
+def gini(maps: torch.Tensor) -> torch.Tensor:
+    """Gini index of ``|s|`` per map (sparseness; Chalasani et al. 2020). **Higher = sparser**.
+
+    ``G = sum_k (2k - n - 1) a_(k) / (n sum_k a_(k))`` with ``a_(1) <= ... <= a_(n)`` the sorted
+    ``|s|`` over all n entries: 0 for a uniform map, ``1 - 1/n`` for a map with one non-zero
+    entry; 0.0 for an all-zero map.
+
+    Shape:
+        maps: (N, C, H, W) float, finite. Returns (N,) in [0, 1 - 1/n].
+    """
+    _check_maps(maps)
+    a = maps.detach().abs().flatten(1).double().sort(dim=1).values
+    n = a.shape[1]
+    k = torch.arange(1, n + 1, dtype=torch.float64, device=a.device)
+    total = a.sum(1)
+    g = ((2 * k - n - 1) * a).sum(1) / (n * total.clamp_min(torch.finfo(torch.float64).tiny))
+    return torch.where(total > 0, g, torch.zeros_like(g)).to(maps.dtype)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _draws(seed: int, start: int, count: int, samples: int, shape, kind: str) -> torch.Tensor:
+    """(count * samples, *shape) float32 draws on CPU; image ``start + i`` gets its own
+    generator seeded from ``(seed, start + i)``, so draws do not depend on batching."""
+    out = []
+    for index in range(start, start + count):
+        state = np.random.SeedSequence([seed, index]).generate_state(2, dtype=np.uint32)
+        gen = torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+        size = (samples, *shape)
+        out.append(torch.randn(size, generator=gen) if kind == "normal"
+                   else torch.rand(size, generator=gen))
+    return torch.cat(out)
+
+
+def _explanation(model: nn.Module, targets: torch.Tensor, method: str, absolute: bool, seed: int,
+                 batch_size: int):
+    """Captum sensitivity ``explanation_func`` for one chunk of images: ``explain``'s maps, as a
+    1-tuple (Captum iterates over it). Captum hands over the chunk itself first, then each image's
+    perturbed copies consecutively; the targets are repeated to match (Captum's own expansion
+    of ``target=`` skips a one-element tensor)."""
+    def explanation(inputs):
+        x = inputs[0] if isinstance(inputs, tuple) else inputs
+        target = targets.repeat_interleave(len(x) // len(targets))
+        return (explain(model, x, target, method, absolute=absolute, batch_size=batch_size,
+                        seed=seed).maps,)
+    return explanation
+
+
+def _gaussian_perturbation(seed: int, start: int, count: int, samples: int, std: float):
+    """Captum infidelity ``perturb_func``: (perturbation I, inputs - I), I ~ N(0, std^2)."""
+    def perturb(inputs):
+        noise = _draws(seed, start, count, samples, inputs.shape[1:], "normal").to(inputs) * std
+        return noise, inputs - noise
+    return perturb
+
+
+def _uniform_perturbation(seed: int, start: int, count: int, samples: int, radius: float):
+    """Captum sensitivity ``perturb_func`` (one parameter, so Captum passes no radius): inputs
+    plus uniform noise in [-radius, radius], clipped to [0, 1]."""
+    def perturb(inputs):
+        draw = _draws(seed, start, count, samples, inputs.shape[1:], "uniform").to(inputs)
+        return (inputs + (2 * draw - 1) * radius).clamp(0.0, 1.0)
+    return perturb
+
+
+def _check_positive(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def _check_maps(maps, images: Optional[torch.Tensor] = None) -> None:
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 4 or not maps.is_floating_point():
+        got = f"{maps.dtype} of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) \
+            else repr(maps)
+        raise ValueError(f"maps must be a float tensor of shape (N, C, H, W), got {got}")
+    if not torch.isfinite(maps).all():
+        raise ValueError("maps must be finite, got NaN or infinite values")
+    if images is not None:
+        n, c, h, w = images.shape
+        if maps.shape not in ((n, 1, h, w), (n, c, h, w)):
+            raise ValueError(f"maps must have shape ({n}, 1 or {c}, {h}, {w}) to match the "
+                             f"images, got {tuple(maps.shape)}")
+
+
+def _check_logits(logits, n: int) -> int:
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != n:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"model must return ({n}, K) logits, got {got}")
+    return int(logits.shape[1])
+
+
+@torch.no_grad()
+def _num_classes(model: nn.Module, example: torch.Tensor) -> int:
+    return _check_logits(model(example), len(example))
+
+
+def _check_targets(targets, n: int, num_classes: int) -> None:
+    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64 \
+            or targets.shape != (n,):
+        got = f"{targets.dtype} of shape {tuple(targets.shape)}" \
+            if isinstance(targets, torch.Tensor) else repr(targets)
+        raise ValueError(f"targets must be an int64 tensor of shape ({n},), got {got}")
+    if n and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        raise ValueError(f"targets must be classes in [0, {num_classes}), got values in "
+                         f"[{int(targets.min())}, {int(targets.max())}]")

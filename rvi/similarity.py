@@ -1,0 +1,173 @@
+"""Similarity of two batches of saliency maps, and Adebayo et al. (2018)'s randomization test.
+
+The randomization test asks whether a map changes when the model's weights are re-initialized;
+it compares maps with maps (not maps with images). Per-image similarities:
+
+- :func:`spearman`: Spearman rank correlation of ``|s|`` (scipy ``rankdata``, average ranks for
+  ties, then Pearson), in [-1, 1].
+- :func:`ssim`: scikit-image's ``structural_similarity`` of the maps scaled to [0, 1]
+  (``|s| / max |s|``, ``data_range=1``), in [-1, 1].
+- :func:`hog_similarity`: Pearson correlation of scikit-image ``hog`` descriptors of the same
+  scaled maps, in [-1, 1].
+
+Where a similarity is undefined (a constant map has no rank or HOG variance), it is 0.0 unless
+the two maps are identical, when it is 1.0. :func:`randomization_similarity` re-initializes the
+layers of a deep copy of the model (cascading or independent) and returns, per layer, the
+similarity of each image's randomized map to its original map.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Sequence
+
+import numpy as np
+import torch
+from scipy.stats import rankdata
+from torch import nn
+
+from .attacks import check_images
+from .config import check_int
+from .saliency import METHODS, explain
+
+MODES = ("cascading", "independent")
+#: scikit-image ``hog`` settings used by :func:`hog_similarity` (7 x 7 cells on a 28 x 28 map).
+HOG_SETTINGS = {"orientations": 9, "pixels_per_cell": (4, 4), "cells_per_block": (2, 2)}
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman rank correlation of ``|a|`` and ``|b|`` per image (ties get average ranks).
+
+    Shape:
+        a, b: (N, C, H, W) float, finite, same shape. Returns (N,) float64 in [-1, 1] (CPU).
+    """
+    x, y = _check_pair(a, b)
+    rx = rankdata(np.abs(x), axis=1)
+    ry = rankdata(np.abs(y), axis=1)
+    return torch.from_numpy(_pearson_rows(rx, ry, np.abs(x), np.abs(y)))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Structural similarity (scikit-image, default 7 x 7 window, ``data_range=1``) of the
+    maps scaled to [0, 1] as ``|s| / max |s|`` (an all-zero map stays zero), per image; channels
+    are summed first.
+
+    Shape:
+        a, b: (N, C, H, W) float, finite, same shape, H and W >= 7. Returns (N,) float64 (CPU).
+    """
+    from skimage.metrics import structural_similarity
+
+    x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=7))
+    return torch.tensor([structural_similarity(p, q, data_range=1.0) for p, q in zip(x, y)],
+                        dtype=torch.float64)
+
+
+def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation of the HOG descriptors (scikit-image ``hog`` with
+    :data:`HOG_SETTINGS`) of the maps scaled to [0, 1], per image; channels are summed first.
+
+    Shape:
+        a, b: (N, C, H, W) float, finite, same shape, H and W >= 8. Returns (N,) float64 (CPU).
+    """
+    from skimage.feature import hog
+
+    side = HOG_SETTINGS["pixels_per_cell"][0] * HOG_SETTINGS["cells_per_block"][0]
+    x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=side))
+    hx = np.stack([hog(p, **HOG_SETTINGS) for p in x])
+    hy = np.stack([hog(q, **HOG_SETTINGS) for q in y])
+    return torch.from_numpy(_pearson_rows(hx, hy, hx, hy))
+
+
+SIMILARITIES = {"spearman": spearman, "ssim": ssim, "hog": hog_similarity}
+
+
+def randomization_similarity(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                             method: str = "guided_backprop", mode: str = "cascading", *,
+                             seed: int = 0, measures: Sequence[str] = tuple(SIMILARITIES),
+                             absolute: bool = True, batch_size: int = 256) -> list:
+    """Adebayo et al. (2018)'s model-parameter randomization test, as map similarities.
+
+    Layers (modules owning parameters) are re-initialized on a deep copy of ``model`` with
+    their own ``reset_parameters()``, from the output layer down. ``"cascading"``: cumulative
+    (after step ``i`` the top ``i + 1`` layers are random); ``"independent"``: one layer at a
+    time, the others trained. Layer ``i`` (counted from the output) is re-initialized with seed
+    ``seed + i`` in both modes. Targets stay fixed.
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1]; targets: (N,) int64.
+
+    Returns:
+        ``[(layer name, {measure: (N,) float64 similarity of the randomized map to the
+        original map})]``, output layer first. A method that passes the test drops towards 0.
+
+    Raises:
+        ValueError: bad images, targets, method, mode, measures or seed; a layer without
+            ``reset_parameters()``.
+    """
+    from .controls import _reset, parameter_layers  # controls imports metrics; avoid a cycle
+
+    check_images(images, targets)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    measures = tuple(measures)
+    if not measures or any(m not in SIMILARITIES for m in measures):
+        raise ValueError(f"measures must be a non-empty subset of {', '.join(SIMILARITIES)}; "
+                         f"got {measures!r}")
+    check_int("seed", seed, 0)
+
+    def maps(net):
+        return explain(net, images, targets, method, absolute=absolute,
+                       batch_size=batch_size).maps.cpu()
+
+    original = maps(model)
+    work = copy.deepcopy(model)
+    layers = list(reversed(parameter_layers(work, images[:1])))
+    results = []
+    for step, name in enumerate(layers):
+        if mode == "independent":
+            work = copy.deepcopy(model)
+        _reset(work, [name], seed + step)
+        randomized = maps(work)
+        results.append((name, {m: SIMILARITIES[m](original, randomized) for m in measures}))
+    return results
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+def _check_pair(a, b, flat: bool = True, min_side: int = 1) -> tuple:
+    for name, m in (("a", a), ("b", b)):
+        if not isinstance(m, torch.Tensor) or m.ndim != 4 or not m.is_floating_point():
+            got = f"{m.dtype} of shape {tuple(m.shape)}" if isinstance(m, torch.Tensor) else repr(m)
+            raise ValueError(f"{name} must be a float tensor of shape (N, C, H, W), got {got}")
+        if not torch.isfinite(m).all():
+            raise ValueError(f"{name} must be finite, got NaN or infinite values")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}")
+    if min(a.shape[2:]) < min_side:
+        raise ValueError(f"maps must be at least {min_side} x {min_side} pixels, got "
+                         f"{tuple(a.shape[2:])}")
+    x = a.detach().cpu().double().numpy()
+    y = b.detach().cpu().double().numpy()
+    if flat:
+        return x.reshape(len(x), -1), y.reshape(len(y), -1)
+    return np.abs(x).sum(1), np.abs(y).sum(1)
+
+
+def _scaled(maps: np.ndarray) -> np.ndarray:
+    """(N, H, W) non-negative maps divided by their maximum (all-zero maps stay zero)."""
+    peak = maps.reshape(len(maps), -1).max(1)[:, None, None]
+    return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
+
+
+def _pearson_rows(x: np.ndarray, y: np.ndarray, raw_x: np.ndarray, raw_y: np.ndarray
+                  ) -> np.ndarray:
+    """Row-wise Pearson correlation; 1.0 for identical raw rows, 0.0 where a row is constant."""
+    xc = x - x.mean(1, keepdims=True)
+    yc = y - y.mean(1, keepdims=True)
+    denom = np.sqrt((xc * xc).sum(1) * (yc * yc).sum(1))
+    r = np.divide((xc * yc).sum(1), denom, out=np.zeros(len(x)), where=denom > 0)
+    same = (raw_x == raw_y).all(1)
+    return np.clip(np.where(same, 1.0, r), -1.0, 1.0)

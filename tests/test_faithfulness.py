@@ -1,0 +1,283 @@
+"""Tests for rvi.faithfulness and the general entry point rvi.metrics.score."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rvi import faithfulness as F
+from rvi.metrics import METRICS, alignment, alignment_margin, cleanliness, score
+from rvi.saliency import explain
+
+
+def _linear(weight: torch.Tensor, bias=None) -> nn.Module:
+    """(N, 1, H, W) -> (N, K) logits W x (+ b)."""
+    k, d = weight.shape
+    layer = nn.Linear(d, k, bias=bias is not None)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        if bias is not None:
+            layer.bias.copy_(bias)
+    return nn.Sequential(nn.Flatten(), layer).eval()
+
+
+def _reference_curve(model, image, relevance, target, steps, mode, baseline=0.0):
+    """Slow per-image, per-step reference: numpy stable argsort, one forward per step."""
+    c, h, w = image.shape
+    order = np.argsort(-relevance.flatten().numpy(), kind="stable")
+    probs, fractions = [], []
+    for k in range(steps + 1):
+        count = k * h * w // steps
+        mask = np.zeros(h * w, dtype=bool)
+        mask[order[:count]] = True
+        mask = torch.from_numpy(mask).reshape(1, h, w)
+        if mode == "deletion":
+            x = torch.where(mask, torch.full_like(image, baseline), image)
+        else:
+            x = torch.where(mask, image, torch.full_like(image, baseline))
+        with torch.no_grad():
+            probs.append(float(model(x[None]).softmax(1)[0, target]))
+        fractions.append(count / (h * w))
+    area = sum((fractions[i + 1] - fractions[i]) * (probs[i] + probs[i + 1]) / 2
+               for i in range(steps))
+    return probs, area
+
+
+@pytest.mark.parametrize("mode", ["deletion", "insertion"])
+@pytest.mark.parametrize("steps", [7, 20])
+def test_curves_match_slow_reference(lenet, batch, mode, steps):
+    images, _ = batch
+    images = images[:4]
+    maps = explain(lenet, images, "predicted").maps
+    maps[0] = maps[0].round(decimals=1)  # plenty of ties: the stable rule must match
+    targets = torch.tensor([0, 1, 2, 3])
+    fractions, probs = F.perturbation_curves(lenet, images, maps, targets, mode, steps=steps,
+                                             batch_size=13)
+    scorer = F.deletion if mode == "deletion" else F.insertion
+    auc = scorer(lenet, images, maps, targets, steps=steps, batch_size=5)
+    for i in range(len(images)):
+        ref_probs, ref_area = _reference_curve(lenet, images[i], maps[i, 0], int(targets[i]),
+                                               steps, mode)
+        np.testing.assert_allclose(probs[i].numpy(), ref_probs, rtol=1e-5, atol=1e-6)
+        assert float(auc[i]) == pytest.approx(ref_area, rel=1e-5, abs=1e-6)
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+
+
+def test_deletion_curve_matches_quantus_pixel_flipping():
+    quantus = pytest.importorskip("quantus")
+    generator = torch.Generator().manual_seed(0)
+    model = _linear(torch.randn(5, 36, generator=generator))
+    images = torch.rand(3, 1, 6, 6, generator=generator) * 0.9 + 0.1
+    maps = torch.rand(3, 1, 6, 6, generator=generator)  # no ties: Quantus' argsort is not stable
+    targets = np.array([0, 2, 4])
+    metric = quantus.PixelFlipping(features_in_step=1, normalise=False, abs=False,
+                                   perturb_baseline=0.0, disable_warnings=True)
+    ref = metric(model=model, x_batch=images.numpy(), y_batch=targets, a_batch=maps.numpy(),
+                 softmax=True, device="cpu")
+    _, probs = F.perturbation_curves(model, images, maps, torch.from_numpy(targets), "deletion",
+                                     steps=36)
+    # Quantus' curve starts after the first pixel is flipped; rvi's starts at the intact image
+    np.testing.assert_allclose(probs[:, 1:].numpy(), np.asarray(ref), rtol=1e-5, atol=1e-7)
+
+
+def test_deletion_known_answer_linear_model():
+    # two classes, logit_0 = <w, x>, logit_1 = 0: p_0 = sigmoid(<w, x>)
+    w = torch.tensor([4.0, -1.0, 2.0, 3.0])
+    model = _linear(torch.stack([w, torch.zeros(4)]))
+    x = torch.tensor([1.0, 0.5, 0.25, 1.0]).reshape(1, 1, 2, 2)
+    contributions = w * x.flatten()
+    maps = contributions.reshape(1, 1, 2, 2)
+    targets = torch.tensor([0])
+    ranked = contributions.sort(descending=True).values           # 4, 3, 0.5, -0.5
+    remaining = contributions.sum() - torch.cat([torch.zeros(1), ranked.cumsum(0)])
+    expected = torch.sigmoid(remaining)                           # deletion curve, pixel by pixel
+    _, probs = F.perturbation_curves(model, x, maps, targets, "deletion", steps=4)
+    torch.testing.assert_close(probs[0], expected)
+    trapezoid = float(((expected[1:] + expected[:-1]) / 2).sum() / 4)
+    assert float(F.deletion(model, x, maps, targets, steps=4)[0]) == pytest.approx(trapezoid)
+    inserted = torch.sigmoid(torch.cat([torch.zeros(1), ranked.cumsum(0)]))
+    _, probs = F.perturbation_curves(model, x, maps, targets, "insertion", steps=4)
+    torch.testing.assert_close(probs[0], inserted)
+    # the faithful order deletes faster than the reverse order
+    reverse = F.deletion(model, x, -maps, targets, steps=4)
+    assert float(F.deletion(model, x, maps, targets, steps=4)[0]) < float(reverse[0])
+
+
+def test_curves_ties_in_row_major_order():
+    model = _linear(torch.stack([torch.arange(4.0), torch.zeros(4)]))
+    x = torch.ones(1, 1, 2, 2)
+    flat = torch.zeros(1, 1, 2, 2)  # all tied: pixels go in order 0, 1, 2, 3
+    _, probs = F.perturbation_curves(model, x, flat, torch.tensor([0]), "deletion", steps=4)
+    expected = torch.sigmoid(torch.tensor([6.0, 6.0, 5.0, 3.0, 0.0]))
+    torch.testing.assert_close(probs[0], expected)
+
+
+def test_curves_channels_and_bounds(lenet, batch):
+    images, _ = batch
+    color = images[:3].repeat(1, 3, 1, 1) * 0.5
+    model = nn.Sequential(nn.Conv2d(3, 1, 1), lenet).eval()
+    maps = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    targets = torch.tensor([1, 2, 3])
+    for scorer in (F.deletion, F.insertion):
+        auc = scorer(model, color, maps, targets)
+        assert auc.shape == (3,) and bool(((auc >= 0) & (auc <= 1)).all())
+        full = scorer(model, color, maps.repeat(1, 3, 1, 1), targets)
+        torch.testing.assert_close(auc, full)
+
+
+def test_infidelity_zero_for_exact_linear_attribution():
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(3, 16, generator=generator)
+    model = _linear(weight)
+    images = torch.rand(5, 1, 4, 4, generator=generator)
+    targets = torch.tensor([0, 1, 2, 0, 1])
+    exact = weight[targets].reshape(5, 1, 4, 4)  # f_t(x) - f_t(x - I) = <w_t, I> exactly
+    scores = F.infidelity(model, images, exact, targets)
+    assert float(scores.abs().max()) < 1e-5
+    wrong = F.infidelity(model, images, torch.rand(5, 1, 4, 4, generator=generator), targets)
+    assert bool((wrong > 100 * scores.abs().max()).all())
+
+
+def test_infidelity_scale_invariant_seeded_and_batch_free(lenet, batch):
+    images, _ = batch
+    maps = explain(lenet, images, "predicted", absolute=False).maps
+    targets = explain(lenet, images, "predicted").target
+    state = torch.get_rng_state()
+    first = F.infidelity(lenet, images, maps, targets, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.testing.assert_close(F.infidelity(lenet, images, 5 * maps, targets, seed=3,
+                                            batch_size=7), first, rtol=1e-3, atol=1e-12)
+    assert not torch.equal(F.infidelity(lenet, images, maps, targets, seed=4), first)
+
+
+def test_sensitivity_zero_for_constant_gradient_and_positive_for_lenet(lenet, batch):
+    images, _ = batch
+    images = images[:4]
+    model = _linear(torch.randn(10, 784, generator=torch.Generator().manual_seed(0)))
+    targets = torch.tensor([0, 3, 5, 9])
+    assert float(F.sensitivity_max(model, images, targets, "saliency").max()) == 0.0
+    state = torch.get_rng_state()
+    deep = F.sensitivity_max(lenet, images, targets, "guided_backprop", n_perturb_samples=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert bool((deep > 0).all())
+    again = F.sensitivity_max(lenet, images, targets, "guided_backprop", n_perturb_samples=4,
+                              batch_size=5)
+    torch.testing.assert_close(again, deep)
+
+
+def _gini_mean_difference(a: np.ndarray) -> float:
+    """Reference: G = sum_ij |a_i - a_j| / (2 n sum a), no sorting."""
+    a = np.abs(a.ravel()).astype(np.float64)
+    if a.sum() == 0:
+        return 0.0
+    return float(np.abs(a[:, None] - a[None, :]).sum() / (2 * a.size * a.sum()))
+
+
+def test_gini_against_mean_difference_and_bounds():
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.randn(5, 1, 6, 6, generator=generator) ** 3
+    maps[1] = 1.0
+    maps[2] = 0.0
+    maps[3] = 0.0
+    maps[3, 0, 2, 2] = -2.0
+    got = F.gini(maps)
+    for i in range(5):
+        assert float(got[i]) == pytest.approx(_gini_mean_difference(maps[i].numpy()), abs=1e-6)
+    assert float(got[1]) == pytest.approx(0.0, abs=1e-6) and float(got[2]) == 0.0
+    assert float(got[3]) == pytest.approx(1 - 1 / 36)
+    torch.testing.assert_close(F.gini(7 * maps), got)
+
+
+def test_gini_against_quantus():
+    quantus = pytest.importorskip("quantus")
+    generator = torch.Generator().manual_seed(1)
+    maps = torch.rand(4, 1, 8, 8, generator=generator) ** 4
+    ref = quantus.Sparseness(abs=True, normalise=False, disable_warnings=True)(
+        model=None, x_batch=maps.numpy(), y_batch=np.zeros(4, dtype=int),
+        a_batch=maps.numpy().copy())
+    np.testing.assert_allclose(F.gini(maps).numpy(), np.asarray(ref), atol=1e-5)
+
+
+def test_alignment_margin_is_distance_to_decision_boundary():
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(4, 9, generator=generator)
+    model = _linear(weight)
+    images = torch.rand(6, 1, 3, 3, generator=generator)
+    got = alignment_margin(model, images)
+    logits = images.flatten(1) @ weight.T
+    for i in range(6):
+        k, j = logits[i].topk(2).indices.tolist()
+        normal = weight[k] - weight[j]
+        distance = abs(float(normal @ images[i].flatten())) / float(normal.norm())
+        # the boundary point x - t n lies where f_k = f_j
+        t = float(normal @ images[i].flatten()) / float(normal @ normal)
+        foot = images[i].flatten() - t * normal
+        assert float(foot @ weight[k]) == pytest.approx(float(foot @ weight[j]), abs=1e-4)
+        assert float(got[i]) == pytest.approx(distance, rel=1e-5)
+    torch.testing.assert_close(score("alignment_logit", None, images, model=model),
+                               alignment(model, images))
+    torch.testing.assert_close(score("alignment", None, images, model=model),
+                               alignment(model, images))
+
+
+def test_alignment_margin_restores_model_state(lenet, batch):
+    images, _ = batch
+    lenet.train()
+    lenet[0].weight.requires_grad_(False)
+    alignment_margin(lenet, images)
+    assert lenet.training and not lenet[0].weight.requires_grad and lenet[3].weight.requires_grad
+
+
+def test_score_dispatches_every_metric(lenet, batch):
+    images, _ = batch
+    images = images[:4]
+    attribution = explain(lenet, images, "predicted")
+    for kind, info in METRICS.items():
+        out = score(kind, attribution.maps, images, model=lenet, targets=attribution.target,
+                    method="guided_backprop", batch_size=64)
+        assert out.shape == (4,) and bool(torch.isfinite(out).all()), kind
+        assert bool(((out >= info.low - 1e-6) & (out <= info.high + 1e-6)).all()), kind
+    torch.testing.assert_close(cleanliness(attribution.maps, images, "gini"),
+                               F.gini(attribution.maps))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x, s, t: score("nope", s, x), "kind must be one of"),
+    (lambda m, x, s, t: score("deletion", s, x, targets=t), "needs model="),
+    (lambda m, x, s, t: score("deletion", s, x, model=m), "needs targets="),
+    (lambda m, x, s, t: score("sensitivity_max", None, x, model=m, targets=t), "needs method="),
+    (lambda m, x, s, t: score("gini", None, x), "needs maps="),
+    (lambda m, x, s, t: cleanliness(s, x, "insertion", model=m), "needs targets"),
+    (lambda m, x, s, t: F.deletion(m, x, s, t.int()), "targets must be an int64"),
+    (lambda m, x, s, t: F.deletion(m, x, s, t + 10), r"targets must be classes in \[0, 10\)"),
+    (lambda m, x, s, t: F.deletion(m, x, s[:, :, :5], t), "maps must have shape"),
+    (lambda m, x, s, t: F.deletion(m, x, s, t, steps=0), "steps must be"),
+    (lambda m, x, s, t: F.insertion(m, x, s, t, baseline=2.0), "baseline must be"),
+    (lambda m, x, s, t: F.perturbation_curves(m, x, s, t, "both"), "mode must be"),
+    (lambda m, x, s, t: F.infidelity(m, x, s, t, noise_std=-1.0), "noise_std must be"),
+    (lambda m, x, s, t: F.infidelity(m, x, s * math.nan, t), "maps must be finite"),
+    (lambda m, x, s, t: F.sensitivity_max(m, x, t, "lime"), "method must be one of"),
+    (lambda m, x, s, t: F.sensitivity_max(m, x, t, radius=0), "radius must be"),
+    (lambda m, x, s, t: F.gini(s[0]), "maps must be a float tensor"),
+])
+def test_bad_inputs(lenet, batch, call, message):
+    images, _ = batch
+    images = images[:2]
+    maps = torch.rand(2, 1, 28, 28)
+    with pytest.raises(ValueError, match=message):
+        call(lenet, images, maps, torch.tensor([1, 2]))
+
+
+def test_faithfulness_restores_model_state(lenet, batch):
+    images, _ = batch
+    images = images[:2]
+    lenet.train()
+    lenet[0].weight.requires_grad_(False)
+    maps, targets = torch.rand(2, 1, 28, 28), torch.tensor([1, 2])
+    F.deletion(lenet, images, maps, targets)
+    F.infidelity(lenet, images, maps, targets)
+    F.sensitivity_max(lenet, images, targets, "saliency", n_perturb_samples=2)
+    assert all(module.training for module in lenet.modules())
+    assert not lenet[0].weight.requires_grad and lenet[3].weight.requires_grad
