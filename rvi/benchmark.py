@@ -26,6 +26,7 @@ from .config import BenchmarkConfig, parse_eval_attack
 from .controls import TRIVIAL_EXPLAINERS, random_weights_model, randomization_curve
 from .data import Dataset, load_dataset
 from .evaluate import predict
+from .metrics import METRICS
 from .result import BenchmarkResult
 from .scoring import score_maps, score_model
 
@@ -212,15 +213,16 @@ def _record_frame(seed: int, model_kind: str, input_kind: str, labels, main, sco
 
 def _randomization_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
                         modes: list, progress: bool) -> list:
-    """Per trained model and mode: mean map scores and map similarities to the trained model's
-    map as layers are re-initialized (:func:`rvi.controls.randomization_curve`)."""
+    """Per trained model and mode: mean cleanliness scores and map similarities to the trained
+    model's map as layers are re-initialized (:func:`rvi.controls.randomization_curve`)."""
     count = min(config.cascade_n, len(images))
+    metrics = [m for m in config.metrics if METRICS[m].family == "cleanliness"]
     rows = []
     jobs = [(kind, mode) for kind in TRAINED for mode in modes]
     for kind, mode in tqdm(jobs, desc="randomization tests", disable=not progress, unit="run"):
         curve = randomization_curve(models[kind], images[:count], config.target,
                                     labels=labels[:count], method=config.methods[0],
-                                    metrics=config.metrics, mode=mode, seed=seed,
+                                    metrics=metrics, mode=mode, seed=seed,
                                     batch_size=config.batch_size)
         rows += [dict(seed=seed, model=kind, **row) for row in curve]
     return rows

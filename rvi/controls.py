@@ -26,7 +26,7 @@ from ._modelstate import model_device, preserved_state
 from .attacks import check_images, seeded
 from .config import check_int
 from .evaluate import predict
-from .metrics import METRICS, cleanliness
+from .metrics import METRICS, score
 from .models import build_model
 from .saliency import METHODS, explain
 from .scoring import score_maps, score_model
@@ -147,7 +147,9 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
             _reset(work, [layer], seed + step - 1)
         maps = explain(work, images, targets, method, batch_size=batch_size).maps
         original = maps if original is None else original
-        values = {("score", m): cleanliness(maps, images, m, model=work) for m in metrics}
+        values = {("score", m): score(m, maps, images, model=work, targets=targets,
+                                      method=method, seed=seed, batch_size=batch_size)
+                  for m in metrics}
         values.update({("similarity", name): fn(maps, original)
                        for name, fn in SIMILARITIES.items()})
         for (kind, name), scores in values.items():

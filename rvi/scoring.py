@@ -8,9 +8,11 @@ same everywhere:
 - ``target="predicted"``: every model, controls included, explains its *own* prediction on the
   input it sees (:func:`rvi.saliency.explain`); a tensor of classes is used as given.
 
-Map metrics are scored against each reference image (``clean`` x, and ``perturbed`` x_adv when the
-input is adversarial). Metrics that score the model's own gradient (``uses_map=False``) are
-scored once, on the input the model saw, under the explainer name ``model``.
+Cleanliness metrics are scored against each reference image (``clean`` x, and ``perturbed`` x_adv
+when the input is adversarial). Faithfulness metrics ask the model about the input it saw, so they
+are scored once, against that input, for the class the map explains. Metrics that score the
+model's own gradient (``uses_map=False``) are scored once, on the input the model saw, under the
+explainer name ``model``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from .aggregate import ScoreKey
-from .metrics import METRICS, cleanliness
+from .metrics import METRICS, score
 from .saliency import Attribution, explain
 
 #: The explainer name under which model-only metrics (``uses_map=False``) are stored.
@@ -59,15 +61,19 @@ def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
                               batch_size=batch_size, seed=seed)
         attributions[method] = attribution
         for metric in metrics:
-            if not METRICS[metric].uses_map:
+            info = METRICS[metric]
+            if not info.uses_map:
                 continue
-            for name, image in references.items():
-                scores[ScoreKey(method, metric, name)] = _array(
-                    cleanliness(attribution.maps, image, metric, model=model))
+            against = references if info.family == "cleanliness" else {seen: inputs}
+            for name, image in against.items():
+                scores[ScoreKey(method, metric, name)] = _array(score(
+                    metric, attribution.maps, image, model=model,
+                    targets=attribution.target.to(inputs.device), method=method, seed=seed,
+                    batch_size=batch_size))
     for metric in metrics:
         if not METRICS[metric].uses_map:
             scores[ScoreKey(MODEL_EXPLAINER, metric, seen)] = _array(
-                cleanliness(None, inputs, metric, model=model))
+                score(metric, None, inputs, model=model, batch_size=batch_size))
     return scores, attributions
 
 
@@ -82,7 +88,7 @@ def score_maps(maps_by_explainer: dict, images: torch.Tensor, metrics: Sequence[
         for metric in metrics:
             if METRICS[metric].uses_map and not METRICS[metric].needs_model:
                 scores[ScoreKey(explainer, metric, reference)] = _array(
-                    cleanliness(maps, images, metric))
+                    score(metric, maps, images))
     return scores
 
 
