@@ -8,36 +8,15 @@ here check inputs first, restore the model's state in ``finally``, enable gradie
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import torch
 import torchattacks
 from torch import nn
 
-from ._modelstate import model_device, preserved_state
-from .config import AttackConfig, check_int
-
-
-def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
-                 name: str = "images") -> None:
-    """Raise ``ValueError`` unless ``images`` is a finite (N, C, H, W) float tensor in [0, 1]
-    and ``labels`` (if given) is an (N,) integer tensor."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a float tensor of shape (N, C, H, W), got {shape}")
-    if images.numel() == 0:
-        raise ValueError(f"{name} must hold at least one image, got shape {tuple(images.shape)}")
-    if not torch.isfinite(images).all():
-        raise ValueError(f"{name} must be finite, got NaN or infinite values")
-    low, high = float(images.min()), float(images.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got values in [{low:.4g}, {high:.4g}]")
-    if labels is not None:
-        if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32) \
-                or labels.shape != images.shape[:1]:
-            got = (tuple(labels.shape), labels.dtype) if isinstance(labels, torch.Tensor) else labels
-            raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {got}")
+from ._checks import check_images, check_int, seeded  # noqa: F401 (check_images, seeded re-exported)
+from ._modelstate import check_model_labels, model_device, preserved_state
+from .config import AttackConfig
 
 
 def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10):
@@ -50,18 +29,6 @@ def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10):
     pgd = [torchattacks.PGD(model, eps=config.eps, alpha=config.alpha, steps=config.steps,
                             random_start=config.random_start) for _ in range(config.restarts)]
     return pgd[0] if config.restarts == 1 else torchattacks.MultiAttack(pgd)
-
-
-@contextlib.contextmanager
-def seeded(seed: Optional[int], device: torch.device):
-    """Run the body with the global torch RNG seeded, restoring the caller's RNG afterwards."""
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig,
@@ -82,6 +49,7 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     """
     check_images(images, labels)
     check_int("batch_size", batch_size, 1)
+    check_model_labels(model, images, labels)
     device = model_device(model)
     out = torch.empty_like(images)
     with preserved_state(model), torch.enable_grad(), seeded(seed, device):

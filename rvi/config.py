@@ -9,43 +9,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-ATTACKS = ("fgsm", "pgd", "autoattack")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "onecycle", "cosine")
+from ._checks import (ATTACKS, CONTROLS, DATASETS, METHODS, METRIC_NAMES,  # noqa: F401 (re-exported)
+                      MODELS, OPTIMIZERS, SCHEDULES, check_bool, check_int, optional_int)
+from ._checks import check_choice as _check_choice
+from ._checks import check_range as _check_range
 
 
 def _help(text: str, **kwargs: Any) -> Any:
     """A dataclass field whose help text travels in its metadata."""
     return field(metadata={"help": text}, **kwargs)
-
-
-def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = True) -> None:
-    ok_low = value > low if low_open else value >= low
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or not ok_low or value > high:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
-
-
-def check_int(name: str, value: int, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ``int`` (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_bool(name: str, value: bool) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``True`` or ``False``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def _check_choice(name: str, value: str, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 class _Config:
@@ -200,11 +175,6 @@ class BenchmarkConfig(_Config):
     out_dir: str = _help("folder the result is saved to", default="rvi-results")
 
     def __post_init__(self) -> None:
-        from .data import DATASETS
-        from .metrics import METRICS
-        from .models import MODELS
-        from .saliency import METHODS
-
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("model", self.model, MODELS)
         for name in ("natural", "robust"):
@@ -217,7 +187,7 @@ class BenchmarkConfig(_Config):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
         check_bool("transfer", self.transfer)
         check_bool("download", self.download)
-        for name, choices in (("methods", METHODS), ("metrics", tuple(METRICS)),
+        for name, choices in (("methods", METHODS), ("metrics", METRIC_NAMES),
                               ("controls", CONTROLS)):
             values = getattr(self, name)
             if not isinstance(values, tuple) or not values or len(set(values)) != len(values):
@@ -243,9 +213,6 @@ class BenchmarkConfig(_Config):
         return dataclasses.replace(getattr(self, kind), seed=seed)
 
 
-CONTROLS = ("random_weights", "image", "edge", "noise", "cascading")
-
-
 def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
     """``fgsm``, ``pgd``, ``pgd-STEPSxRESTARTS`` or ``autoattack`` -> an AttackConfig with
     ``base``'s eps (and, for ``pgd``, its alpha and steps)."""
@@ -264,10 +231,3 @@ def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
 
 _NESTED = {("TrainConfig", "attack"): AttackConfig, ("BenchmarkConfig", "natural"): TrainConfig,
            ("BenchmarkConfig", "robust"): TrainConfig, ("BenchmarkConfig", "attack"): AttackConfig}
-
-
-def optional_int(value: Optional[int], name: str, minimum: int = 1) -> Optional[int]:
-    """Check an optional integer argument (``None`` means "all")."""
-    if value is not None:
-        check_int(name, value, minimum)
-    return value

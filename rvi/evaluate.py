@@ -7,9 +7,10 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ._modelstate import model_device, preserved_state
-from .attacks import attack, check_images
-from .config import AttackConfig, optional_int
+from ._checks import check_images, optional_int
+from ._modelstate import check_model_labels, model_device, preserved_state
+from .attacks import attack
+from .config import AttackConfig
 
 
 @torch.no_grad()
@@ -38,6 +39,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     """
     check_images(images, labels)
     optional_int(n, "n")
+    check_model_labels(model, images, labels)
     if n is not None:
         if n > len(images):
             raise ValueError(f"n must be at most the {len(images)} images given, got {n}")

@@ -21,8 +21,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ._checks import check_int
 from ._modelstate import model_device, preserved_state
-from .config import check_int
 
 #: Pixels above this value count as the stroke (foreground) in ``foreground_mass``.
 FOREGROUND_THRESHOLD = 0.5

@@ -36,11 +36,9 @@ from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Salien
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._checks import METHODS, check_bool, check_images, check_int, seeded
 from ._modelstate import model_device, preserved_state
-from .attacks import check_images, seeded
-from .config import check_bool, check_int
 
-METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
 TARGETS = ("true", "predicted")
 #: The width of the pixel range the SmoothGrad noise is relative to (images live in [0, 1]).
 PIXEL_RANGE = 1.0
