@@ -173,11 +173,32 @@ def test_costly_attacks_run_on_the_first_eval_n_images(tmp_path, eval_n, expecte
     assert by_attack["PGD-2 eps=0.3 alpha=0.375 x2 restarts"] == expected_n
 
 
-def test_transfer_attacks_use_the_other_model(tmp_path):
+@pytest.mark.parametrize("transfer, expected",
+                         [(True, ["robust", "natural"]), (False, ["natural", "robust"])])
+def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, expected):
+    """The attack stage must attack the *other* model with transfer=True (spied, not read off
+    a header)."""
+    import rvi.benchmark as bench
+
+    kinds, sources = {}, []
+    real_get, real_attack = bench.get_trained_model, bench.attack
+
+    def spy_get(data, architecture, recipe, *args, **kwargs):
+        model, history, path = real_get(data, architecture, recipe, *args, **kwargs)
+        kinds[id(model)] = "robust" if recipe.adversarial else "natural"
+        return model, history, path
+
+    def spy_attack(model, *args, **kwargs):
+        sources.append(kinds[id(model)])
+        return real_attack(model, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "get_trained_model", spy_get)
+    monkeypatch.setattr(bench, "attack", spy_attack)
     config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
-                         methods=("saliency",), eval_attacks=("fgsm",), transfer=True)
+                         methods=("saliency",), eval_attacks=("fgsm",), transfer=transfer)
     result = rvi.run_benchmark(config)
-    assert "transferred from the other model" in result.to_markdown()
+    assert sources == expected  # adversarial inputs for the natural model, then the robust one
+    assert ("transferred from the other model" in result.to_markdown()) == transfer
 
 
 def test_several_seeds_report_the_spread_over_seeds(tmp_path):

@@ -117,6 +117,7 @@ def test_bad_training_data(synthetic):
                         TrainConfig(epochs=1), quiet=True)
 
 
+@pytest.mark.slow
 def test_adversarial_training_beats_natural_on_mnist_5k():
     data = rvi.load_dataset("mnist-5k")
     natural, _ = _train(data, TrainConfig(epochs=3, lr=3e-3, schedule="onecycle"))
