@@ -73,13 +73,21 @@ class AttackConfig(_Config):
 
     @property
     def label(self) -> str:
-        """Short human-readable name, e.g. ``PGD-7 eps=0.3 alpha=0.1``."""
+        """Short human-readable name, e.g. ``PGD-7 eps=0.3 alpha=0.1``; two configs that make
+        different attacks get different labels (FGSM and AutoAttack use only ``eps``)."""
         if self.name == "fgsm":
-            return f"FGSM eps={self.eps:g}"
+            return f"FGSM eps={_num(self.eps)}"
         if self.name == "autoattack":
-            return f"AutoAttack eps={self.eps:g}"
+            return f"AutoAttack eps={_num(self.eps)}"
         restarts = f" x{self.restarts} restarts" if self.restarts > 1 else ""
-        return f"PGD-{self.steps} eps={self.eps:g} alpha={self.alpha:g}{restarts}"
+        start = "" if self.random_start else " no random start"
+        return f"PGD-{self.steps} eps={_num(self.eps)} alpha={_num(self.alpha)}{restarts}{start}"
+
+
+def _num(value: float) -> str:
+    """``0.3`` as ``0.3``; a value that ``:g`` would round is written in full."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 @dataclass(frozen=True)
@@ -115,10 +123,16 @@ class TrainConfig(_Config):
         check_int("seed", self.seed, 0)
 
     @property
-    def label(self) -> str:
+    def recipe_label(self) -> str:
+        """The recipe without its seed, e.g. ``natural, 20 epochs, adam lr 0.003 onecycle, batch 128``."""
         kind = f"adversarial ({self.attack.label})" if self.adversarial else "natural"
         return (f"{kind}, {self.epochs} epochs, {self.optimizer} lr {self.lr:g} {self.schedule}, "
-                f"batch {self.batch_size}, seed {self.seed}")
+                f"batch {self.batch_size}")
+
+    @property
+    def label(self) -> str:
+        """:attr:`recipe_label` and the seed."""
+        return f"{self.recipe_label}, seed {self.seed}"
 
 
 def _default_natural() -> TrainConfig:
@@ -146,8 +160,9 @@ class BenchmarkConfig(_Config):
                                  default_factory=_default_natural)
     robust: TrainConfig = _help("recipe of the adversarially trained model",
                                 default_factory=_default_robust)
-    attack: AttackConfig = _help("attack that makes the adversarial inputs (default: the robust "
-                                 "recipe's training attack)", default_factory=AttackConfig)
+    attack: AttackConfig = _help("attack that makes the adversarial inputs (default: PGD-7 eps 0.3 "
+                                 "alpha 0.1 with random start; independent of the robust recipe's "
+                                 "training attack)", default_factory=AttackConfig)
     transfer: bool = _help("attack each model with examples made against the other model "
                            "(black-box transfer) instead of white-box", default=False)
     eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))

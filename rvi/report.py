@@ -108,8 +108,8 @@ def _header(result) -> str:
     lines = [
         f"# rvi benchmark: {c.model} on {c.dataset}",
         "",
-        f"- natural model: {c.natural.label}",
-        f"- robust model: {c.robust.label}",
+        f"- natural model: {c.natural.recipe_label}",
+        f"- robust model: {c.robust.recipe_label}",
         f"- adversarial inputs: {c.attack.label}, {source}",
         f"- maps: {', '.join(c.methods)} (Captum; absolute value, channels summed); "
         f"target: {'true label' if c.target == 'true' else 'predicted label'}",

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import rvi
-from rvi import aggregate
+from rvi import aggregate, report
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
 
 ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
@@ -250,3 +250,10 @@ def test_bad_benchmark_config(tmp_path, changes, message):
 def test_n_test_larger_than_the_test_set(tmp_path):
     with pytest.raises(ValueError, match="n_test must be at most 256 for synthetic, got 300"):
         rvi.run_benchmark(tiny_config(tmp_path, n_test=300))
+
+
+def test_multi_seed_header_names_every_seed_and_no_single_seed(tmp_path):
+    config = tiny_config(tmp_path, seeds=(0, 1, 2))
+    header = report._header(rvi.BenchmarkResult(config, pd.DataFrame(), pd.DataFrame()))
+    assert "seed 0" not in header and "seeds 0, 1, 2" in header
+    assert config.natural.label.endswith("seed 0") and "seed" not in config.natural.recipe_label

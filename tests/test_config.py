@@ -52,3 +52,14 @@ def test_dict_round_trip_keeps_nested_attack():
     assert again == config and isinstance(again.attack, AttackConfig)
     with pytest.raises(ValueError, match="unknown TrainConfig field"):
         TrainConfig.from_dict({"epochz": 3})
+
+
+def test_benchmark_attack_help_states_the_real_default():
+    import dataclasses as dc
+
+    from rvi.config import BenchmarkConfig
+
+    help_text = {f.name: f.metadata["help"] for f in dc.fields(BenchmarkConfig)}["attack"]
+    default = BenchmarkConfig().attack
+    assert "PGD-7 eps 0.3 alpha 0.1" in help_text and "default: the robust" not in help_text
+    assert (default.name, default.steps, default.eps, default.alpha) == ("pgd", 7, 0.3, 0.1)
