@@ -209,6 +209,8 @@ class BenchmarkConfig(_Config):
                 raise ValueError(f"{name} must be a non-empty tuple without repeats, got {values!r}")
             for value in values:
                 _check_choice(f"{name} entry", value, choices)
+        if not isinstance(self.eval_attacks, tuple) or len(set(self.eval_attacks)) != len(self.eval_attacks):
+            raise ValueError(f"eval_attacks must be a tuple without repeats, got {self.eval_attacks!r}")
         for spec in self.eval_attacks:
             parse_eval_attack(spec, self.attack)
         _check_choice("target", self.target, ("true", "predicted"))
@@ -222,6 +224,12 @@ class BenchmarkConfig(_Config):
         check_int("grid_images", self.grid_images, 1)
         check_int("bootstrap", self.bootstrap, 100)
         check_int("batch_size", self.batch_size, 1)
+        for name, optional in (("data_dir", True), ("cache_dir", True), ("device", False),
+                               ("out_dir", False)):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value) and not (optional and value is None):
+                expected = "a non-empty string" + (" or None" if optional else "")
+                raise ValueError(f"{name} must be {expected}, got {value!r}")
 
     def recipe(self, kind: str, seed: int) -> TrainConfig:
         """The ``natural`` or ``robust`` recipe with its seed replaced by ``seed``."""
