@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Optional
 
 import torch
@@ -66,6 +67,21 @@ def check_choice(name: str, value: str, choices: tuple) -> None:
         ok = False
     if not ok:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_model(model, name: str = "model") -> None:
+    """Raise ``ValueError`` unless ``model`` is a ``torch.nn.Module``."""
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def check_path(name: str, value, *, optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a path (``str`` or ``os.PathLike``; or None)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or value == "":
+        expected = "a file or folder path" + (" or None" if optional else "")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
 def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,

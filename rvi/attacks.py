@@ -14,7 +14,8 @@ import torch
 import torchattacks
 from torch import nn
 
-from ._checks import check_images, check_int, seeded  # noqa: F401 (check_images, seeded re-exported)
+from ._checks import (check_images, check_int, check_model, optional_int,  # noqa: F401 (re-exported)
+                      seeded)
 from ._modelstate import check_model_labels, model_device, preserved_state
 from .config import AttackConfig
 
@@ -47,8 +48,13 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     Returns:
         (N, C, H, W) float in [0, 1] on the images' device, with ``|x_adv - x| <= eps``.
     """
+    check_model(model)
+    if not isinstance(config, AttackConfig):
+        raise ValueError(f"config must be an AttackConfig, got {config!r}")
     check_images(images, labels)
     check_int("batch_size", batch_size, 1)
+    optional_int(seed, "seed", 0)
+    check_int("num_classes", num_classes, 2)
     check_model_labels(model, images, labels)
     device = model_device(model)
     out = torch.empty_like(images)

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ._checks import check_images, check_int, optional_int
+from ._checks import check_images, check_int, check_model, optional_int
 from ._modelstate import check_model_labels, model_device, preserved_state
 from .attacks import attack
 from .config import AttackConfig
@@ -16,8 +16,7 @@ from .config import AttackConfig
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels (N,) int64 for (N, C, H, W) images, in eval mode (restored after)."""
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     check_images(images)
     check_int("batch_size", batch_size, 1)
     device = model_device(model)
@@ -41,10 +40,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     Returns:
         ``{"n": images used, "clean": accuracy in [0, 1], "<attack label>": accuracy, ...}``.
     """
+    check_model(model)
     check_images(images, labels)
     optional_int(n, "n")
     check_int("batch_size", batch_size, 1)
     check_int("seed", seed, 0)
+    if isinstance(attacks, str):
+        raise ValueError(f"attacks must be a sequence of AttackConfig, got {attacks!r}")
     attacks = list(attacks) if not isinstance(attacks, AttackConfig) else [attacks]
     labels_seen: dict = {}
     for i, config in enumerate(attacks):

@@ -21,7 +21,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._checks import check_int
+from ._checks import check_int, check_model
 from ._modelstate import model_device, preserved_state
 
 #: Pixels above this value count as the stroke (foreground) in ``foreground_mass``.
@@ -159,6 +159,7 @@ def alignment(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256) 
     Raises:
         ValueError: bad images, batch size, or a model output that is not (N, K).
     """
+    check_model(model)
     x = _check_image(images, "images")
     check_int("batch_size", batch_size, 1)
     device = model_device(model)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import aggregate, report
+from ._checks import check_bool, check_path
 from ._io import atomic_write
 from .config import BenchmarkConfig
 
@@ -134,6 +135,9 @@ class BenchmarkResult:
             FileExistsError: ``folder`` holds a result and ``overwrite`` is False, or holds
                 files that are not an rvi result.
         """
+        check_path("folder", folder)
+        check_bool("overwrite", overwrite)
+        check_bool("figures", figures)
         folder = Path(folder)
         if folder.exists() and not folder.is_dir():
             raise FileExistsError(f"out folder {str(folder)!r} is a file, not a folder")
@@ -196,6 +200,7 @@ class BenchmarkResult:
     @classmethod
     def load(cls, folder: Union[str, Path]) -> "BenchmarkResult":
         """Read a result written by :meth:`save`."""
+        check_path("folder", folder)
         path = Path(folder) / RESULT_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no rvi result in {folder} ({RESULT_FILE} missing)")

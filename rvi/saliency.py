@@ -36,7 +36,7 @@ from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Salien
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._checks import METHODS, check_bool, check_images, check_int, seeded
+from ._checks import METHODS, check_bool, check_images, check_int, check_model, seeded
 from ._modelstate import model_device, preserved_state
 
 TARGETS = ("true", "predicted")
@@ -145,6 +145,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
         >>> tuple(result.maps.shape), result.target_kind
         ((2, 1, 28, 28), 'predicted')
     """
+    check_model(model)
     check_images(x, name="x")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")

@@ -18,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import atomic_write
-from ._checks import check_images, seeded
+from ._checks import check_images, check_model, check_path, seeded
 from ._modelstate import check_model_labels, model_device, preserved_state
 from .attacks import build_attack
 from .config import TrainConfig
@@ -34,6 +34,8 @@ PathLike = Union[str, Path]
 def new_model(architecture: str, config: TrainConfig, num_classes: int = 10,
               in_channels: int = 1) -> nn.Module:
     """A freshly initialized ``architecture`` whose weights depend only on ``config.seed``."""
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     with seeded(config.seed, torch.device("cpu")):
         return build_model(architecture, in_channels=in_channels, num_classes=num_classes)
 
@@ -67,8 +69,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         ValueError: bad images/labels (labels outside the model's outputs included), a bad
             argument, or a checkpoint made for another recipe or architecture.
     """
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
+    check_path("checkpoint_path", checkpoint_path, optional=True)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     if dataset_info is not None and not isinstance(dataset_info, dict):
@@ -184,7 +186,12 @@ def load_checkpoint(path: PathLike, model: Optional[nn.Module] = None, *,
         ValueError: not an rvi checkpoint, or made for another architecture than ``architecture``
             (or than ``model``'s parameter shapes).
     """
+    check_path("path", path)
+    if model is not None:
+        check_model(model)
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path must be a checkpoint file, got the folder {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:

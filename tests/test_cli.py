@@ -222,3 +222,17 @@ def test_train_flag_spellings(tmp_path):
     config = _merged_config(TrainConfig, args)
     assert config.epochs == 2 and config.adversarial and config.attack.random_start is False
     assert _build_parser().parse_args(["train", "--no-download"]).download is False
+
+
+def test_report_on_a_corrupt_result_names_the_file(tmp_path, capsys):
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "result.json.gz").write_bytes(b"\x1f\x8b\x08\x00truncated")
+    assert main(["report", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert str(folder / "result.json.gz") in err and "not a readable gzip file" in err
+
+
+def test_evaluate_missing_checkpoint(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "none.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
