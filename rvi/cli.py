@@ -194,6 +194,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import new_model, train_model
 
     config = _merged_config(TrainConfig, args)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out must be a folder, got the file {args.out!r}")
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     info = data.info()
     path = cached_model_path(args.out, info, args.model, config)
@@ -277,7 +279,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import BenchmarkConfig, run_benchmark
 
+    from .result import check_out_folder
+
     config = _merged_config(BenchmarkConfig, args, file_path=args.config)
+    check_out_folder(config.out_dir, args.overwrite)  # before hours of work, not after
     result = run_benchmark(config, progress=not args.quiet)
     folder = result.save(config.out_dir, overwrite=args.overwrite)
     print(result.to_markdown())

@@ -139,16 +139,7 @@ class BenchmarkResult:
         check_bool("overwrite", overwrite)
         check_bool("figures", figures)
         folder = Path(folder)
-        if folder.exists() and not folder.is_dir():
-            raise FileExistsError(f"out folder {str(folder)!r} is a file, not a folder")
-        existing = folder.is_dir() and any(folder.iterdir())
-        if existing:
-            if not (folder / RESULT_FILE).is_file():
-                raise FileExistsError(f"out folder {str(folder)!r} exists and is not an rvi "
-                                      "result; choose an empty or new folder")
-            if not overwrite:
-                raise FileExistsError(f"out folder {str(folder)!r} already holds a result; "
-                                      "pass overwrite=True (--overwrite) to replace it")
+        if check_out_folder(folder, overwrite):
             written = self._write_files(folder, figures)
             for name in OWNED_FILES:  # a figure the new result no longer draws is stale
                 if name not in written and (folder / name).is_file():
@@ -215,6 +206,28 @@ class BenchmarkResult:
             raise ValueError(f"{path} holds invalid JSON: {err}") from err
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path} is not a complete rvi result: {_describe(err)}") from err
+
+
+def check_out_folder(folder: Union[str, Path], overwrite: bool) -> bool:
+    """Whether :meth:`BenchmarkResult.save` would update an existing result in ``folder``
+    (False: it would create the folder or fill an empty one).
+
+    Raises:
+        FileExistsError: ``folder`` is a file, a non-empty folder that is not an rvi result, or
+            a result while ``overwrite`` is False.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"out folder {str(folder)!r} is a file, not a folder")
+    if not (folder.is_dir() and any(folder.iterdir())):
+        return False
+    if not (folder / RESULT_FILE).is_file():
+        raise FileExistsError(f"out folder {str(folder)!r} exists and is not an rvi "
+                              "result; choose an empty or new folder")
+    if not overwrite:
+        raise FileExistsError(f"out folder {str(folder)!r} already holds a result; "
+                              "pass overwrite=True (--overwrite) to replace it")
+    return True
 
 
 def _describe(err: Exception) -> str:

@@ -236,3 +236,22 @@ def test_report_on_a_corrupt_result_names_the_file(tmp_path, capsys):
 def test_evaluate_missing_checkpoint(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "none.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_bench_and_train_refuse_a_bad_out_before_any_work(tmp_path, monkeypatch, capsys):
+    import rvi.benchmark
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("ran the benchmark before checking --out-dir")
+
+    monkeypatch.setattr(rvi.benchmark, "run_benchmark", no_run)
+    file = tmp_path / "file.txt"
+    file.write_text("x")
+    assert main(["bench", "--dataset", "synthetic", "--out-dir", str(file)]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("x")
+    assert main(["bench", "--dataset", "synthetic", "--out-dir", str(tmp_path / "other")]) == 2
+    assert "is not an rvi result" in capsys.readouterr().err
+    assert main(["train", "--dataset", "synthetic", "--out", str(file)]) == 2
+    assert f"--out must be a folder, got the file {str(file)!r}" in capsys.readouterr().err
