@@ -213,7 +213,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _evaluation_data(args: argparse.Namespace, state: dict):
     """The dataset ``rvi evaluate`` scores, and the images/labels of the chosen split; refuses
     images the checkpoint was trained on unless ``--allow-train-split``."""
-    from .data import image_hashes, load_dataset
+    from .data import image_hashes
 
     recorded = state.get("dataset")
     if args.model is not None and args.model != state["architecture"]:
@@ -223,11 +223,7 @@ def _evaluation_data(args: argparse.Namespace, state: dict):
         raise ValueError(f"checkpoint {args.checkpoint!r} records no dataset (written by an older "
                          "rvi); pass --dataset to say which test split to use")
     name = args.dataset or recorded["name"]
-    size = {}
-    if recorded is not None and recorded["name"] == name == "synthetic" \
-            and isinstance(recorded.get("split"), dict):
-        size = {"synthetic_size": (recorded["split"]["n_train"], recorded["split"]["n_test"])}
-    data = load_dataset(name, args.data_dir, download=args.download, **size)
+    data = _load_like(name, recorded, args.data_dir, args.download)
     images, labels = ((data.test_images, data.test_labels) if args.split == "test"
                       else (data.train_images, data.train_labels))
     if recorded is None or args.allow_train_split:
@@ -240,7 +236,7 @@ def _evaluation_data(args: argparse.Namespace, state: dict):
     trained_on = data if name == recorded["name"] else None
     if trained_on is None:
         try:
-            trained_on = load_dataset(recorded["name"], args.data_dir, download=False)
+            trained_on = _load_like(recorded["name"], recorded, args.data_dir, False)
         except (ValueError, FileNotFoundError) as err:
             raise ValueError(f"cannot check that {name} {args.split} images are not among the "
                              f"{recorded['name']} images the checkpoint was trained on ({err}); "
@@ -255,6 +251,17 @@ def _evaluation_data(args: argparse.Namespace, state: dict):
                          f"{recorded['name']} training images of checkpoint {args.checkpoint!r}; "
                          "pass --allow-train-split to evaluate anyway")
     return data, images, labels
+
+
+def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
+    """``load_dataset(name)``; ``synthetic`` at the size the checkpoint records, if it does."""
+    from .data import load_dataset
+
+    split = (recorded or {}).get("split")
+    if name == "synthetic" and (recorded or {}).get("name") == "synthetic" and isinstance(split, dict):
+        return load_dataset(name, data_dir, download=download,
+                            synthetic_size=(split["n_train"], split["n_test"]))
+    return load_dataset(name, data_dir, download=download)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

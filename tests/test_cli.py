@@ -255,3 +255,17 @@ def test_bench_and_train_refuse_a_bad_out_before_any_work(tmp_path, monkeypatch,
     assert "is not an rvi result" in capsys.readouterr().err
     assert main(["train", "--dataset", "synthetic", "--out", str(file)]) == 2
     assert f"--out must be a folder, got the file {str(file)!r}" in capsys.readouterr().err
+
+
+def test_evaluate_a_synthetic_model_of_another_size_on_another_dataset(tmp_path, capsys):
+    """The training data is rebuilt at the recorded size, so the overlap check can run."""
+    from rvi.cache import get_trained_model
+    from rvi.data import make_synthetic
+
+    _, _, checkpoint = get_trained_model(make_synthetic(100, 40), "lenet",
+                                         TrainConfig(epochs=1, batch_size=100), tmp_path, quiet=True)
+    assert main(["evaluate", str(checkpoint), "--dataset", "mnist-5k", "--attacks", "fgsm",
+                 "--n", "8", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 8
+    assert main(["evaluate", str(checkpoint), "--attacks", "fgsm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 40  # the recorded synthetic test split
