@@ -70,8 +70,8 @@ def rvi_epoch(images, labels, *, channels_last=None, precision="float32", compil
 def training_rows(args, data) -> list:
     images, labels = data.train_images[:args.images], data.train_labels[:args.images]
     variants = {
-        "(a) seed loop: DataLoader + torchattacks PGD-7": lambda: seed_loop(args.data_dir,
-                                                                             args.images),
+        "(a) seed loop: DataLoader + torchattacks PGD-7":
+            lambda: seed_loop(args.data_dir, args.images),
         "(b) rvi before 0.2: NCHW, float32": lambda: rvi_epoch(images, labels, channels_last=False),
         "(c) rvi default: channels-last, float32": lambda: rvi_epoch(images, labels),
         "(d) rvi, precision=bfloat16": lambda: rvi_epoch(images, labels, precision="bfloat16"),

@@ -29,3 +29,19 @@ def model_device(model: nn.Module):
 
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
+
+
+def check_model_labels(model: nn.Module, images, labels) -> int:
+    """Raise ``ValueError`` unless every label indexes one of the model's outputs; returns the
+    number of outputs (one eval-mode forward pass on the first image, state restored)."""
+    import torch
+
+    from ._checks import check_labels
+
+    with preserved_state(model), torch.no_grad():
+        model.eval()
+        out = model(images[:1].to(model_device(model)))
+    if out.ndim != 2:
+        raise ValueError(f"model must return (N, num_classes) logits, got shape {tuple(out.shape)}")
+    check_labels(labels, out.shape[1])
+    return out.shape[1]

@@ -8,7 +8,6 @@ here check inputs first, restore the model's state in ``finally``, enable gradie
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional
 
 import numpy as np
@@ -16,34 +15,15 @@ import torch
 import torchattacks
 from torch import nn
 
-from ._modelstate import model_device, preserved_state
-from .config import AttackConfig, check_int
+from ._checks import (check_images, check_int, check_model, optional_int,  # noqa: F401 (re-exported)
+                      seeded)
+from ._modelstate import check_model_labels, model_device, preserved_state
+from .config import AttackConfig
 
 #: AutoAttack always runs on consecutive chunks of this many images (the last may be shorter),
 #: each with its own seed derived from ``(seed, chunk index)``, whatever ``batch_size`` is, so
 #: its adversarial images do not depend on ``batch_size``.
 AUTOATTACK_CHUNK = 250
-
-
-def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
-                 name: str = "images") -> None:
-    """Raise ``ValueError`` unless ``images`` is a finite (N, C, H, W) float tensor in [0, 1]
-    and ``labels`` (if given) is an (N,) integer tensor."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
-        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a float tensor of shape (N, C, H, W), got {shape}")
-    if images.numel() == 0:
-        raise ValueError(f"{name} must hold at least one image, got shape {tuple(images.shape)}")
-    if not torch.isfinite(images).all():
-        raise ValueError(f"{name} must be finite, got NaN or infinite values")
-    low, high = float(images.min()), float(images.max())
-    if low < 0.0 or high > 1.0:
-        raise ValueError(f"{name} must be in [0, 1], got values in [{low:.4g}, {high:.4g}]")
-    if labels is not None:
-        if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32) \
-                or labels.shape != images.shape[:1]:
-            got = (tuple(labels.shape), labels.dtype) if isinstance(labels, torch.Tensor) else labels
-            raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {got}")
 
 
 def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10, *,
@@ -70,18 +50,6 @@ def autoattack_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint32)[0])
 
 
-@contextlib.contextmanager
-def seeded(seed: Optional[int], device: torch.device):
-    """Run the body with the global torch RNG seeded, restoring the caller's RNG afterwards."""
-    if seed is None:
-        yield
-        return
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
 def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig,
            *, batch_size: int = 500, seed: Optional[int] = 0, num_classes: int = 10
            ) -> torch.Tensor:
@@ -102,10 +70,14 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     Returns:
         (N, C, H, W) float in [0, 1] on the images' device, with ``|x_adv - x| <= eps``.
     """
+    check_model(model)
+    if not isinstance(config, AttackConfig):
+        raise ValueError(f"config must be an AttackConfig, got {config!r}")
     check_images(images, labels)
     check_int("batch_size", batch_size, 1)
-    if seed is not None:
-        check_int("seed", seed, 0)
+    optional_int(seed, "seed", 0)
+    check_int("num_classes", num_classes, 2)
+    check_model_labels(model, images, labels)
     device = model_device(model)
     out = torch.empty_like(images)
     # AutoAttack's sub-attacks call torch.manual_seed themselves: always fork the RNG for them

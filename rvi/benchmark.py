@@ -67,6 +67,10 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
     Returns:
         A :class:`~rvi.result.BenchmarkResult`.
     """
+    if not isinstance(config, BenchmarkConfig):
+        raise ValueError(f"config must be a BenchmarkConfig, got {type(config).__name__}")
+    if data is not None and not isinstance(data, Dataset):
+        raise ValueError(f"data must be an rvi.data.Dataset or None, got {type(data).__name__}")
     started = time.perf_counter()
     if data is None:
         data = load_dataset(config.dataset, config.data_dir, download=config.download)

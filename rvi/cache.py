@@ -1,8 +1,11 @@
 """Trained models cached on disk, keyed by everything that determines them.
 
-The key hashes the dataset name, the architecture, the full :class:`~rvi.config.TrainConfig`
-and the checkpoint format, so a changed recipe never reuses a stale model. An interrupted
-training run leaves its last epoch's checkpoint under the same key and resumes from it.
+The key hashes a fingerprint of the training data (sha256 over the bytes of the training images
+and labels, plus the dataset's name and split parameters), the architecture, the full
+:class:`~rvi.config.TrainConfig`, the checkpoint format and the training code's version
+(:data:`rvi.train.TRAINING_VERSION`). Two datasets with the same name but different content
+therefore never share a cached model. An interrupted training run leaves its last epoch's
+checkpoint under the same key and resumes from it.
 """
 
 from __future__ import annotations
@@ -12,23 +15,41 @@ import json
 from pathlib import Path
 from typing import Union
 
+from ._checks import MODELS, check_choice
 from .config import TrainConfig
 from .data import Dataset
-from .train import CHECKPOINT_FORMAT, load_checkpoint, new_model, train_model
+from .train import CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model, train_model
 
 
-def cache_key(dataset: str, architecture: str, config: TrainConfig) -> str:
-    """A 16-hex-digit key for (dataset, architecture, recipe)."""
-    blob = json.dumps({"dataset": dataset, "architecture": architecture,
-                       "config": config.to_dict(), "format": CHECKPOINT_FORMAT}, sort_keys=True)
+def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig) -> str:
+    """A 16-hex-digit key for (training data, architecture, recipe, training code).
+
+    Args:
+        data: the :class:`~rvi.data.Dataset` (or its :meth:`~rvi.data.Dataset.info` dict).
+    """
+    info = _info(data)
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    blob = json.dumps({"data": info, "architecture": architecture, "config": config.to_dict(),
+                       "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cached_model_path(cache_dir: Union[str, Path], dataset: str, architecture: str,
+def _info(data: Union[Dataset, dict]) -> dict:
+    if isinstance(data, Dataset):
+        return data.info()
+    if isinstance(data, dict) and {"name", "fingerprint"} <= set(data):
+        return data
+    raise ValueError(f"data must be a Dataset or its info() dict, got {type(data).__name__}")
+
+
+def cached_model_path(cache_dir: Union[str, Path], data: Union[Dataset, dict], architecture: str,
                       config: TrainConfig) -> Path:
+    """``cache_dir/<dataset>-<architecture>-<natural|robust>-<key>.pt``."""
+    check_choice("architecture", architecture, MODELS)
     kind = "robust" if config.adversarial else "natural"
-    key = cache_key(dataset, architecture, config)
-    return Path(cache_dir) / f"{dataset}-{architecture}-{kind}-{key}.pt"
+    key = cache_key(data, architecture, config)
+    return Path(cache_dir) / f"{_info(data)['name']}-{architecture}-{kind}-{key}.pt"
 
 
 def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
@@ -39,7 +60,8 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
     Returns:
         ``(model in eval mode, per-epoch history, checkpoint path)``.
     """
-    path = cached_model_path(cache_dir, data.name, architecture, config)
+    info = _info(data)
+    path = cached_model_path(cache_dir, info, architecture, config)
     model = new_model(architecture, config, num_classes=data.num_classes,
                       in_channels=data.image_shape[0]).to(device)
     history = []
@@ -47,5 +69,6 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
         history = load_checkpoint(path, model, architecture=architecture)["history"]
     if len(history) < config.epochs_for(len(data.train_images)):
         history = train_model(model, data.train_images, data.train_labels, config,
-                              checkpoint_path=path, architecture=architecture, quiet=quiet)
+                              checkpoint_path=path, architecture=architecture, quiet=quiet,
+                              dataset_info=info)
     return model.eval(), history, path

@@ -23,7 +23,12 @@ def _flag(prefix: str, name: str) -> str:
 
 def _add_config_flags(parser: argparse.ArgumentParser, cls, prefix: str = "",
                       defaults=None, skip: Sequence[str] = ()) -> None:
-    """Add one flag per field of dataclass ``cls`` (recursing into nested config fields)."""
+    """Add one flag per field of dataclass ``cls`` (recursing into nested config fields).
+
+    Every flag's argparse default is ``SUPPRESS``: a flag that was not typed leaves no attribute,
+    so :func:`_given_values` knows exactly which flags were given, however they were spelled
+    (``--x v``, ``--x=v``, ``--no-x``). The help text shows the config's default.
+    """
     defaults = defaults if defaults is not None else cls()
     hints = typing.get_type_hints(cls)
     for spec in dataclasses.fields(cls):
@@ -34,7 +39,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, prefix: str = "",
             _add_config_flags(parser, type(default), f"{prefix}{spec.name}_", default)
             continue
         hint = hints[spec.name]
-        kwargs = {"default": default, "dest": prefix + spec.name,
+        kwargs = {"default": argparse.SUPPRESS, "dest": prefix + spec.name,
                   "help": f"{spec.metadata.get('help', '')} (default: {default})".replace("%", "%%")}
         if hint is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -49,44 +54,91 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, prefix: str = "",
         parser.add_argument(_flag(prefix, spec.name), **kwargs)
 
 
-def _config_from_args(cls, args: argparse.Namespace, prefix: str = "", defaults=None,
-                      skip: Sequence[str] = ()):
-    defaults = defaults if defaults is not None else cls()
-    values = {}
+def _given_values(cls, args: argparse.Namespace, prefix: str = "", skip: Sequence[str] = ()) -> dict:
+    """The fields of ``cls`` whose flags were typed, as a nested dict (absent: not given)."""
+    values: dict = {}
+    hints = typing.get_type_hints(cls)
     for spec in dataclasses.fields(cls):
         if spec.name in skip:
             continue
-        default = getattr(defaults, spec.name)
-        if dataclasses.is_dataclass(default):
-            values[spec.name] = _config_from_args(type(default), args, f"{prefix}{spec.name}_",
-                                                  default)
-        else:
+        hint = hints[spec.name]
+        if dataclasses.is_dataclass(hint):
+            nested = _given_values(hint, args, f"{prefix}{spec.name}_")
+            if nested:
+                values[spec.name] = nested
+        elif hasattr(args, prefix + spec.name):
             value = getattr(args, prefix + spec.name)
             values[spec.name] = tuple(value) if isinstance(value, list) else value
-    return cls(**values)
+    return values
 
 
-def _add_data_flags(parser: argparse.ArgumentParser) -> None:
+def _deep_merge(base: dict, over: dict) -> dict:
+    """``over`` laid on ``base``: nested dicts merged key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _merged_config(cls, args: argparse.Namespace, *, prefix: str = "", skip: Sequence[str] = (),
+                   base: Optional[dict] = None, file_path: Optional[str] = None):
+    """The one merge path: ``cls()`` defaults (or ``base``), then a JSON file's values (partial
+    nested recipes are filled from the defaults), then the flags that were typed."""
+    merged = base if base is not None else cls().to_dict()
+    if file_path is not None:
+        merged = _deep_merge(merged, _read_config_file(file_path))
+    merged = _deep_merge(merged, _given_values(cls, args, prefix, skip))
+    return cls.from_dict({k: v for k, v in merged.items() if k not in skip})
+
+
+def _read_config_file(path: str) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config {path!r} is not a readable JSON file: {err}") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path!r} must hold a JSON object of BenchmarkConfig fields, "
+                         f"got {type(data).__name__}")
+    return data
+
+
+def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) -> None:
     from .data import DATASETS
     from .models import MODELS
 
-    parser.add_argument("--dataset", default="mnist-5k", choices=DATASETS,
-                        help="dataset to use (default: mnist-5k, embedded, offline)")
+    if evaluate:
+        parser.add_argument("--dataset", default=None, choices=DATASETS,
+                            help="dataset whose test split to use (default: the one the "
+                                 "checkpoint records it was trained on)")
+    else:
+        parser.add_argument("--dataset", default="mnist-5k", choices=DATASETS,
+                            help="dataset to use (default: mnist-5k, embedded, offline)")
     parser.add_argument("--data-dir", default=None,
                         help="folder with MNIST/raw or FashionMNIST/raw IDX files "
                              "(default: $RVI_DATA_DIR or ~/.cache/rvi/data)")
-    parser.add_argument("--no-download", action="store_true",
-                        help="never download; fail if the dataset files are missing")
-    parser.add_argument("--model", default="lenet", choices=MODELS, help="architecture")
+    parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                        help="let torchvision download a missing dataset; --no-download fails "
+                             "if the files are missing (default: download)")
+    if evaluate:
+        parser.add_argument("--model", default=None, choices=MODELS,
+                            help="architecture; must match the checkpoint's (default: the "
+                                 "checkpoint's)")
+    else:
+        parser.add_argument("--model", default="lenet", choices=MODELS, help="architecture")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     from .benchmark import BenchmarkConfig
 
-    parser = argparse.ArgumentParser(prog="rvi", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="rvi", description=__doc__.splitlines()[0],
+                                     allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one model (natural or adversarial)")
+    train = commands.add_parser("train", help="train one model (natural or adversarial)",
+                                allow_abbrev=False)
     _add_data_flags(train)
     train.add_argument("--out", default="rvi-models",
                        help="folder for the checkpoint; an existing one with the same recipe "
@@ -94,9 +146,14 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_flags(train, TrainConfig)
 
-    evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a checkpoint")
-    _add_data_flags(evaluate)
+    evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a checkpoint",
+                                   allow_abbrev=False)
+    _add_data_flags(evaluate, evaluate=True)
     evaluate.add_argument("checkpoint", help="a .pt file written by rvi train")
+    evaluate.add_argument("--split", default="test", choices=("test", "train"),
+                          help="which split of the dataset to score (default: test)")
+    evaluate.add_argument("--allow-train-split", action="store_true",
+                          help="evaluate even on images the model was trained on")
     evaluate.add_argument("--attacks", nargs="+", default=["fgsm", "pgd"],
                           choices=["fgsm", "pgd", "autoattack"], help="attacks to run")
     evaluate.add_argument("--n", type=int, default=None,
@@ -105,16 +162,18 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_flags(evaluate, AttackConfig, "attack_", skip=("name",))
 
     bench = commands.add_parser("bench", help="the 2x2 study: {natural, robust model} x "
-                                              "{natural, adversarial input}")
+                                              "{natural, adversarial input}", allow_abbrev=False)
     bench.add_argument("--config", default=None,
-                       help="JSON file with BenchmarkConfig fields; flags given explicitly "
-                            "override it")
+                       help="JSON file with BenchmarkConfig fields (nested recipes may be "
+                            "partial: missing fields keep the benchmark's defaults); flags "
+                            "given explicitly override it")
     bench.add_argument("--overwrite", action="store_true",
                        help="replace an existing result in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(bench, BenchmarkConfig)
     report = commands.add_parser("report", help="re-render the tables and figures of a saved "
-                                                "result from its records (no model needed)")
+                                                "result from its records (no model needed)",
+                                 allow_abbrev=False)
     report.add_argument("folder", help="a folder written by rvi bench or BenchmarkResult.save")
     return parser
 
@@ -134,71 +193,108 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .train import new_model, train_model
 
-    config = _config_from_args(TrainConfig, args)
-    data = load_dataset(args.dataset, args.data_dir, download=not args.no_download)
-    path = cached_model_path(args.out, data.name, args.model, config)
+    config = _merged_config(TrainConfig, args)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out must be a folder, got the file {args.out!r}")
+    data = load_dataset(args.dataset, args.data_dir, download=args.download)
+    info = data.info()
+    path = cached_model_path(args.out, info, args.model, config)
     model = new_model(args.model, config, data.num_classes, data.image_shape[0])
     print(f"training {args.model} on {data.name}: {config.label}\ncheckpoint: {path}")
     history = train_model(model, data.train_images, data.train_labels, config,
-                          checkpoint_path=path, architecture=args.model, quiet=args.quiet)
+                          checkpoint_path=path, architecture=args.model, quiet=args.quiet,
+                          dataset_info=info)
     last = history[-1]
     print(f"done: epoch {last['epoch']}, loss {last['loss']:.4f}, "
           f"train accuracy {last['accuracy']:.2%}\n{path}")
     return 0
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from .data import load_dataset
-    from .evaluate import evaluate
-    from .train import load_model
+def _evaluation_data(args: argparse.Namespace, state: dict):
+    """The dataset ``rvi evaluate`` scores, and the images/labels of the chosen split; refuses
+    images the checkpoint was trained on unless ``--allow-train-split``."""
+    from .data import image_hashes
 
-    data = load_dataset(args.dataset, args.data_dir, download=not args.no_download)
+    recorded = state.get("dataset")
+    if args.model is not None and args.model != state["architecture"]:
+        raise ValueError(f"--model {args.model!r} differs from the checkpoint's architecture "
+                         f"{state['architecture']!r}; leave --model out")
+    if recorded is None and args.dataset is None:
+        raise ValueError(f"checkpoint {args.checkpoint!r} records no dataset (written by an older "
+                         "rvi); pass --dataset to say which test split to use")
+    name = args.dataset or recorded["name"]
+    data = _load_like(name, recorded, args.data_dir, args.download)
+    images, labels = ((data.test_images, data.test_labels) if args.split == "test"
+                      else (data.train_images, data.train_labels))
+    if recorded is None or args.allow_train_split:
+        return data, images, labels
+    if data.fingerprint() == recorded["fingerprint"]:
+        if args.split == "train":
+            raise ValueError(f"--split train is the split checkpoint {args.checkpoint!r} was "
+                             f"trained on ({name}); pass --allow-train-split to evaluate anyway")
+        return data, images, labels
+    trained_on = data if name == recorded["name"] else None
+    if trained_on is None:
+        try:
+            trained_on = _load_like(recorded["name"], recorded, args.data_dir, False)
+        except (ValueError, FileNotFoundError) as err:
+            raise ValueError(f"cannot check that {name} {args.split} images are not among the "
+                             f"{recorded['name']} images the checkpoint was trained on ({err}); "
+                             "pass --allow-train-split to evaluate anyway") from err
+    if trained_on.fingerprint() != recorded["fingerprint"]:
+        raise ValueError(f"the {recorded['name']} training data the checkpoint records "
+                         "(fingerprint) differs from the one on disk; pass --dataset and "
+                         "--allow-train-split to evaluate anyway")
+    shared = len(image_hashes(images) & image_hashes(trained_on.train_images))
+    if shared:
+        raise ValueError(f"{shared} of the {len(images)} {name} {args.split} images are among the "
+                         f"{recorded['name']} training images of checkpoint {args.checkpoint!r}; "
+                         "pass --allow-train-split to evaluate anyway")
+    return data, images, labels
+
+
+def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
+    """``load_dataset(name)``; ``synthetic`` at the size the checkpoint records, if it does."""
+    from .data import load_dataset
+
+    split = (recorded or {}).get("split")
+    if name == "synthetic" and (recorded or {}).get("name") == "synthetic" and isinstance(split, dict):
+        return load_dataset(name, data_dir, download=download,
+                            synthetic_size=(split["n_train"], split["n_test"]))
+    return load_dataset(name, data_dir, download=download)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+    from .train import load_checkpoint, load_model
+
+    state = load_checkpoint(args.checkpoint)
+    data, images, labels = _evaluation_data(args, state)
     model = load_model(args.checkpoint, data.num_classes, data.image_shape[0])
-    base = _config_from_args(AttackConfig, args, "attack_", skip=("name",))
+    base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",))
     attacks = [dataclasses.replace(base, name=name) for name in args.attacks]
-    result = evaluate(model, data.test_images, data.test_labels, attacks, n=args.n)
+    result = evaluate(model, images, labels, attacks, n=args.n)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"accuracy on {result.pop('n')} test images")
+        print(f"accuracy on {result.pop('n')} {data.name} {args.split} images")
         for key, value in result.items():
             print(f"  {key:<38} {value:7.2%}")
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def _cmd_bench(args: argparse.Namespace) -> int:
     from .benchmark import BenchmarkConfig, run_benchmark
 
-    config = _config_from_args(BenchmarkConfig, args)
-    if args.config:
-        config = _merge_config_file(args.config, config, argv)
+    from .result import check_out_folder
+
+    config = _merged_config(BenchmarkConfig, args, file_path=args.config)
+    check_out_folder(config.out_dir, args.overwrite)  # before hours of work, not after
     result = run_benchmark(config, progress=not args.quiet)
     folder = result.save(config.out_dir, overwrite=args.overwrite)
     print(result.to_markdown())
     print(f"\nresults, records and figures saved to {folder}")
     return 0
-
-
-def _merge_config_file(path: str, from_flags, argv: Sequence[str]):
-    """File values win over defaults; flags typed on the command line win over the file."""
-    from .benchmark import BenchmarkConfig
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise ValueError(f"--config {path!r} is not a readable JSON file: {err}") from err
-    typed = {arg.split("=")[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
-    merged = BenchmarkConfig.from_dict(data).to_dict()
-
-    def overlay(target: dict, flags: dict, prefix: str) -> None:
-        for key, value in flags.items():
-            if isinstance(value, dict):
-                overlay(target[key], value, f"{prefix}{key}_")
-            elif prefix + key in typed:
-                target[key] = value
-
-    overlay(merged, from_flags.to_dict(), "")
-    return BenchmarkConfig.from_dict(merged)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -211,7 +307,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_evaluate(args)
         if args.command == "report":
             return _cmd_report(args)
-        return _cmd_bench(args, argv)
+        return _cmd_bench(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"rvi {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -9,44 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-ATTACKS = ("fgsm", "pgd", "autoattack")
-OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("constant", "onecycle", "cosine")
+from ._checks import (ATTACKS, CONTROLS, DATASETS, METHODS, METRIC_NAMES,  # noqa: F401 (re-exported)
+                      MODELS, OPTIMIZERS, SCHEDULES, check_bool, check_int, optional_int)
+from ._checks import check_choice as _check_choice
+from ._checks import check_range as _check_range
 PRECISIONS = ("float32", "bfloat16")
 
 
 def _help(text: str, **kwargs: Any) -> Any:
     """A dataclass field whose help text travels in its metadata."""
     return field(metadata={"help": text}, **kwargs)
-
-
-def _check_range(name: str, value: float, low: float, high: float, *, low_open: bool = True) -> None:
-    ok_low = value > low if low_open else value >= low
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) \
-            or not ok_low or value > high:
-        bracket = "(" if low_open else "["
-        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
-
-
-def check_int(name: str, value: int, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is an ``int`` (not a bool) >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def check_bool(name: str, value: bool) -> None:
-    """Raise ``ValueError`` unless ``value`` is ``True`` or ``False``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def _check_choice(name: str, value: str, choices: tuple) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 #: Default epochs of :class:`TrainConfig` (``epochs=None``), chosen on full MNIST: with Adam,
@@ -107,13 +82,21 @@ class AttackConfig(_Config):
 
     @property
     def label(self) -> str:
-        """Short human-readable name, e.g. ``PGD-7 eps=0.3 alpha=0.1``."""
+        """Short human-readable name, e.g. ``PGD-7 eps=0.3 alpha=0.1``; two configs that make
+        different attacks get different labels (FGSM and AutoAttack use only ``eps``)."""
         if self.name == "fgsm":
-            return f"FGSM eps={self.eps:g}"
+            return f"FGSM eps={_num(self.eps)}"
         if self.name == "autoattack":
-            return f"AutoAttack eps={self.eps:g}"
+            return f"AutoAttack eps={_num(self.eps)}"
         restarts = f" x{self.restarts} restarts" if self.restarts > 1 else ""
-        return f"PGD-{self.steps} eps={self.eps:g} alpha={self.alpha:g}{restarts}"
+        start = "" if self.random_start else " no random start"
+        return f"PGD-{self.steps} eps={_num(self.eps)} alpha={_num(self.alpha)}{restarts}{start}"
+
+
+def _num(value: float) -> str:
+    """``0.3`` as ``0.3``; a value that ``:g`` would round is written in full."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
 
 
 @dataclass(frozen=True)
@@ -168,12 +151,18 @@ class TrainConfig(_Config):
         return max(base, min(4 * base, -(-AUTO_MIN_STEPS // steps_per_epoch)))
 
     @property
-    def label(self) -> str:
+    def recipe_label(self) -> str:
+        """The recipe without its seed, e.g. ``natural, 20 epochs, adam lr 0.003 onecycle, batch 128``."""
         kind = f"adversarial ({self.attack.label})" if self.adversarial else "natural"
         epochs = "auto epochs" if self.epochs is None else f"{self.epochs} epochs"
         precision = "" if self.precision == "float32" else f", {self.precision}"
         return (f"{kind}, {epochs}, {self.optimizer} lr {self.lr:g} {self.schedule}, "
-                f"batch {self.batch_size}{precision}, seed {self.seed}")
+                f"batch {self.batch_size}{precision}")
+
+    @property
+    def label(self) -> str:
+        """:attr:`recipe_label` and the seed."""
+        return f"{self.recipe_label}, seed {self.seed}"
 
 
 def _default_natural() -> TrainConfig:
@@ -201,8 +190,9 @@ class BenchmarkConfig(_Config):
                                  default_factory=_default_natural)
     robust: TrainConfig = _help("recipe of the adversarially trained model",
                                 default_factory=_default_robust)
-    attack: AttackConfig = _help("attack that makes the adversarial inputs (default: the robust "
-                                 "recipe's training attack)", default_factory=AttackConfig)
+    attack: AttackConfig = _help("attack that makes the adversarial inputs (default: PGD-7 eps 0.3 "
+                                 "alpha 0.1 with random start; independent of the robust recipe's "
+                                 "training attack)", default_factory=AttackConfig)
     transfer: bool = _help("attack each model with examples made against the other model "
                            "(black-box transfer) instead of white-box", default=False)
     eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))
@@ -231,11 +221,6 @@ class BenchmarkConfig(_Config):
     out_dir: str = _help("folder the result is saved to", default="rvi-results")
 
     def __post_init__(self) -> None:
-        from .data import DATASETS
-        from .metrics import METRICS
-        from .models import MODELS
-        from .saliency import METHODS
-
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("model", self.model, MODELS)
         for name in ("natural", "robust"):
@@ -248,13 +233,15 @@ class BenchmarkConfig(_Config):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
         check_bool("transfer", self.transfer)
         check_bool("download", self.download)
-        for name, choices in (("methods", METHODS), ("metrics", tuple(METRICS)),
+        for name, choices in (("methods", METHODS), ("metrics", METRIC_NAMES),
                               ("controls", CONTROLS)):
             values = getattr(self, name)
             if not isinstance(values, tuple) or not values or len(set(values)) != len(values):
                 raise ValueError(f"{name} must be a non-empty tuple without repeats, got {values!r}")
             for value in values:
                 _check_choice(f"{name} entry", value, choices)
+        if not isinstance(self.eval_attacks, tuple) or len(set(self.eval_attacks)) != len(self.eval_attacks):
+            raise ValueError(f"eval_attacks must be a tuple without repeats, got {self.eval_attacks!r}")
         for spec in self.eval_attacks:
             parse_eval_attack(spec, self.attack)
         _check_choice("target", self.target, ("true", "predicted"))
@@ -268,13 +255,16 @@ class BenchmarkConfig(_Config):
         check_int("grid_images", self.grid_images, 1)
         check_int("bootstrap", self.bootstrap, 100)
         check_int("batch_size", self.batch_size, 1)
+        for name, optional in (("data_dir", True), ("cache_dir", True), ("device", False),
+                               ("out_dir", False)):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value) and not (optional and value is None):
+                expected = "a non-empty string" + (" or None" if optional else "")
+                raise ValueError(f"{name} must be {expected}, got {value!r}")
 
     def recipe(self, kind: str, seed: int) -> TrainConfig:
         """The ``natural`` or ``robust`` recipe with its seed replaced by ``seed``."""
         return dataclasses.replace(getattr(self, kind), seed=seed)
-
-
-CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent")
 
 
 def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
@@ -295,10 +285,3 @@ def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
 
 _NESTED = {("TrainConfig", "attack"): AttackConfig, ("BenchmarkConfig", "natural"): TrainConfig,
            ("BenchmarkConfig", "robust"): TrainConfig, ("BenchmarkConfig", "attack"): AttackConfig}
-
-
-def optional_int(value: Optional[int], name: str, minimum: int = 1) -> Optional[int]:
-    """Check an optional integer argument (``None`` means "all")."""
-    if value is not None:
-        check_int(name, value, minimum)
-    return value

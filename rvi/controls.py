@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_images, check_int, seeded
 from ._modelstate import model_device, preserved_state
-from .attacks import check_images, seeded
-from .config import check_int
 from .evaluate import predict
 from .metrics import METRICS, score
 from .models import build_model

@@ -8,19 +8,18 @@ are no per-item PIL transforms, so batches are plain tensor slices.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import torch
 
 from ._io import atomic_write
-from .config import check_int
-
-DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "synthetic")
+from ._checks import DATASETS, check_bool, check_choice, check_int
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -44,10 +43,32 @@ class Dataset:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     num_classes: int = 10
+    #: How the train/test split was made (JSON-able); ``None`` for a user-made dataset.
+    split: Optional[dict] = None
 
     @property
     def image_shape(self) -> tuple:
         return tuple(self.train_images.shape[1:])
+
+    def fingerprint(self) -> str:
+        """sha256 (hex) over the bytes of the training images and labels (what a model sees)."""
+        digest = hashlib.sha256()
+        for tensor in (self.train_images, self.train_labels):
+            digest.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()
+
+    def info(self) -> dict:
+        """What a checkpoint and the model cache record about the training data."""
+        return {"name": self.name, "split": self.split if self.split is not None else "user",
+                "fingerprint": self.fingerprint(), "num_classes": self.num_classes,
+                "image_shape": list(self.image_shape), "n_train": len(self.train_images)}
+
+
+def image_hashes(images: torch.Tensor) -> set:
+    """One sha1 digest per image's bytes, to find images two splits share."""
+    rows = images.detach().cpu().contiguous().reshape(len(images), -1).numpy()
+    return {hashlib.sha1(row.tobytes()).digest() for row in rows}
 
 
 def default_data_dir() -> Path:
@@ -78,11 +99,15 @@ def load_dataset(name: str, root: Union[str, Path, None] = None, download: bool 
         FileNotFoundError: files missing and download not allowed or failed; the message names the
             folder to put the IDX files in.
     """
-    if name not in DATASETS:
-        raise ValueError(f"dataset must be one of {', '.join(DATASETS)}; got {name!r}")
+    check_choice("dataset", name, DATASETS)
+    check_bool("download", download)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise ValueError(f"root must be a folder path or None, got {root!r}")
     if name == "mnist-5k":
         return _load_mnist5k()
     if name == "synthetic":
+        if not isinstance(synthetic_size, (tuple, list)) or len(synthetic_size) != 2:
+            raise ValueError(f"synthetic_size must be a (train, test) pair, got {synthetic_size!r}")
         return make_synthetic(*synthetic_size)
     root = Path(root).expanduser() if root is not None else default_data_dir()
     if root.exists() and not root.is_dir():
@@ -135,7 +160,7 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
             raise ValueError(f"{name}: IDX files in {raw} are corrupt: images {tuple(images.shape)} "
                              f"{images.dtype}, labels {tuple(labels.shape)}")
         splits += [images.unsqueeze(1).float().div_(255.0), labels.long()]
-    return Dataset(name, *splits)
+    return Dataset(name, *splits, split={"train": "official train", "test": "official test"})
 
 
 def _load_mnist5k() -> Dataset:
@@ -154,7 +179,8 @@ def _load_mnist5k() -> Dataset:
     train_idx = torch.from_numpy(rng.permutation(np.concatenate(train_idx)))
     test_idx = torch.from_numpy(np.sort(np.concatenate(test_idx)))
     return Dataset("mnist-5k", images[train_idx], labels[train_idx],
-                   images[test_idx], labels[test_idx])
+                   images[test_idx], labels[test_idx],
+                   split={"test_per_class": MNIST5K_TEST_PER_CLASS, "seed": MNIST5K_SPLIT_SEED})
 
 
 def make_synthetic(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Dataset:
@@ -165,6 +191,7 @@ def make_synthetic(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Data
     """
     for arg, value in (("n_train", n_train), ("n_test", n_test)):
         check_int(arg, value, 10)
+    check_int("seed", seed, 0)
     gen = torch.Generator().manual_seed(seed)
     total = n_train + n_test
     labels = torch.cat([(torch.arange(n) % 10)[torch.randperm(n, generator=gen)]
@@ -180,4 +207,5 @@ def make_synthetic(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Data
     images += 0.15 * torch.randn(images.shape, generator=gen)
     images.clamp_(0.0, 1.0)
     return Dataset("synthetic", images[:n_train], labels[:n_train].long(),
-                   images[n_train:], labels[n_train:].long())
+                   images[n_train:], labels[n_train:].long(),
+                   split={"n_train": n_train, "n_test": n_test, "seed": seed})

@@ -7,14 +7,18 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from ._modelstate import model_device, preserved_state
-from .attacks import attack, check_images
-from .config import AttackConfig, optional_int
+from ._checks import check_images, check_int, check_model, optional_int
+from ._modelstate import check_model_labels, model_device, preserved_state
+from .attacks import attack
+from .config import AttackConfig
 
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels (N,) int64 for (N, C, H, W) images, in eval mode (restored after)."""
+    check_model(model)
+    check_images(images)
+    check_int("batch_size", batch_size, 1)
     device = model_device(model)
     with preserved_state(model):
         model.eval()
@@ -36,8 +40,23 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     Returns:
         ``{"n": images used, "clean": accuracy in [0, 1], "<attack label>": accuracy, ...}``.
     """
+    check_model(model)
     check_images(images, labels)
     optional_int(n, "n")
+    check_int("batch_size", batch_size, 1)
+    check_int("seed", seed, 0)
+    if isinstance(attacks, str):
+        raise ValueError(f"attacks must be a sequence of AttackConfig, got {attacks!r}")
+    attacks = list(attacks) if not isinstance(attacks, AttackConfig) else [attacks]
+    labels_seen: dict = {}
+    for i, config in enumerate(attacks):
+        if not isinstance(config, AttackConfig):
+            raise ValueError(f"attacks entry {i} must be an AttackConfig, got {config!r}")
+        if config.label in labels_seen:
+            raise ValueError(f"attacks entries {labels_seen.get(config.label)} and {i} make the same "
+                             f"attack ({config.label!r}); give each attack once")
+        labels_seen[config.label] = i
+    check_model_labels(model, images, labels)
     if n is not None:
         if n > len(images):
             raise ValueError(f"n must be at most the {len(images)} images given, got {n}")

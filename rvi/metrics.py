@@ -24,8 +24,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ._checks import check_int, check_model
 from ._modelstate import model_device, preserved_state
-from .config import check_int
 
 FAMILIES = ("cleanliness", "faithfulness")
 
@@ -295,6 +295,7 @@ def alignment_margin(model: nn.Module, images: torch.Tensor, *, batch_size: int 
 
 def _alignment(model: nn.Module, images: torch.Tensor, batch_size: int, margin: bool
                ) -> torch.Tensor:
+    check_model(model)
     x = _check_image(images, "images")
     check_int("batch_size", batch_size, 1)
     device = model_device(model)

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .config import check_int
-
-MODELS = ("lenet", "madry-cnn")
+from ._checks import MODELS, check_int
 
 
 def lenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:

@@ -125,8 +125,8 @@ def _header(result) -> str:
     lines = [
         f"# rvi benchmark: {c.model} on {c.dataset}",
         "",
-        f"- natural model: {c.natural.label}",
-        f"- robust model: {c.robust.label}",
+        f"- natural model: {c.natural.recipe_label}",
+        f"- robust model: {c.robust.recipe_label}",
         f"- adversarial inputs: {c.attack.label}, {source}",
         f"- maps: {', '.join(c.methods)} (Captum; absolute value, channels summed); "
         f"target: {'true label' if c.target == 'true' else 'predicted label'}",
@@ -214,12 +214,31 @@ def _randomization_markdown(result) -> list:
 
 
 def latex(result) -> str:
-    """Accuracy and main cleanliness tables as LaTeX ``tabular`` environments."""
+    """Accuracy and main cleanliness tables as LaTeX ``tabular`` environments; every header,
+    cell and caption is escaped (``%``, ``_``, ``&``, ... and ``±``), so the file compiles."""
     acc = accuracy_table(result)
+    acc = acc.apply(lambda col: col.map(lambda v: f"{v:.2f}" if isinstance(v, float) else v))
     clean = cleanliness_table(result, result.config.methods[0])
-    return (acc.to_latex(index=False, float_format="%.2f", caption="Accuracy (%)")
-            + "\n" + clean.to_latex(index=False, caption=f"Cleanliness of "
-                                    f"{result.config.methods[0]} maps (mean [95\\% CI])"))
+    return (_tex_frame(acc).to_latex(index=False, escape=False, caption=tex_escape("Accuracy (%)"))
+            + "\n" + _tex_frame(clean).to_latex(
+                index=False, escape=False, caption=tex_escape(
+                    f"Cleanliness of {result.config.methods[0]} maps (mean [95% CI])")))
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+        "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+        "±": r"$\pm$"}
+
+
+def tex_escape(text) -> str:
+    """``text`` with LaTeX's special characters escaped (``±`` becomes ``$\\pm$``)."""
+    return "".join(_TEX.get(char, char) for char in str(text))
+
+
+def _tex_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.apply(lambda col: col.map(tex_escape))
+    out.columns = [tex_escape(c) for c in frame.columns]
+    return out
 
 
 # --- figures -------------------------------------------------------------------------------

@@ -22,11 +22,16 @@ import numpy as np
 import pandas as pd
 
 from . import aggregate, report
+from ._checks import check_bool, check_path
 from ._io import atomic_write
 from .config import BenchmarkConfig
 
 RESULT_FORMAT = "rvi-result-1"
 RESULT_FILE = "result.json.gz"
+#: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
+OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
+               "differences.csv", "controls.csv", "summary.json", "saliency_grid.png",
+               "scores.png", "accuracy.png", "cascading.png")
 
 
 @dataclass(eq=False)
@@ -116,6 +121,10 @@ class BenchmarkResult:
         data = json.loads(text)
         if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
             raise ValueError(f"not an rvi benchmark result (format {RESULT_FORMAT})")
+        missing = [key for key in ("config", "records", "accuracy", "cascading", "examples", "meta")
+                   if key not in data]
+        if missing:
+            raise ValueError(f"missing key(s): {', '.join(missing)}")
         return cls(config=BenchmarkConfig.from_dict(data["config"]),
                    records=_frame_from_json(data["records"]),
                    accuracy=_frame_from_json(data["accuracy"]),
@@ -124,11 +133,12 @@ class BenchmarkResult:
 
     def save(self, folder: Union[str, Path], *, overwrite: bool = False,
              figures: bool = True) -> Path:
-        """Write the result, tables and figures into ``folder`` as one atomic step.
+        """Write the result, tables and figures into ``folder``.
 
-        Everything is written to a temporary sibling folder first and then renamed into place.
-        An existing rvi result in ``folder`` is replaced only with ``overwrite=True``; a folder
-        holding anything else is never replaced.
+        A new (or empty) folder is filled in a temporary sibling folder and renamed into place
+        in one step. With ``overwrite=True`` an existing rvi result is updated file by file:
+        each file rvi writes (:data:`OWNED_FILES`) is replaced atomically, and files rvi did not
+        write (a user's ``notes.txt``) are never touched.
 
         Returns:
             The folder.
@@ -137,15 +147,16 @@ class BenchmarkResult:
             FileExistsError: ``folder`` holds a result and ``overwrite`` is False, or holds
                 files that are not an rvi result.
         """
+        check_path("folder", folder)
+        check_bool("overwrite", overwrite)
+        check_bool("figures", figures)
         folder = Path(folder)
-        existing = any(folder.iterdir()) if folder.is_dir() else folder.exists()
-        if existing:
-            if not (folder / RESULT_FILE).is_file():
-                raise FileExistsError(f"out folder {str(folder)!r} exists and is not an rvi "
-                                      "result; choose an empty or new folder")
-            if not overwrite:
-                raise FileExistsError(f"out folder {str(folder)!r} already holds a result; "
-                                      "pass overwrite=True (--overwrite) to replace it")
+        if check_out_folder(folder, overwrite):
+            written = self._write_files(folder, figures)
+            for name in OWNED_FILES:  # a figure the new result no longer draws is stale
+                if name not in written and (folder / name).is_file():
+                    (folder / name).unlink()
+            return folder
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
         umask = os.umask(0)
@@ -153,19 +164,16 @@ class BenchmarkResult:
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a result folder is not
         try:
             self._write_files(staging, figures)
-            if folder.exists():
-                old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.old."))
-                folder.rename(old / folder.name)
-                staging.rename(folder)
-                shutil.rmtree(old)
-            else:
-                staging.rename(folder)
+            if folder.exists():  # an empty folder: nothing of anyone's to lose
+                folder.rmdir()
+            staging.rename(folder)
         finally:
             if staging.exists():
                 shutil.rmtree(staging)
         return folder
 
-    def _write_files(self, folder: Path, figures: bool) -> None:
+    def _write_files(self, folder: Path, figures: bool) -> set:
+        """Write every owned file atomically; returns the names written."""
         with atomic_write(folder / RESULT_FILE) as handle:
             handle.write(gzip.compress(self.to_json().encode(), mtime=0))
         texts = {
@@ -180,8 +188,10 @@ class BenchmarkResult:
         for name, text in texts.items():
             with atomic_write(folder / name, "w") as handle:
                 handle.write(text)
+        written = {RESULT_FILE, *texts}
         if figures:
-            report.save_figures(self, folder)
+            written |= {path.name for path in report.save_figures(self, folder)}
+        return written
 
     def summary_dict(self) -> dict:
         """The small, readable summary saved as ``summary.json`` (floats, not strings)."""
@@ -193,10 +203,47 @@ class BenchmarkResult:
     @classmethod
     def load(cls, folder: Union[str, Path]) -> "BenchmarkResult":
         """Read a result written by :meth:`save`."""
+        check_path("folder", folder)
         path = Path(folder) / RESULT_FILE
         if not path.is_file():
             raise FileNotFoundError(f"no rvi result in {folder} ({RESULT_FILE} missing)")
-        return cls.from_json(gzip.decompress(path.read_bytes()).decode())
+        try:
+            text = gzip.decompress(path.read_bytes()).decode()
+        except (OSError, EOFError, UnicodeDecodeError) as err:
+            raise ValueError(f"{path} is not a readable gzip file (truncated or corrupt?): "
+                             f"{err}") from err
+        try:
+            return cls.from_json(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} holds invalid JSON: {err}") from err
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} is not a complete rvi result: {_describe(err)}") from err
+
+
+def check_out_folder(folder: Union[str, Path], overwrite: bool) -> bool:
+    """Whether :meth:`BenchmarkResult.save` would update an existing result in ``folder``
+    (False: it would create the folder or fill an empty one).
+
+    Raises:
+        FileExistsError: ``folder`` is a file, a non-empty folder that is not an rvi result, or
+            a result while ``overwrite`` is False.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"out folder {str(folder)!r} is a file, not a folder")
+    if not (folder.is_dir() and any(folder.iterdir())):
+        return False
+    if not (folder / RESULT_FILE).is_file():
+        raise FileExistsError(f"out folder {str(folder)!r} exists and is not an rvi "
+                              "result; choose an empty or new folder")
+    if not overwrite:
+        raise FileExistsError(f"out folder {str(folder)!r} already holds a result; "
+                              "pass overwrite=True (--overwrite) to replace it")
+    return True
+
+
+def _describe(err: Exception) -> str:
+    return f"missing key {err}" if isinstance(err, KeyError) else str(err)
 
 
 def _py(value):

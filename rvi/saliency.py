@@ -36,11 +36,9 @@ from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Salien
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from ._checks import METHODS, check_bool, check_images, check_int, check_model, seeded
 from ._modelstate import model_device, preserved_state
-from .attacks import check_images, seeded
-from .config import check_bool, check_int
 
-METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
 TARGETS = ("true", "predicted")
 #: The width of the pixel range the SmoothGrad noise is relative to (images live in [0, 1]).
 PIXEL_RANGE = 1.0
@@ -147,6 +145,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
         >>> tuple(result.maps.shape), result.target_kind
         ((2, 1, 28, 28), 'predicted')
     """
+    check_model(model)
     check_images(x, name="x")
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")

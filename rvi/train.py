@@ -20,19 +20,25 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import atomic_write
-from ._modelstate import model_device, preserved_state
-from .attacks import build_attack, check_images, seeded
+from ._checks import check_images, check_model, check_path, seeded
+from ._modelstate import check_model_labels, model_device, preserved_state
+from .attacks import build_attack
 from .config import TrainConfig
 from .models import build_model
 
 CHECKPOINT_FORMAT = "rvi-checkpoint-1"
 _log = logging.getLogger("rvi")
+#: Bump whenever the training loop's semantics change (what weights a recipe yields); it is part of
+#: the model cache key, so cached models trained by older code are not reused.
+TRAINING_VERSION = 1
 PathLike = Union[str, Path]
 
 
 def new_model(architecture: str, config: TrainConfig, num_classes: int = 10,
               in_channels: int = 1) -> nn.Module:
     """A freshly initialized ``architecture`` whose weights depend only on ``config.seed``."""
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     with seeded(config.seed, torch.device("cpu")):
         return build_model(architecture, in_channels=in_channels, num_classes=num_classes)
 
@@ -41,7 +47,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 config: TrainConfig, *, checkpoint_path: Optional[PathLike] = None,
                 architecture: Optional[str] = None, quiet: bool = False,
                 on_epoch_end: Optional[Callable[[dict], None]] = None,
-                channels_last: Optional[bool] = None) -> list:
+                channels_last: Optional[bool] = None,
+                dataset_info: Optional[dict] = None) -> list:
     """Train ``model`` in place and return the per-epoch metrics.
 
     Args:
@@ -57,15 +64,28 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         channels_last: hold weights and batches in channels-last memory order while training
             (None: on the CPU for (N, C, H, W) images). It changes only the order of float
             sums, not what is computed; ``False`` gives rvi's layout before version 0.2.
+        dataset_info: what the images are (e.g. :meth:`rvi.data.Dataset.info`: name, split,
+            fingerprint), stored in the checkpoint so that ``rvi evaluate`` can refuse to score
+            the model on its own training images.
 
     Returns:
         A list with one dict per epoch: ``epoch``, ``loss``, ``accuracy`` (on the examples trained
         on, i.e. adversarial ones when adversarial), ``lr``, ``seconds``.
 
     Raises:
-        ValueError: bad images/labels, or a checkpoint made for another recipe or architecture.
+        ValueError: bad images/labels (labels outside the model's outputs included), a bad
+            argument, or a checkpoint made for another recipe or architecture.
     """
+    check_model(model)
+    check_path("checkpoint_path", checkpoint_path, optional=True)
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if dataset_info is not None and not isinstance(dataset_info, dict):
+        raise ValueError(f"dataset_info must be a dict or None, got {type(dataset_info).__name__}")
+    if on_epoch_end is not None and not callable(on_epoch_end):
+        raise ValueError(f"on_epoch_end must be callable or None, got {on_epoch_end!r}")
     check_images(images, labels)
+    check_model_labels(model, images, labels)
     architecture = architecture or type(model).__name__
     device = model_device(model)
     steps_per_epoch = -(-len(images) // config.batch_size)
@@ -125,7 +145,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             history.append(metrics)
             if checkpoint_path is not None:
                 save_checkpoint(checkpoint_path, model, config, history, optimizer, scheduler,
-                                architecture=architecture)
+                                architecture=architecture, dataset=dataset_info)
             if on_epoch_end is not None:
                 on_epoch_end(dict(metrics))
     if history:
@@ -193,11 +213,19 @@ def _scheduler(optimizer, config: TrainConfig, total: int):
 
 
 def save_checkpoint(path: PathLike, model: nn.Module, config: TrainConfig, history: list,
-                    optimizer=None, scheduler=None, *, architecture: str) -> None:
-    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+                    optimizer=None, scheduler=None, *, architecture: str,
+                    dataset: Optional[dict] = None) -> None:
+    """Write a checkpoint atomically (temporary file in the same folder, then rename).
+
+    ``dataset`` (optional) describes the training data (name, split, fingerprint); it is stored
+    as ``state["dataset"]`` (``None`` when not given).
+    """
+    if dataset is not None and not isinstance(dataset, dict):
+        raise ValueError(f"dataset must be a dict or None, got {type(dataset).__name__}")
     state = {
         "format": CHECKPOINT_FORMAT,
         "architecture": architecture,
+        "dataset": dataset,
         "config": config.to_dict(),
         "history": history,
         "model": model.state_dict(),
@@ -217,7 +245,12 @@ def load_checkpoint(path: PathLike, model: Optional[nn.Module] = None, *,
         ValueError: not an rvi checkpoint, or made for another architecture than ``architecture``
             (or than ``model``'s parameter shapes).
     """
+    check_path("path", path)
+    if model is not None:
+        check_model(model)
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"path must be a checkpoint file, got the folder {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
@@ -226,6 +259,7 @@ def load_checkpoint(path: PathLike, model: Optional[nn.Module] = None, *,
         raise ValueError(f"{path} is not a readable rvi checkpoint: {err}") from err
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an rvi checkpoint (format {CHECKPOINT_FORMAT})")
+    state.setdefault("dataset", None)  # checkpoints written before datasets were recorded
     if architecture is not None and state["architecture"] != architecture:
         raise ValueError(f"{path} holds a {state['architecture']!r} model, not {architecture!r}")
     if model is not None:
@@ -239,8 +273,13 @@ def load_checkpoint(path: PathLike, model: Optional[nn.Module] = None, *,
 
 
 def load_model(path: PathLike, num_classes: int = 10, in_channels: int = 1) -> nn.Module:
-    """Build the checkpoint's architecture (a name from :data:`rvi.models.MODELS`) and load it."""
+    """Build the checkpoint's architecture (a name from :data:`rvi.models.MODELS`) and load it.
+
+    Raises:
+        ValueError: not an rvi checkpoint, or ``num_classes``/``in_channels`` do not match the
+            saved layers.
+    """
     state = load_checkpoint(path)
     model = build_model(state["architecture"], in_channels=in_channels, num_classes=num_classes)
-    model.load_state_dict(state["model"])
+    load_checkpoint(path, model)
     return model.eval()

@@ -41,12 +41,34 @@ def test_seeded_random_start_is_repeatable_and_leaves_global_rng(lenet, batch):
     assert not torch.equal(first, rvi.attack(lenet, images, labels, config, seed=8))
 
 
-def test_mode_restored_when_attack_fails(lenet, batch):
+def test_mode_restored_when_attack_fails(lenet, batch, monkeypatch):
     images, labels = batch
+
+    def failing_attack(model, config, num_classes=10):
+        def run(x, y):
+            model.eval()  # as torchattacks does, then fails before switching back
+            raise RuntimeError("attack failed")
+        return run
+
+    monkeypatch.setattr(rvi.attacks, "build_attack", failing_attack)
     lenet.train()
-    with pytest.raises(IndexError):  # label 99 is out of range for 10 logits
-        rvi.attack(lenet, images, torch.full_like(labels, 99), AttackConfig(steps=1))
+    with pytest.raises(RuntimeError, match="attack failed"):
+        rvi.attack(lenet, images, labels, AttackConfig(steps=1))
     assert lenet.training
+
+
+@pytest.mark.parametrize("bad", [99, -1])
+def test_labels_outside_the_models_classes_are_refused_at_the_door(lenet, batch, bad):
+    images, labels = batch
+    labels = labels.clone()
+    labels[1] = bad
+    low, high = min(int(labels.min()), bad), max(int(labels.max()), bad)
+    with pytest.raises(ValueError, match=rf"labels must be in \[0, 10\), got values in \[{low}, {high}\]"):
+        rvi.attack(lenet, images, labels, AttackConfig(steps=1))
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\)"):
+        rvi.evaluate(lenet, images, labels)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 10\)"):
+        rvi.train_model(lenet, images, labels, rvi.TrainConfig(epochs=1), quiet=True)
 
 
 @pytest.mark.parametrize("images, labels, message", [

@@ -1,3 +1,4 @@
+import gzip
 import io
 import json
 import os
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 import rvi
-from rvi import aggregate
+from rvi import aggregate, report
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
 
 ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
@@ -128,7 +129,7 @@ def test_save_is_atomic_and_never_overwrites_without_permission(result, tmp_path
         result.save(folder)
     assert (folder / "tables.md").read_bytes() == before
     result.save(folder, overwrite=True, figures=False)
-    assert not (folder / "scores.png").exists()  # replaced as a whole
+    assert not (folder / "scores.png").exists()  # rvi's own stale figures go
     assert [p.name for p in tmp_path.iterdir()] == ["result"]  # no staging folders left
     loaded = rvi.BenchmarkResult.load(folder)
     pd.testing.assert_frame_equal(loaded.records, result.records)
@@ -176,11 +177,32 @@ def test_costly_attacks_run_on_the_first_eval_n_images(tmp_path, eval_n, expecte
     assert by_attack["PGD-2 eps=0.3 alpha=0.375 x2 restarts"] == expected_n
 
 
-def test_transfer_attacks_use_the_other_model(tmp_path):
+@pytest.mark.parametrize("transfer, expected",
+                         [(True, ["robust", "natural"]), (False, ["natural", "robust"])])
+def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, expected):
+    """The attack stage must attack the *other* model with transfer=True (spied, not read off
+    a header)."""
+    import rvi.benchmark as bench
+
+    kinds, sources = {}, []
+    real_get, real_attack = bench.get_trained_model, bench.attack
+
+    def spy_get(data, architecture, recipe, *args, **kwargs):
+        model, history, path = real_get(data, architecture, recipe, *args, **kwargs)
+        kinds[id(model)] = "robust" if recipe.adversarial else "natural"
+        return model, history, path
+
+    def spy_attack(model, *args, **kwargs):
+        sources.append(kinds[id(model)])
+        return real_attack(model, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "get_trained_model", spy_get)
+    monkeypatch.setattr(bench, "attack", spy_attack)
     config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
-                         methods=("saliency",), eval_attacks=("fgsm",), transfer=True)
+                         methods=("saliency",), eval_attacks=("fgsm",), transfer=transfer)
     result = rvi.run_benchmark(config)
-    assert "transferred from the other model" in result.to_markdown()
+    assert sources == expected  # adversarial inputs for the natural model, then the robust one
+    assert ("transferred from the other model" in result.to_markdown()) == transfer
 
 
 def test_several_seeds_report_the_spread_over_seeds(tmp_path):
@@ -232,3 +254,52 @@ def test_bad_benchmark_config(tmp_path, changes, message):
 def test_n_test_larger_than_the_test_set(tmp_path):
     with pytest.raises(ValueError, match="n_test must be at most 256 for synthetic, got 300"):
         rvi.run_benchmark(tiny_config(tmp_path, n_test=300))
+
+
+def test_multi_seed_header_names_every_seed_and_no_single_seed(tmp_path):
+    config = tiny_config(tmp_path, seeds=(0, 1, 2))
+    header = report._header(rvi.BenchmarkResult(config, pd.DataFrame(), pd.DataFrame()))
+    assert "seed 0" not in header and "seeds 0, 1, 2" in header
+    assert config.natural.label.endswith("seed 0") and "seed" not in config.natural.recipe_label
+
+
+def test_overwrite_keeps_files_rvi_did_not_write(result, tmp_path):
+    folder = tmp_path / "result"
+    result.save(folder)
+    (folder / "notes.txt").write_text("my notes")
+    (folder / "extra").mkdir()
+    (folder / "tables.md").write_text("stale")
+    result.save(folder, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "my notes" and (folder / "extra").is_dir()
+    assert (folder / "tables.md").read_text() == result.to_markdown()
+    assert not any(p.name.startswith(".") for p in folder.iterdir())  # no temporary files left
+    # rvi report (load + save with overwrite) keeps them too
+    from rvi.cli import main
+    assert main(["report", str(folder)]) == 0
+    assert (folder / "notes.txt").read_text() == "my notes"
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda raw: raw[:len(raw) // 2], "is not a readable gzip file"),
+    (lambda raw: gzip.compress(b'{"format": "rvi-result-1", "config": '), "holds invalid JSON"),
+    (lambda raw: gzip.compress(json.dumps({"format": "rvi-result-1", "config": {}}).encode()),
+     "is not a complete rvi result: missing key"),
+    (lambda raw: gzip.compress(b"[1, 2]"), "not an rvi benchmark result"),
+])
+def test_corrupt_result_names_the_file_and_the_problem(result, tmp_path, damage, message):
+    folder = tmp_path / "result"
+    result.save(folder, figures=False)
+    path = folder / "result.json.gz"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(ValueError, match=message) as info:
+        rvi.BenchmarkResult.load(folder)
+    assert str(path) in str(info.value)
+
+
+def test_latex_tables_escape_special_characters(result):
+    tex = result.to_latex()
+    body = tex.replace(r"\%", "").replace(r"\_", "").replace(r"$\pm$", "")
+    assert "%" not in body and "_" not in body and "±" not in body
+    assert r"guided\_backprop" in tex and r"Accuracy (\%)" in tex and r"95\% CI" in tex
+    assert report.tex_escape("a_b & 5% {x} #1 $ ~ ^ \\") == \
+        r"a\_b \& 5\% \{x\} \#1 \$ \textasciitilde{} \textasciicircum{} \textbackslash{}"

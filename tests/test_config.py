@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from rvi.config import AttackConfig, TrainConfig
@@ -65,3 +67,28 @@ def test_dict_round_trip_keeps_nested_attack():
     assert again == config and isinstance(again.attack, AttackConfig)
     with pytest.raises(ValueError, match="unknown TrainConfig field"):
         TrainConfig.from_dict({"epochz": 3})
+
+
+def test_benchmark_attack_help_states_the_real_default():
+    import dataclasses as dc
+
+    from rvi.config import BenchmarkConfig
+
+    help_text = {f.name: f.metadata["help"] for f in dc.fields(BenchmarkConfig)}["attack"]
+    default = BenchmarkConfig().attack
+    assert "PGD-7 eps 0.3 alpha 0.1" in help_text and "default: the robust" not in help_text
+    assert (default.name, default.steps, default.eps, default.alpha) == ("pgd", 7, 0.3, 0.1)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"eval_attacks": None}, "eval_attacks must be a tuple without repeats, got None"),
+    ({"eval_attacks": ("fgsm", "fgsm")}, "eval_attacks must be a tuple without repeats"),
+    ({"out_dir": 5}, "out_dir must be a non-empty string, got 5"),
+    ({"cache_dir": ""}, "cache_dir must be a non-empty string or None, got ''"),
+    ({"device": None}, "device must be a non-empty string, got None"),
+])
+def test_benchmark_config_refuses_bad_simple_fields(changes, message):
+    from rvi.config import BenchmarkConfig
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        BenchmarkConfig(**changes)

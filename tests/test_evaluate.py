@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -38,3 +40,35 @@ def test_subset_and_attack_keys(lenet, batch):
         rvi.evaluate(lenet, images, labels, n=17)
     with pytest.raises(ValueError, match="n must be an integer >= 1, got 0"):
         rvi.evaluate(lenet, images, labels, n=0)
+
+
+def test_attack_labels_are_unique_per_attack():
+    base = AttackConfig()
+    variants = [base, dataclasses.replace(base, random_start=False),
+                dataclasses.replace(base, restarts=2), dataclasses.replace(base, steps=8),
+                dataclasses.replace(base, alpha=0.1000001), dataclasses.replace(base, eps=0.2),
+                dataclasses.replace(base, name="fgsm"), dataclasses.replace(base, name="autoattack")]
+    assert len({v.label for v in variants}) == len(variants)
+    assert "no random start" in variants[1].label
+
+
+def test_evaluate_keeps_both_or_refuses_duplicates(lenet, batch):
+    images, labels = batch
+    a = AttackConfig(steps=1)
+    b = dataclasses.replace(a, random_start=False)
+    result = rvi.evaluate(lenet, images, labels, [a, b])
+    assert {a.label, b.label} <= set(result) and len(result) == 4
+    with pytest.raises(ValueError, match="attacks entries 0 and 1 make the same attack"):
+        rvi.evaluate(lenet, images, labels, [a, a])
+    with pytest.raises(ValueError, match="attacks entry 0 must be an AttackConfig, got 'pgd'"):
+        rvi.evaluate(lenet, images, labels, ["pgd"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m, x: rvi.predict(m, x * 2), r"images must be in \[0, 1\]"),
+    (lambda m, x: rvi.predict(m, x, batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (lambda m, x: rvi.predict("model", x), "model must be a torch.nn.Module, got str"),
+])
+def test_predict_bad_arguments(lenet, batch, call, message):
+    with pytest.raises(ValueError, match=message):
+        call(lenet, batch[0])

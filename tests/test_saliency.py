@@ -380,7 +380,8 @@ def test_model_must_return_2d_logits():
         explain(model, torch.rand(2, 1, 8, 8), "predicted", "saliency")
 
 
-def test_build_model_lenet_is_accepted():
+@pytest.mark.parametrize("name", ["lenet", "madry-cnn"])
+def test_every_built_model_is_accepted_by_the_preflight(name):
     torch.manual_seed(0)
-    model = build_model("madry-cnn")
+    model = build_model(name)
     check_guided_backprop_model(model, torch.rand(1, 1, 28, 28))

@@ -117,6 +117,7 @@ def test_bad_training_data(synthetic):
                         TrainConfig(epochs=1), quiet=True)
 
 
+@pytest.mark.slow
 def test_adversarial_training_beats_natural_on_mnist_5k():
     data = rvi.load_dataset("mnist-5k")
     natural, _ = _train(data, TrainConfig(epochs=3, lr=3e-3, schedule="onecycle"))
@@ -128,3 +129,37 @@ def test_adversarial_training_beats_natural_on_mnist_5k():
     assert results[0]["clean"] > 0.85 and results[1]["clean"] > 0.85
     assert results[0][pgd7.label] < 0.05
     assert results[1][pgd7.label] > results[0][pgd7.label] + 0.2
+
+
+def test_checkpoint_records_dataset_info_and_old_ones_read_as_none(synthetic, tmp_path):
+    path = tmp_path / "m.pt"
+    model = rvi.new_model("lenet", TrainConfig())
+    info = synthetic.info()
+    rvi.train_model(model, synthetic.train_images[:64], synthetic.train_labels[:64],
+                    TrainConfig(epochs=1, batch_size=64), checkpoint_path=path,
+                    architecture="lenet", quiet=True, dataset_info=info)
+    assert rvi.load_checkpoint(path)["dataset"] == info
+    state = torch.load(path, weights_only=True)
+    del state["dataset"]  # as written before datasets were recorded
+    torch.save(state, path)
+    assert rvi.load_checkpoint(path)["dataset"] is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"config": {"epochs": 1}}, "config must be a TrainConfig, got dict"),
+    ({"dataset_info": "mnist"}, "dataset_info must be a dict or None, got str"),
+    ({"on_epoch_end": 3}, "on_epoch_end must be callable or None, got 3"),
+])
+def test_train_model_bad_arguments(synthetic, kwargs, message):
+    args = {"config": TrainConfig(epochs=1), **kwargs}
+    config = args.pop("config")
+    with pytest.raises(ValueError, match=message):
+        rvi.train_model(rvi.build_model("lenet"), synthetic.train_images[:8],
+                        synthetic.train_labels[:8], config, quiet=True, **args)
+
+
+def test_load_model_with_wrong_class_count_names_the_mismatch(tmp_path):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, rvi.build_model("lenet"), TrainConfig(), [], architecture="lenet")
+    with pytest.raises(ValueError, match="layers do not match"):
+        rvi.load_model(path, num_classes=3)

@@ -1,0 +1,130 @@
+"""Argument and tensor checks, the seeded-RNG context manager and the name registries.
+
+A leaf module: it imports nothing from rvi, so config, data, models, attacks, saliency, metrics and
+controls can all use it without import circles. Every check raises ``ValueError`` naming the
+argument, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from typing import Optional
+
+import torch
+
+#: Dataset names understood by :func:`rvi.load_dataset`.
+DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "synthetic")
+#: Architecture names understood by :func:`rvi.build_model`.
+MODELS = ("lenet", "madry-cnn")
+#: Attribution methods understood by :func:`rvi.explain`.
+METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
+#: Metric names; :data:`rvi.metrics.METRICS` holds one ``MetricInfo`` per name.
+METRIC_NAMES = ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment",
+                "alignment_margin", "gini", "deletion", "insertion", "infidelity", "sensitivity_max")
+#: Controls a benchmark can run.
+CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent")
+ATTACKS = ("fgsm", "pgd", "autoattack")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("constant", "onecycle", "cosine")
+
+
+def check_range(name: str, value: float, low: float, high: float, *, low_open: bool = True) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number in ``(low, high]`` (``[low, high]``
+    with ``low_open=False``)."""
+    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value)
+    if not bad:
+        bad = not (value > low if low_open else value >= low) or value > high
+    if bad:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}], got {value!r}")
+
+
+def check_int(name: str, value: int, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an ``int`` (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def optional_int(value: Optional[int], name: str, minimum: int = 1) -> Optional[int]:
+    """Check an optional integer argument (``None`` means "all")."""
+    if value is not None:
+        check_int(name, value, minimum)
+    return value
+
+
+def check_bool(name: str, value: bool) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``True`` or ``False``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_choice(name: str, value: str, choices: tuple) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable values against a dict of choices
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def check_model(model, name: str = "model") -> None:
+    """Raise ``ValueError`` unless ``model`` is a ``torch.nn.Module``."""
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def check_path(name: str, value, *, optional: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a path (``str`` or ``os.PathLike``; or None)."""
+    if optional and value is None:
+        return
+    if not isinstance(value, (str, os.PathLike)) or value == "":
+        expected = "a file or folder path" + (" or None" if optional else "")
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def check_images(images: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                 name: str = "images", *, num_classes: Optional[int] = None) -> None:
+    """Raise ``ValueError`` unless ``images`` is a finite (N, C, H, W) float tensor in [0, 1]
+    and ``labels`` (if given) is an (N,) integer tensor, in ``[0, num_classes)`` if that is given."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a float tensor of shape (N, C, H, W), got {shape}")
+    if images.numel() == 0:
+        raise ValueError(f"{name} must hold at least one image, got shape {tuple(images.shape)}")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} must be finite, got NaN or infinite values")
+    low, high = float(images.min()), float(images.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+    if labels is not None:
+        if not isinstance(labels, torch.Tensor) or labels.dtype not in (torch.int64, torch.int32) \
+                or labels.shape != images.shape[:1]:
+            got = (tuple(labels.shape), labels.dtype) if isinstance(labels, torch.Tensor) else labels
+            raise ValueError(f"labels must be an int64 tensor of shape ({len(images)},), got {got}")
+        if num_classes is not None:
+            check_labels(labels, num_classes)
+
+
+def check_labels(labels: torch.Tensor, num_classes: int, name: str = "labels") -> None:
+    """Raise ``ValueError`` unless every entry of the integer tensor ``labels`` is in
+    ``[0, num_classes)``."""
+    if labels.numel() == 0:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= num_classes:
+        raise ValueError(f"{name} must be in [0, {num_classes}), got values in [{low}, {high}]")
+
+
+@contextlib.contextmanager
+def seeded(seed: Optional[int], device: torch.device):
+    """Run the body with the global torch RNG seeded, restoring the caller's RNG afterwards."""
+    if seed is None:
+        yield
+        return
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,73 @@
+"""The model cache key (rvi/cache.py): it fingerprints everything that shapes a model."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import rvi
+from rvi import cache, train
+from rvi.data import Dataset, make_synthetic
+
+
+def test_same_name_different_content_gives_different_keys_and_paths(tmp_path):
+    small, large = make_synthetic(40, 20), make_synthetic(60, 20)
+    assert small.name == large.name == "synthetic"
+    config = rvi.TrainConfig(epochs=1)
+    assert cache.cache_key(small, "lenet", config) != cache.cache_key(large, "lenet", config)
+    assert cache.cached_model_path(tmp_path, small, "lenet", config) \
+        != cache.cached_model_path(tmp_path, large, "lenet", config)
+
+
+def test_a_user_subset_named_like_a_builtin_dataset_gets_its_own_key():
+    real = make_synthetic(40, 20)
+    user = Dataset("synthetic", real.train_images[:30], real.train_labels[:30],
+                   real.test_images, real.test_labels)
+    relabelled = dataclasses.replace(real, train_labels=(real.train_labels + 1) % 10)
+    config = rvi.TrainConfig(epochs=1)
+    keys = {cache.cache_key(d, "lenet", config) for d in (real, user, relabelled)}
+    assert len(keys) == 3
+    assert user.info()["split"] == "user" and real.info()["split"]["n_train"] == 40
+
+
+def test_key_changes_with_split_architecture_recipe_and_training_version(monkeypatch):
+    data = make_synthetic(40, 20)
+    config = rvi.TrainConfig(epochs=1)
+    base = cache.cache_key(data, "lenet", config)
+    assert cache.cache_key(dataclasses.replace(data, split={"other": 1}), "lenet", config) != base
+    assert cache.cache_key(data, "madry-cnn", config) != base
+    assert cache.cache_key(data, "lenet", dataclasses.replace(config, lr=0.01)) != base
+    assert cache.cache_key(data, "lenet", config) == base  # deterministic
+    monkeypatch.setattr(cache, "TRAINING_VERSION", train.TRAINING_VERSION + 1)
+    assert cache.cache_key(data, "lenet", config) != base
+
+
+def test_fingerprint_is_content_hash():
+    data = make_synthetic(40, 20)
+    same = make_synthetic(40, 20)
+    assert data.fingerprint() == same.fingerprint()
+    images = data.train_images.clone()
+    images[0, 0, 0, 0] = 1.0 - images[0, 0, 0, 0]
+    assert dataclasses.replace(data, train_images=images).fingerprint() != data.fingerprint()
+    # the test split does not shape the model
+    assert dataclasses.replace(data, test_images=torch.zeros(20, 1, 28, 28)).fingerprint() \
+        == data.fingerprint()
+
+
+def test_cached_checkpoint_records_the_dataset(tmp_path):
+    data = make_synthetic(40, 20)
+    config = rvi.TrainConfig(epochs=1, batch_size=20)
+    _, _, path = cache.get_trained_model(data, "lenet", config, tmp_path, quiet=True)
+    recorded = rvi.load_checkpoint(path)["dataset"]
+    assert recorded == data.info()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: cache.cache_key("mnist", "lenet", rvi.TrainConfig()), "data must be a Dataset"),
+    (lambda: cache.cache_key(make_synthetic(20, 10), "lenet", {}), "config must be a TrainConfig"),
+    (lambda: cache.cached_model_path(".", make_synthetic(20, 10), "vgg", rvi.TrainConfig()),
+     "architecture must be one of lenet, madry-cnn; got 'vgg'"),
+])
+def test_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
