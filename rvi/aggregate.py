@@ -75,25 +75,6 @@ def score_columns(records: pd.DataFrame) -> list:
     return list(score_keys(records))
 
 
-def long_scores(records: pd.DataFrame, columns: Optional[list] = None) -> pd.DataFrame:
-    """Tidy per-image scores of ``columns`` (default: all score columns): one row per (seed,
-    model, input, image, explainer, metric, reference) with a ``score`` column; missing scores
-    are dropped. Built column by column; meant for plots of a few columns, not for statistics."""
-    keys = score_keys(records)
-    ids = [c for c in KEY_COLUMNS if c in records.columns]
-    parts = []
-    for column in keys if columns is None else columns:
-        values = records[column].to_numpy()
-        keep = ~pd.isna(values)
-        part = records.loc[keep, ids].copy()
-        part["explainer"], part["metric"], part["reference"] = keys[column]
-        part["score"] = values[keep].astype(np.float64)
-        parts.append(part)
-    if not parts:
-        return pd.DataFrame(columns=ids + ["explainer", "metric", "reference", "score"])
-    return pd.concat(parts, ignore_index=True)
-
-
 # --- the statistics: per-seed t interval, or per-image bootstrap with one seed ------------------
 
 @contextmanager
@@ -559,7 +540,8 @@ VERDICT_RULES = (
     Rule("cascading", "The fully randomized end of cascading randomization scores on the less "
          f"clean side of the trained robust model (Holm-adjusted p < {ALPHA:g} over the per-seed "
          "differences with 2 or more seeds; by its point value with one seed, which gives a "
-         "single mean); otherwise the metric does not depend on the weights here."),
+         "single mean); otherwise the metric does not depend on the weights here. Faithfulness "
+         "metrics are not scored on randomized models, so this line does not apply to them."),
     Rule("accuracy", "The robust model's clean accuracy (mean over seeds) is at least the "
          f"natural model's minus {100 * CLEAN_ACCURACY_MARGIN:g} points, and its accuracy under "
          f"the benchmark attack at least {100 * ATTACK_ACCURACY_GAIN:g} points above the natural "
@@ -629,7 +611,9 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests) -> str:
     sign = 1.0 if METRICS[metric].higher_is_better else -1.0
     seeds = int(row["seeds"])
     side = _cleaner(row, sign)
-    head = {True: "robust cleaner than natural by", False: "robust less clean than natural by",
+    better = "more faithful" if METRICS[metric].family == "faithfulness" else "cleaner"
+    worse = "less faithful" if METRICS[metric].family == "faithfulness" else "less clean"
+    head = {True: f"robust {better} than natural by", False: f"robust {worse} than natural by",
             None: "robust and natural not distinguishable:"}[side]
     head = f"{head} {_interval(row)} (p_holm {row['p_holm']:.2g})"
     checks = {"difference": side is True, "accuracy": acc_met is True}
@@ -652,7 +636,9 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests) -> str:
         parts.append("ceiling (reported, not required): "
                      + ", ".join(f"{c['control']} {_interval(c)}" for _, c in ceilings.iterrows()))
     cascade = own[own["control"] == CASCADING]
-    if cascade.empty:
+    if METRICS[metric].family == "faithfulness":
+        checks["cascading"] = True
+    elif cascade.empty:
         checks["cascading"] = False
         parts.append("cascading randomization not run")
     else:

@@ -114,7 +114,7 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
                 scores, attributions = score_model(
                     models[model_kind], inputs, references=references, methods=config.methods,
                     metrics=config.metrics, target=config.target, labels=labels, seed=seed,
-                    batch_size=config.batch_size)
+                    batch_size=config.batch_size, faithfulness_n=config.faithfulness_n)
                 if (model_kind, input_kind) == ("natural", "natural"):
                     scores.update(_trivial_scores(config, images, seed))
                 main = attributions[config.methods[0]]

@@ -202,8 +202,14 @@ class BenchmarkConfig(_Config):
         "attribution methods (Captum): guided_backprop, saliency, integrated_gradients, "
         "smoothgrad; the first is the main one", default=("guided_backprop", "saliency"))
     metrics: tuple[str, ...] = _help(
-        "cleanliness metrics: inner, cosine, foreground_mass, alignment",
-        default=("cosine", "foreground_mass", "inner", "alignment"))
+        "map metrics (docs/metrics.md): cleanliness inner, cosine, foreground_mass, gini; model "
+        "gradient alignment_logit, alignment_margin; faithfulness deletion, insertion, "
+        "infidelity, sensitivity_max",
+        default=("cosine", "foreground_mass", "inner", "gini", "alignment_logit",
+                 "alignment_margin", "deletion", "insertion", "infidelity"))
+    faithfulness_n: Optional[int] = _help(
+        "score the faithfulness metrics on the first N test images of each cell only (they "
+        "query the model many times per image; default: all)", default=1000)
     controls: tuple[str, ...] = _help(
         "controls: random_weights, image, edge, noise, cascading and independent (layer "
         "randomization tests)",
@@ -247,6 +253,7 @@ class BenchmarkConfig(_Config):
         _check_choice("target", self.target, ("true", "predicted"))
         optional_int(self.n_test, "n_test")
         optional_int(self.eval_n, "eval_n")
+        optional_int(self.faithfulness_n, "faithfulness_n")
         if not isinstance(self.seeds, tuple) or not self.seeds:
             raise ValueError(f"seeds must be a non-empty tuple of integers, got {self.seeds!r}")
         for seed in self.seeds:

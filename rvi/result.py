@@ -7,6 +7,7 @@ without touching a model.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import math
@@ -26,7 +27,9 @@ from ._checks import check_bool, check_path
 from ._io import atomic_write
 from .config import BenchmarkConfig
 
-RESULT_FORMAT = "rvi-result-1"
+RESULT_FORMAT = "rvi-result-2"
+#: Formats :meth:`BenchmarkResult.from_json` reads (1 stored numbers as JSON lists).
+READABLE_FORMATS = ("rvi-result-1", RESULT_FORMAT)
 RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
 OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
@@ -119,7 +122,7 @@ class BenchmarkResult:
     @classmethod
     def from_json(cls, text: str) -> "BenchmarkResult":
         data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"not an rvi benchmark result (format {RESULT_FORMAT})")
         missing = [key for key in ("config", "records", "accuracy", "cascading", "examples", "meta")
                    if key not in data]
@@ -255,11 +258,21 @@ def _py(value):
     return value
 
 
-def _column_to_json(column: pd.Series) -> list:
-    if column.dtype == np.float32:
-        # The shortest decimal that reads back as the same float32 keeps the file small.
-        return [None if math.isnan(v) else float(str(v)) for v in column.to_numpy()]
+def _column_to_json(column: pd.Series):
+    """Numeric columns as base64 of their little-endian bytes (exact, compact, fast); others
+    as a list of JSON values."""
+    values = column.to_numpy()
+    if values.dtype.kind in "fiub":
+        return {"base64": base64.b64encode(values.astype(values.dtype.newbyteorder("<"))
+                                           .tobytes()).decode("ascii")}
     return [_py(v) for v in column.tolist()]
+
+
+def _column_from_json(data, dtype: str):
+    if isinstance(data, dict):
+        return np.frombuffer(base64.b64decode(data["base64"]), dtype=np.dtype(dtype)
+                             .newbyteorder("<")).astype(dtype)
+    return data
 
 
 def _frame_to_json(frame: pd.DataFrame) -> dict:
@@ -269,7 +282,9 @@ def _frame_to_json(frame: pd.DataFrame) -> dict:
 
 
 def _frame_from_json(data: dict) -> pd.DataFrame:
-    frame = pd.DataFrame({c: data["data"][c] for c in data["columns"]}, columns=data["columns"])
+    frame = pd.DataFrame({c: _column_from_json(data["data"][c], t)
+                          for c, t in zip(data["columns"], data["dtypes"])},
+                         columns=data["columns"])
     for column, dtype in zip(data["columns"], data["dtypes"]):
         if dtype.startswith(("float", "int", "bool")):
             frame[column] = frame[column].astype(dtype)

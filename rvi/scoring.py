@@ -34,7 +34,8 @@ MODEL_EXPLAINER = "model"
 def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
                 methods: Sequence[str], metrics: Sequence[str],
                 target: Union[str, torch.Tensor] = "true", labels: Optional[torch.Tensor] = None,
-                seed: int = 0, batch_size: int = 256) -> tuple:
+                seed: int = 0, batch_size: int = 256, faithfulness_n: Optional[int] = None
+                ) -> tuple:
     """Per-image scores of ``model``'s maps of ``inputs``.
 
     Shape:
@@ -46,6 +47,7 @@ def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
         methods: attribution methods (:data:`rvi.saliency.METHODS`); each map is made once.
         metrics: keys of :data:`rvi.metrics.METRICS`.
         target, labels: see the module docstring.
+        faithfulness_n: score faithfulness metrics on the first N images only (the rest NaN).
 
     Returns:
         ``(scores, attributions)``: ``{ScoreKey: (N,) float32 array}`` and
@@ -64,12 +66,18 @@ def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
             info = METRICS[metric]
             if not info.uses_map:
                 continue
-            against = references if info.family == "cleanliness" else {seen: inputs}
-            for name, image in against.items():
-                scores[ScoreKey(method, metric, name)] = _array(score(
-                    metric, attribution.maps, image, model=model,
-                    targets=attribution.target.to(inputs.device), method=method, seed=seed,
-                    batch_size=batch_size))
+            if info.family == "cleanliness":
+                for name, image in references.items():
+                    scores[ScoreKey(method, metric, name)] = _array(score(metric, attribution.maps,
+                                                                          image, model=model))
+                continue
+            count = len(inputs) if faithfulness_n is None else min(faithfulness_n, len(inputs))
+            values = np.full(len(inputs), np.nan, dtype=np.float32)
+            values[:count] = _array(score(
+                metric, attribution.maps[:count], inputs[:count], model=model,
+                targets=attribution.target[:count].to(inputs.device), method=method, seed=seed,
+                batch_size=batch_size))
+            scores[ScoreKey(method, metric, seen)] = values
     for metric in metrics:
         if not METRICS[metric].uses_map:
             scores[ScoreKey(MODEL_EXPLAINER, metric, seen)] = _array(

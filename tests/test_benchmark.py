@@ -96,7 +96,8 @@ def test_accuracy_and_verdicts(result):
 def test_markdown_latex_csv(result):
     text = result.to_markdown()
     for heading in ("## Accuracy", "## Cleanliness of guided_backprop maps", "## Verdicts",
-                    "## Robust - natural", "## Cascading randomization"):
+                    "## Robust - natural", "## Layer randomization, cascading",
+                    "## Layer randomization, independent", "## Model-randomization test"):
         assert heading in text
     assert "robust model, adversarial input" in text
     assert "\\begin{tabular}" in result.to_latex()
