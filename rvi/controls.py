@@ -24,7 +24,6 @@ from torch import nn
 
 from ._checks import check_images, check_int, seeded
 from ._modelstate import model_device, preserved_state
-from .evaluate import predict
 from .metrics import METRICS, score
 from .models import build_model
 from .saliency import METHODS, explain
@@ -134,7 +133,6 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
     for metric in metrics:
         _check_metric_method(metric, method)
     check_int("seed", seed, 0)
-    targets = _resolve_targets(model, images, target, labels)
     work = copy.deepcopy(model)
     trained = {k: v.clone() for k, v in work.state_dict().items()}
     layers = list(reversed(parameter_layers(work, images[:1])))
@@ -144,9 +142,10 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
             work.load_state_dict(trained)
         if step > 0:
             _reset(work, [layer], seed + step - 1)
-        maps = explain(work, images, targets, method, batch_size=batch_size).maps
+        attribution = explain(work, images, target, method, labels=labels, batch_size=batch_size)
+        maps, target = attribution.maps, attribution.target  # classes fixed from step 0 on
         original = maps if original is None else original
-        values = {("score", m): score(m, maps, images, model=work, targets=targets,
+        values = {("score", m): score(m, maps, images, model=work, targets=target,
                                       method=method, seed=seed, batch_size=batch_size)
                   for m in metrics}
         values.update({("similarity", name): fn(maps, original)
@@ -220,8 +219,8 @@ def control_scores(model: nn.Module, images: torch.Tensor,
     Returns:
         ``{"model": method map of the model, "random_weights": same method on
         random_weights_model(model, seed), "plain_gradient": the model's Saliency map (absent
-        when method is already "saliency"), "image", "edge", "noise": trivial explainers
-        (absent when the metric ignores the map, e.g. alignment)}``.
+        when method is already "saliency"), "image", "edge", "noise": trivial explainers;
+        the last four are absent when the metric ignores the map, e.g. alignment}``.
 
     Raises:
         ValueError: bad images, target, labels, metric, method or seed.
@@ -252,21 +251,6 @@ def control_scores(model: nn.Module, images: torch.Tensor,
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-def _resolve_targets(model: nn.Module, images: torch.Tensor, target, labels) -> torch.Tensor:
-    if isinstance(target, torch.Tensor):
-        if target.dtype != torch.int64 or target.shape != (len(images),):
-            raise ValueError(f"target must be an int64 tensor of shape ({len(images)},), got "
-                             f"{target.dtype} of shape {tuple(target.shape)}")
-        return target
-    if target == "true":
-        if labels is None:
-            raise ValueError("target='true' needs labels=(N,) int64 true labels; got None")
-        return labels.long()
-    if target == "predicted":
-        return predict(model, images)
-    raise ValueError(f"target must be 'true', 'predicted' or an (N,) int64 tensor; got {target!r}")
-
 
 def _own_params(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))

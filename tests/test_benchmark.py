@@ -77,7 +77,8 @@ def test_trivial_explainers_only_compared_on_scale_free_metrics(result):
         "random weights", "plain gradient", "image", "edge", "noise", cascade}
     assert set(controls.query("metric == 'inner'")["control"]) == {"random weights",
                                                                    "plain gradient", cascade}
-    assert set(controls.query("metric == 'alignment'")["control"]) == {"random weights", cascade}
+    aligned = set(controls.query("metric == 'alignment_logit'")["control"])
+    assert aligned == {"random weights", cascade}
     assert controls.query("control == 'image'")["ceiling"].tolist() == [
         m == "cosine" for m in controls.query("control == 'image'")["metric"]]
 
@@ -185,7 +186,7 @@ def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, e
     a header)."""
     import rvi.benchmark as bench
 
-    kinds, sources = {}, []
+    kinds, made = {}, {}
     real_get, real_attack = bench.get_trained_model, bench.attack
 
     def spy_get(data, architecture, recipe, *args, **kwargs):
@@ -193,16 +194,22 @@ def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, e
         kinds[id(model)] = "robust" if recipe.adversarial else "natural"
         return model, history, path
 
-    def spy_attack(model, *args, **kwargs):
-        sources.append(kinds[id(model)])
-        return real_attack(model, *args, **kwargs)
+    def spy_attack(model, images, labels, attack_config, **kwargs):
+        adversarial = real_attack(model, images, labels, attack_config, **kwargs)
+        if attack_config == ATTACK:  # the benchmark attack (not the accuracy table's FGSM)
+            made[kinds[id(model)]] = adversarial
+        return adversarial
 
     monkeypatch.setattr(bench, "get_trained_model", spy_get)
     monkeypatch.setattr(bench, "attack", spy_attack)
     config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
                          methods=("saliency",), eval_attacks=("fgsm",), transfer=transfer)
     result = rvi.run_benchmark(config)
-    assert sources == expected  # adversarial inputs for the natural model, then the robust one
+    shown = result.examples["adversarial"]  # the first images each model's cell was given
+    for kind, source in zip(("natural", "robust"), expected):
+        made_against = made[source][:config.grid_images, 0].numpy()
+        np.testing.assert_allclose(np.array(shown[kind]), made_against, atol=1e-4)
+    assert not np.allclose(made["natural"], made["robust"])  # else the check shows nothing
     assert ("transferred from the other model" in result.to_markdown()) == transfer
 
 

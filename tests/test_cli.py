@@ -182,9 +182,10 @@ def test_partial_nested_recipe_is_filled_from_the_benchmark_recipe(tmp_path):
                                           "robust": {"attack": {"steps": 3}}})
     default = BenchmarkConfig()
     assert config.natural == dataclasses.replace(default.natural, epochs=5)
-    assert config.natural.lr == default.natural.lr != TrainConfig().lr
     assert config.robust.attack == dataclasses.replace(default.robust.attack, steps=3)
-    assert config.robust.epochs == default.robust.epochs and config.robust.adversarial
+    # filled from the benchmark's robust recipe, not from TrainConfig() (which is natural)
+    assert config.robust == dataclasses.replace(default.robust, attack=config.robust.attack)
+    assert config.robust.adversarial and not TrainConfig().adversarial
 
 
 def test_nested_flag_on_top_of_a_partial_file_recipe(tmp_path):

@@ -18,9 +18,11 @@ def _train(data, config, **kwargs):
 
 
 def test_adversarial_training_beats_natural_under_pgd(synthetic):
-    natural, _ = _train(synthetic, TrainConfig(epochs=3, lr=3e-3, batch_size=64))
+    natural, _ = _train(synthetic, TrainConfig(epochs=3, lr=3e-3, batch_size=64,
+                                               schedule="constant"))
     robust, history = _train(synthetic, TrainConfig(epochs=3, lr=3e-3, batch_size=64,
-                                                    adversarial=True, attack=ATTACK))
+                                                    schedule="constant", adversarial=True,
+                                                    attack=ATTACK))
     assert [h["epoch"] for h in history] == [1, 2, 3]
     results = [rvi.evaluate(model, synthetic.test_images, synthetic.test_labels, [ATTACK])
                for model in (natural, robust)]
