@@ -14,13 +14,14 @@ from .metrics import METRICS, cleanliness, score
 from .models import MODELS, build_model
 from .result import BenchmarkResult
 from .saliency import METHODS, Attribution, explain
-from .train import load_checkpoint, load_model, new_model, train_model
+from .train import load_checkpoint, load_model, new_model, train_model, training_summary
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
     "METHODS", "METRICS", "MODELS", "TrainConfig", "attack", "build_model", "cleanliness",
     "controls", "evaluate", "explain", "faithfulness", "load_checkpoint", "load_dataset",
     "load_model", "new_model", "predict", "run_benchmark", "score", "similarity", "train_model",
+    "training_summary",
 ]

@@ -16,7 +16,7 @@ given: randomized models are deep copies, and the RNG stream of the caller is le
 from __future__ import annotations
 
 import copy
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -101,51 +101,70 @@ def cascading_randomization(model: nn.Module, images: torch.Tensor, targets: tor
     return [(row["layer"], row["mean"]) for row in rows if row["kind"] == "score"]
 
 
-def randomization_curve(model: nn.Module, images: torch.Tensor,
-                        target: Union[str, torch.Tensor] = "true", *,
-                        labels: Optional[torch.Tensor] = None, method: str = "guided_backprop",
-                        metrics: Sequence[str] = ("cosine",), mode: str = "cascading",
-                        seed: int = 0, batch_size: int = 256) -> list:
-    """Adebayo et al. (2018)'s model-randomization test on a copy of ``model``: maps as its
-    layers are re-initialized, scored and compared with the trained model's maps.
+def randomized_maps(model: nn.Module, images: torch.Tensor,
+                    target: Union[str, torch.Tensor] = "true", *,
+                    labels: Optional[torch.Tensor] = None, method: str = "guided_backprop",
+                    mode: str = "cascading", seed: int = 0, absolute: bool = True,
+                    batch_size: int = 256) -> Iterator[tuple]:
+    """Adebayo et al. (2018)'s model-randomization steps on a copy of ``model``, with their maps.
 
-    ``mode="cascading"`` re-initializes the layers from the output down, one more at each step;
-    ``"independent"`` re-initializes one layer at a time (the others trained). The classes
-    explained are resolved once, with the trained model (``"true"``: ``labels``;
-    ``"predicted"``: its predictions), and kept at every step. Step ``i`` re-initializes with
-    seed ``seed + i``.
+    ``mode="cascading"`` re-initializes the layers (modules owning parameters, with their own
+    ``reset_parameters()``) from the output down, one more at each step; ``"independent"`` one
+    layer at a time, the others trained. Layer ``i`` from the output is re-initialized with seed
+    ``seed + i``. The classes explained are resolved at step 0, with the trained model
+    (``"true"``: ``labels``; ``"predicted"``: its predictions), and kept at every step.
 
     Shape:
         images: (N, C, H, W) float in [0, 1].
 
-    Returns:
-        Rows ``{mode, method, step, layer, kind, metric, mean, sd, n}``: step 0 is the trained
-        model (layer ``"none"``); ``kind="score"`` rows hold each map metric of ``metrics``
-        (against the clean image), ``kind="similarity"`` rows each measure of
-        :data:`rvi.similarity.SIMILARITIES` between the step's maps and the trained model's
-        (1 at step 0). ``mean``/``sd`` are over the N images.
+    Yields:
+        ``(step, layer, model at that step, Attribution)``: step 0 is the trained model (layer
+        ``"none"``), step ``i`` has the ``i``-th layer from the output re-initialized.
     """
-    from .similarity import SIMILARITIES
-
     check_images(images, labels)
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be cascading or independent, got {mode!r}")
-    for metric in metrics:
-        _check_metric_method(metric, method)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     check_int("seed", seed, 0)
     work = copy.deepcopy(model)
     trained = {k: v.clone() for k, v in work.state_dict().items()}
     layers = list(reversed(parameter_layers(work, images[:1])))
-    rows, original = [], None
     for step, layer in enumerate(["none"] + layers):
         if mode == "independent" and step > 1:
             work.load_state_dict(trained)
         if step > 0:
             _reset(work, [layer], seed + step - 1)
-        attribution = explain(work, images, target, method, labels=labels, batch_size=batch_size)
-        maps, target = attribution.maps, attribution.target  # classes fixed from step 0 on
+        attribution = explain(work, images, target, method, labels=labels, absolute=absolute,
+                              batch_size=batch_size)
+        target = attribution.target  # the classes of step 0, kept
+        yield step, layer, work, attribution
+
+
+def randomization_curve(model: nn.Module, images: torch.Tensor,
+                        target: Union[str, torch.Tensor] = "true", *,
+                        labels: Optional[torch.Tensor] = None, method: str = "guided_backprop",
+                        metrics: Sequence[str] = ("cosine",), mode: str = "cascading",
+                        seed: int = 0, batch_size: int = 256) -> list:
+    """Scores and map similarities along :func:`randomized_maps` (one map per step).
+
+    Returns:
+        Rows ``{mode, method, step, layer, kind, metric, mean, sd, n}``: ``kind="score"`` rows
+        hold each metric of ``metrics`` (against the clean image), ``kind="similarity"`` rows
+        each measure of :data:`rvi.similarity.SIMILARITIES` between the step's maps and the
+        trained model's (1 at step 0). ``mean``/``sd`` are over the N images.
+    """
+    from .similarity import SIMILARITIES
+
+    for metric in metrics:
+        _check_metric_method(metric, method)
+    rows, original = [], None
+    for step, layer, work, attribution in randomized_maps(
+            model, images, target, labels=labels, method=method, mode=mode, seed=seed,
+            batch_size=batch_size):
+        maps = attribution.maps
         original = maps if original is None else original
-        values = {("score", m): score(m, maps, images, model=work, targets=target,
+        values = {("score", m): score(m, maps, images, model=work, targets=attribution.target,
                                       method=method, seed=seed, batch_size=batch_size)
                   for m in metrics}
         values.update({("similarity", name): fn(maps, original)

@@ -28,9 +28,8 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
+from ._checks import check_images, check_int
 from ._modelstate import model_device, preserved_state
-from .attacks import check_images
-from .config import check_int
 from .saliency import METHODS, explain
 
 #: Default number of equal steps of the deletion/insertion curves (5% of the pixels each).

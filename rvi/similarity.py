@@ -18,7 +18,6 @@ similarity of each image's randomized map to its original map.
 
 from __future__ import annotations
 
-import copy
 from typing import Sequence
 
 import numpy as np
@@ -26,9 +25,7 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
-from .attacks import check_images
-from .config import check_int
-from .saliency import METHODS, explain
+from ._checks import check_images
 
 MODES = ("cascading", "independent")
 #: scikit-image ``hog`` settings used by :func:`hog_similarity` (7 x 7 cells on a 28 x 28 map).
@@ -104,33 +101,24 @@ def randomization_similarity(model: nn.Module, images: torch.Tensor, targets: to
         ValueError: bad images, targets, method, mode, measures or seed; a layer without
             ``reset_parameters()``.
     """
-    from .controls import _reset, parameter_layers  # controls imports metrics; avoid a cycle
+    from .controls import randomized_maps  # controls imports metrics; avoid a cycle
 
     check_images(images, targets)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     measures = tuple(measures)
     if not measures or any(m not in SIMILARITIES for m in measures):
         raise ValueError(f"measures must be a non-empty subset of {', '.join(SIMILARITIES)}; "
                          f"got {measures!r}")
-    check_int("seed", seed, 0)
-
-    def maps(net):
-        return explain(net, images, targets, method, absolute=absolute,
-                       batch_size=batch_size).maps.cpu()
-
-    original = maps(model)
-    work = copy.deepcopy(model)
-    layers = list(reversed(parameter_layers(work, images[:1])))
-    results = []
-    for step, name in enumerate(layers):
-        if mode == "independent":
-            work = copy.deepcopy(model)
-        _reset(work, [name], seed + step)
-        randomized = maps(work)
-        results.append((name, {m: SIMILARITIES[m](original, randomized) for m in measures}))
+    results, original = [], None
+    for step, layer, _, attribution in randomized_maps(
+            model, images, targets, method=method, mode=mode, seed=seed, absolute=absolute,
+            batch_size=batch_size):
+        maps = attribution.maps.cpu()
+        if step == 0:
+            original = maps
+            continue
+        results.append((layer, {m: SIMILARITIES[m](original, maps) for m in measures}))
     return results
 
 

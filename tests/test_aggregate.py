@@ -234,6 +234,39 @@ def test_docs_hold_every_rule_verbatim():
     text = " ".join((DOCS / "metrics.md").read_text().split())
     for rule in aggregate.VERDICT_RULES:
         assert rule.text in text, rule.key
+    assert aggregate.RANDOMIZATION_RULE in text
+
+
+def _randomization_rows(similarities: list, model: str = "robust", sd: float = 0.1) -> pd.DataFrame:
+    """Cascading rows whose last step has the given per-seed mean Spearman similarities."""
+    rows = []
+    for seed, end in enumerate(similarities):
+        for step, value in ((0, 1.0), (1, (1.0 + end) / 2), (2, end)):
+            rows.append(dict(seed=seed, model=model, mode="cascading", method="m", step=step,
+                             layer=str(step), kind="similarity", metric="spearman", mean=value,
+                             sd=sd, n=400))
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("ends, outcome", [
+    ([0.10, 0.12, 0.08, 0.11, 0.09], "passes"),      # maps of random models unlike the trained
+    ([0.90, 0.88, 0.92, 0.91, 0.89], "fails"),       # maps survive randomizing every weight
+    ([0.30, 0.70, 0.45, 0.62, 0.41], "inconclusive"),
+])
+def test_randomization_test_outcomes(ends, outcome):
+    test = aggregate.randomization_test(_randomization_rows(ends))
+    row = test.iloc[0]
+    assert row["outcome"] == outcome and row["seeds"] == 5
+    expected = stats.t.interval(0.95, 4, loc=np.mean(ends), scale=stats.sem(ends))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx(expected)
+
+
+def test_randomization_test_with_one_seed_uses_the_images():
+    test = aggregate.randomization_test(_randomization_rows([0.2], sd=0.5))
+    row = test.iloc[0]
+    half = 1.96 * 0.5 / np.sqrt(400)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.2 - half, 0.2 + half))
+    assert row["seeds"] == 1 and row["interval"] == "images: normal" and row["outcome"] == "passes"
 
 
 # --- column names, unknown metrics, bad input -----------------------------------------------------
