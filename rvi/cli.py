@@ -189,9 +189,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import torch
+
     from .cache import cached_model_path
     from .data import load_dataset
-    from .train import new_model, train_model
+    from .train import new_model, train_model, training_summary
 
     config = _merged_config(TrainConfig, args)
     if Path(args.out).exists() and not Path(args.out).is_dir():
@@ -200,13 +202,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     info = data.info()
     path = cached_model_path(args.out, info, args.model, config)
     model = new_model(args.model, config, data.num_classes, data.image_shape[0])
-    print(f"training {args.model} on {data.name}: {config.label}\ncheckpoint: {path}")
+    epochs = config.epochs_for(len(data.train_images))
+    print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs; "
+          f"{torch.get_num_threads()} torch threads)\ncheckpoint: {path}")
     history = train_model(model, data.train_images, data.train_labels, config,
                           checkpoint_path=path, architecture=args.model, quiet=args.quiet,
                           dataset_info=info)
-    last = history[-1]
-    print(f"done: epoch {last['epoch']}, loss {last['loss']:.4f}, "
-          f"train accuracy {last['accuracy']:.2%}\n{path}")
+    print(f"done: {training_summary(history, config, len(data.train_images))}\n{path}")
     return 0
 
 

@@ -165,3 +165,19 @@ def test_load_model_with_wrong_class_count_names_the_mismatch(tmp_path):
     save_checkpoint(path, rvi.build_model("lenet"), TrainConfig(), [], architecture="lenet")
     with pytest.raises(ValueError, match="layers do not match"):
         rvi.load_model(path, num_classes=3)
+
+
+def test_training_summary_points_to_the_recommended_recipe():
+    def history(epochs, accuracy=0.42):
+        return [{"epoch": e, "loss": 1.0, "accuracy": accuracy, "lr": 1e-3, "seconds": 1.0}
+                for e in range(1, epochs + 1)]
+
+    short = TrainConfig(adversarial=True, epochs=10, lr=1e-3, schedule="constant")
+    text = rvi.training_summary(history(10), short, 4000)
+    assert "10 epochs" in text and "accuracy on adversarial examples 42.00%" in text
+    assert "far from the recommended one" in text and "32 epochs on 4000 images" in text
+    recommended = TrainConfig(adversarial=True)
+    assert "far from" not in rvi.training_summary(history(32), recommended, 4000)
+    natural = TrainConfig(epochs=6)
+    assert rvi.training_summary(history(6, 0.99), natural, 60000) == \
+        "6 epochs, final loss 1.0000, accuracy on training images 99.00%"
