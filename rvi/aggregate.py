@@ -327,9 +327,11 @@ def robust_minus_natural(records: pd.DataFrame, resamples: int = 2000) -> pd.Dat
 class Control(NamedTuple):
     """A control the trained model's score is compared with, as data.
 
-    ``model``: the control's model (None: the trained model itself); ``explainer``: the
-    control's explainer (None: the trained model's own); ``image_scale``: its maps are on the
-    image's scale, so it is compared only on metrics with a finite range.
+    ``model``: the model whose natural-input rows hold the control's scores (None: the trained
+    model itself; the trivial explainers look at the image only and are stored once per seed, in
+    the natural model's rows); ``explainer``: the control's explainer (None: the trained model's
+    own); ``image_scale``: its maps are on the image's scale, so it is compared only on metrics
+    with a finite range.
     """
 
     name: str
@@ -341,9 +343,9 @@ class Control(NamedTuple):
 CONTROLS = (
     Control("random weights", "random_weights", None, False),
     Control("plain gradient", None, "saliency", False),
-    Control("image", None, "image", True),
-    Control("edge", None, "edge", True),
-    Control("noise", None, "noise", True),
+    Control("image", "natural", "image", True),
+    Control("edge", "natural", "edge", True),
+    Control("noise", "natural", "noise", True),
 )
 #: (control, metric) pairs where the control reaches the metric's upper bound by construction:
 #: reported, not required to be beaten. cosine(x, x) = 1. foreground_mass of the image map is
@@ -394,15 +396,15 @@ def control_differences(records: pd.DataFrame, method: str, resamples: int = 200
     frames = []
     for number, model in enumerate(("natural", "robust")):
         own = {"model": model, "input": "natural"}
-        for group, where in (("random", {"model": "random_weights", "input": "natural"}),
-                             ("same", own)):
-            found = [(metric, c, a, b) for metric in metrics
-                     for c, a, b in _control_pairs(keys, metric, method)
-                     if (c.model is not None) == (group == "random")]
-            if found:
-                labels = [dict(model=model, metric=m, control=c.name) for m, c, _, _ in found]
-                frames.append(paired_stats(records, own, where, [(a, b) for _, _, a, b in found],
-                                           labels, resamples, 200 + 2 * number + len(frames)))
+        by_rows: dict = {}  # the model whose rows hold the control's column -> its pairs
+        for metric in metrics:
+            for c, a, b in _control_pairs(keys, metric, method):
+                by_rows.setdefault(c.model or model, []).append((metric, c, a, b))
+        for rows_model, found in by_rows.items():
+            where = {"model": rows_model, "input": "natural"}
+            labels = [dict(model=model, metric=m, control=c.name) for m, c, _, _ in found]
+            frames.append(paired_stats(records, own, where, [(a, b) for _, _, a, b in found],
+                                       labels, resamples, 200 + 2 * number + len(frames)))
         if cascading is not None and not cascading.empty:
             frames.append(_cascading_differences(cascading, model, metrics))
     frames = [f for f in frames if not f.empty]
