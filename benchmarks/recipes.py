@@ -1,8 +1,8 @@
 """The training recipes the benchmark scripts share (so their cached models are the same).
 
 They are rvi's defaults (``TrainConfig()``: Adam, one-cycle to 3e-3, batch 128) with the epochs
-written out: 6 natural and 15 adversarial epochs on full MNIST. ``SEED_RECIPE`` is the seed
-study's own recipe (Adam at a constant 1e-3, 50 epochs each), kept by name.
+written out: 6 natural and 15 adversarial epochs on full MNIST. The seed
+study's own recipes (Adam at a constant 1e-3, 50 epochs each) are ``rvi.config.SEED_RECIPES``.
 """
 
 from rvi import AttackConfig, TrainConfig
@@ -12,8 +12,3 @@ SEED_ATTACK = AttackConfig(name="pgd", eps=0.3, alpha=0.1, steps=7, random_start
 
 NATURAL = TrainConfig(adversarial=False, epochs=6, seed=0)
 ROBUST = TrainConfig(adversarial=True, attack=SEED_ATTACK, epochs=15, seed=0)
-
-#: The seed study's published recipe, for comparison (about 69 minutes of training on 2 cores).
-SEED_RECIPE = {"natural": TrainConfig(epochs=50, lr=1e-3, schedule="constant"),
-               "robust": TrainConfig(adversarial=True, attack=SEED_ATTACK, epochs=50, lr=1e-3,
-                                     schedule="constant")}

@@ -165,6 +165,14 @@ class TrainConfig(_Config):
         return f"{self.recipe_label}, seed {self.seed}"
 
 
+#: The seed study's published recipes (Adam at a constant 1e-3, batch 128, 50 epochs each; the
+#: robust one on torchattacks PGD(eps=0.3, alpha=0.1, steps=7)), kept by name for comparison.
+SEED_RECIPES = {
+    "natural": TrainConfig(epochs=50, lr=1e-3, schedule="constant"),
+    "robust": TrainConfig(adversarial=True, epochs=50, lr=1e-3, schedule="constant"),
+}
+
+
 def _default_natural() -> TrainConfig:
     return TrainConfig()
 
