@@ -33,7 +33,7 @@ READABLE_FORMATS = ("rvi-result-1", RESULT_FORMAT)
 RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
 OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
-               "differences.csv", "controls.csv", "summary.json", "saliency_grid.png",
+               "differences.csv", "controls.csv", "summary.json", "seed_means.csv", "saliency_grid.png",
                "scores.png", "accuracy.png", "cascading.png")
 
 
@@ -187,6 +187,7 @@ class BenchmarkResult:
             "differences.csv": self.differences.to_csv(index=False),
             "controls.csv": self.control_differences.to_csv(index=False),
             "summary.json": json.dumps(self.summary_dict(), indent=2, allow_nan=False),
+            "seed_means.csv": self.seed_means().to_csv(index=False),
         }
         for name, text in texts.items():
             with atomic_write(folder / name, "w") as handle:
@@ -195,6 +196,24 @@ class BenchmarkResult:
         if figures:
             written |= {path.name for path in report.save_figures(self, folder)}
         return written
+
+    def seed_means(self) -> pd.DataFrame:
+        """Per seed and cell, the mean and count of every score over the images: the numbers
+        every seed-level interval is built from (a compact stand-in for the per-image records).
+        Columns: ``seed, model, input, explainer, metric, reference, mean, n``."""
+        keys = aggregate.score_keys(self.records)
+        cells = ["seed", "model", "input"]
+        grouped = self.records.groupby(cells, sort=False)[list(keys)]
+        means = grouped.mean().reset_index().melt(id_vars=cells, var_name="column",
+                                                  value_name="mean")
+        counts = grouped.count().reset_index().melt(id_vars=cells, var_name="column",
+                                                    value_name="n")
+        table = means.merge(counts, on=cells + ["column"])
+        table = table[table["n"] > 0]
+        parts = pd.DataFrame([keys[c] for c in table["column"]], index=table.index,
+                             columns=["explainer", "metric", "reference"])
+        return pd.concat([table[cells], parts, table[["mean", "n"]]], axis=1) \
+            .reset_index(drop=True)
 
     def summary_dict(self) -> dict:
         """The small, readable summary saved as ``summary.json`` (floats, not strings)."""

@@ -312,3 +312,14 @@ def test_latex_tables_escape_special_characters(result):
     assert r"guided\_backprop" in tex and r"Accuracy (\%)" in tex and r"95\% CI" in tex
     assert report.tex_escape("a_b & 5% {x} #1 $ ~ ^ \\") == \
         r"a\_b \& 5\% \{x\} \#1 \$ \textasciitilde{} \textasciicircum{} \textbackslash{}"
+
+
+def test_seed_means_are_the_per_seed_cell_means(result):
+    table = result.seed_means()
+    row = table.query("model == 'robust' and input == 'adversarial' and "
+                      "explainer == 'guided_backprop' and metric == 'cosine' and "
+                      "reference == 'perturbed'").iloc[0]
+    cell = result.records.query("model == 'robust' and input == 'adversarial'")
+    assert row["mean"] == pytest.approx(float(cell["guided_backprop/cosine/perturbed"].mean()))
+    assert row["n"] == len(cell) == 48
+    assert not table.query("input == 'natural'")["reference"].eq("perturbed").any()
