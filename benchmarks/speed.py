@@ -18,6 +18,7 @@ Then Captum attribution throughput (maps per second per method) and evaluation t
 ``benchmarks/results/speed.md`` with the machine and the ratios against (a) and (b).
 """
 
+import os
 import statistics
 import time
 from pathlib import Path
@@ -127,6 +128,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     data = rvi.load_dataset("mnist", args.data_dir, download=False)
+    load_before = os.getloadavg()
     started = time.perf_counter()
     train = training_rows(args, data)
     attribution = attribution_rows(data, 1000)
@@ -134,7 +136,9 @@ def main() -> None:
     lines = [
         "# Throughput", "",
         f"Measured by `benchmarks/speed.py` in one process ({time.perf_counter() - started:.0f} s)"
-        f" on {machine(args.device)}.", "",
+        f" on {machine(args.device)}. Load average (1 min) {load_before[0]:.1f} before and "
+        f"{os.getloadavg()[0]:.1f} after: above the core count means other work shared the "
+        "cores, which slows every variant (the ratios come from interleaved runs).", "",
         f"## Adversarial training (PGD-7, batch 128, {args.images} MNIST images, median of "
         f"{args.rounds} interleaved runs)", "",
         "| variant | images/s | range | vs (a) seed loop | vs (b) rvi before | one epoch of 60,000 |",
