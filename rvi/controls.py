@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_images, check_int, seeded
+from ._checks import check_choice, check_images, check_int, seeded
 from ._modelstate import model_device, preserved_state
 from .metrics import METRICS, score
 from .models import build_model
@@ -124,8 +124,7 @@ def randomized_maps(model: nn.Module, images: torch.Tensor,
     check_images(images, labels)
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be cascading or independent, got {mode!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_choice("method", method, METHODS)
     check_int("seed", seed, 0)
     work = copy.deepcopy(model)
     trained = {k: v.clone() for k, v in work.state_dict().items()}
@@ -289,7 +288,5 @@ def _reset(model: nn.Module, names: list, seed: int) -> None:
 
 
 def _check_metric_method(metric: str, method: str) -> None:
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(METRICS)}; got {metric!r}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_choice("metric", metric, tuple(METRICS))
+    check_choice("method", method, METHODS)

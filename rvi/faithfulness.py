@@ -28,7 +28,7 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
-from ._checks import check_images, check_int
+from ._checks import check_choice, check_images, check_int
 from ._modelstate import model_device, preserved_state
 from .saliency import METHODS, explain
 
@@ -115,9 +115,7 @@ def deletion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets
     Shape:
         see :func:`perturbation_curves`. Returns (N,) float in [0, 1].
     """
-    fractions, probs = perturbation_curves(model, images, maps, targets, "deletion", steps=steps,
-                                           baseline=baseline, batch_size=batch_size)
-    return torch.trapezoid(probs, fractions.to(probs), dim=1)
+    return _auc(model, images, maps, targets, "deletion", steps, baseline, batch_size)
 
 
 def insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
@@ -130,7 +128,13 @@ def insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target
     Shape:
         see :func:`perturbation_curves`. Returns (N,) float in [0, 1].
     """
-    fractions, probs = perturbation_curves(model, images, maps, targets, "insertion", steps=steps,
+    return _auc(model, images, maps, targets, "insertion", steps, baseline, batch_size)
+
+
+def _auc(model, images, maps, targets, mode: str, steps: int, baseline: float,
+         batch_size: int) -> torch.Tensor:
+    """Trapezoid area under :func:`perturbation_curves` over the fraction changed in [0, 1]."""
+    fractions, probs = perturbation_curves(model, images, maps, targets, mode, steps=steps,
                                            baseline=baseline, batch_size=batch_size)
     return torch.trapezoid(probs, fractions.to(probs), dim=1)
 
@@ -192,8 +196,7 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
         images: (N, C, H, W) float in [0, 1]; targets: (N,) int64. Returns (N,) float >= 0.
     """
     check_images(images)
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_choice("method", method, METHODS)
     _check_positive("radius", radius)
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)

@@ -36,7 +36,7 @@ from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Salien
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._checks import METHODS, check_bool, check_images, check_int, check_model, seeded
+from ._checks import METHODS, check_bool, check_choice, check_images, check_int, check_model, seeded
 from ._modelstate import model_device, preserved_state
 
 TARGETS = ("true", "predicted")
@@ -147,8 +147,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
     """
     check_model(model)
     check_images(x, name="x")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    check_choice("method", method, METHODS)
     check_bool("absolute", absolute)
     check_int("batch_size", batch_size, 1)
     check_int("smoothgrad_samples", smoothgrad_samples, 1)

@@ -25,7 +25,7 @@ from torch import nn
 
 from .aggregate import ScoreKey
 from .metrics import METRICS, score
-from .saliency import Attribution, explain
+from .saliency import explain
 
 #: The explainer name under which model-only metrics (``uses_map=False``) are stored.
 MODEL_EXPLAINER = "model"
@@ -102,8 +102,3 @@ def score_maps(maps_by_explainer: dict, images: torch.Tensor, metrics: Sequence[
 
 def _array(scores: torch.Tensor) -> np.ndarray:
     return scores.detach().cpu().numpy().astype(np.float32)
-
-
-def zero_maps(attribution: Attribution) -> np.ndarray:
-    """(N,) bool: which of the attribution's maps are all zero."""
-    return attribution.zero_maps.cpu().numpy()
