@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Union
 
@@ -22,7 +23,8 @@ from .train import CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_mod
 
 
 def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig) -> str:
-    """A 16-hex-digit key for (training data, architecture, recipe, training code).
+    """A 16-hex-digit key for (training data, architecture, recipe, training code). A recipe
+    with ``epochs=None`` shares the key of the same recipe with its epochs written out.
 
     Args:
         data: the :class:`~rvi.data.Dataset` (or its :meth:`~rvi.data.Dataset.info` dict).
@@ -30,7 +32,9 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
     info = _info(data)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    blob = json.dumps({"data": info, "architecture": architecture, "config": config.to_dict(),
+    # epochs=None trains as many epochs as epochs_for() says: key the recipe by what it trains
+    resolved = replace(config, epochs=config.epochs_for(info["n_train"]))
+    blob = json.dumps({"data": info, "architecture": architecture, "config": resolved.to_dict(),
                        "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -38,7 +42,7 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
 def _info(data: Union[Dataset, dict]) -> dict:
     if isinstance(data, Dataset):
         return data.info()
-    if isinstance(data, dict) and {"name", "fingerprint"} <= set(data):
+    if isinstance(data, dict) and {"name", "fingerprint", "n_train"} <= set(data):
         return data
     raise ValueError(f"data must be a Dataset or its info() dict, got {type(data).__name__}")
 
@@ -68,7 +72,9 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
     if path.exists():
         history = load_checkpoint(path, model, architecture=architecture)["history"]
     if len(history) < config.epochs_for(len(data.train_images)):
-        history = train_model(model, data.train_images, data.train_labels, config,
+        # the whole training set goes to the device once, not batch by batch
+        images, labels = data.train_images.to(device), data.train_labels.to(device)
+        history = train_model(model, images, labels, config,
                               checkpoint_path=path, architecture=architecture, quiet=quiet,
                               dataset_info=info)
     return model.eval(), history, path

@@ -71,3 +71,13 @@ def test_cached_checkpoint_records_the_dataset(tmp_path):
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_auto_epochs_share_the_key_of_the_same_epochs_written_out():
+    data = make_synthetic(64, 16)
+    auto = rvi.TrainConfig(adversarial=True)
+    n = auto.epochs_for(len(data.train_images))
+    assert cache.cache_key(data, "lenet", auto) == \
+        cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n))
+    assert cache.cache_key(data, "lenet", auto) != \
+        cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n + 1))
