@@ -7,21 +7,23 @@ scores how clean their saliency maps are (with sanity controls) and reports the 
 from . import controls, faithfulness, similarity
 from .attacks import attack
 from .benchmark import run_benchmark
-from .config import AttackConfig, BenchmarkConfig, TrainConfig
+from .config import AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig
 from .data import DATASETS, Dataset, load_dataset
 from .evaluate import evaluate, predict
 from .metrics import METRICS, cleanliness, score
 from .models import MODELS, build_model
 from .result import BenchmarkResult
 from .saliency import METHODS, Attribution, explain
+from .sweep import run_sweep
+from .sweep_result import SweepResult
 from .train import load_checkpoint, load_model, new_model, train_model, training_summary
 
 __version__ = "0.2.0"
 
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
-    "METHODS", "METRICS", "MODELS", "TrainConfig", "attack", "build_model", "cleanliness",
+    "METHODS", "METRICS", "MODELS", "SweepConfig", "SweepResult", "TrainConfig", "attack", "build_model", "cleanliness",
     "controls", "evaluate", "explain", "faithfulness", "load_checkpoint", "load_dataset",
-    "load_model", "new_model", "predict", "run_benchmark", "score", "similarity", "train_model",
+    "load_model", "new_model", "predict", "run_benchmark", "run_sweep", "score", "similarity", "train_model",
     "training_summary",
 ]

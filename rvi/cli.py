@@ -1,4 +1,4 @@
-"""The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench`` and ``rvi report``.
+"""The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench``, ``rvi sweep`` and ``rvi report``.
 
 Flags are generated from the config dataclasses, one per field, with the field's default and help
 text; nested configs get a prefix (``--attack-eps``, ``--robust-epochs``). Only this module prints.
@@ -171,6 +171,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="replace an existing result in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(bench, BenchmarkConfig)
+    _add_sweep_parser(commands)
     report = commands.add_parser("report", help="re-render the tables and figures of a saved "
                                                 "result from its records (no model needed)",
                                  allow_abbrev=False)
@@ -299,6 +300,33 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_sweep_parser(commands) -> None:
+    from .config import SweepConfig
+
+    sweep = commands.add_parser("sweep", help="models over a grid of training eps x seeds: "
+                                              "robust accuracy, every metric, rank correlations",
+                                allow_abbrev=False)
+    sweep.add_argument("--config", default=None,
+                       help="JSON file with SweepConfig fields; flags given explicitly override it")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_flags(sweep, SweepConfig)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import SweepConfig
+    from .sweep import run_sweep
+
+    config = _merged_config(SweepConfig, args, file_path=args.config)
+    result = run_sweep(config, progress=not args.quiet)
+    folder = result.save()
+    print(result.to_markdown())
+    print(f"\njob records, tables and figures in {folder}")
+    for failure in result.failed:
+        print(f"rvi sweep: job failed twice: {failure['error']}; job: {failure['job']}",
+              file=sys.stderr)
+    return 1 if result.failed else 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
@@ -309,6 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_evaluate(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "sweep":
+            return _cmd_sweep(args)
         return _cmd_bench(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"rvi {args.command}: error: {err}", file=sys.stderr)

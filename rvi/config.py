@@ -300,5 +300,135 @@ def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
                      f"got {spec!r}")
 
 
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class SweepConfig(_Config):
+    """The robustness-interpretability curve: models over a grid of training eps x seeds
+    (:func:`rvi.run_sweep`, ``docs/sweep.md``)."""
+
+    dataset: str = _help("dataset name", default="mnist")
+    data_dir: Optional[str] = _help("folder with the dataset's IDX files (default: $RVI_DATA_DIR "
+                                    "or ~/.cache/rvi/data)", default=None)
+    download: bool = _help("let torchvision download a missing dataset", default=True)
+    model: str = _help("architecture: lenet or madry-cnn", default="lenet")
+    eps: tuple[float, ...] = _help("training eps grid; 0 is natural training (default: empty = "
+                                   "the dataset's grid in rvi.sweep.EPS_GRIDS)", default=())
+    seeds: tuple[int, ...] = _help("training seeds of every eps point", default=(0, 1, 2))
+    epochs: Optional[int] = _help("training epochs of every model (default: the recipe's "
+                                  "automatic epochs, as the cached sweep models)", default=None)
+    reference_eps: Optional[float] = _help(
+        "eps of the adversarial inputs and of the robustness axis (default: the dataset's "
+        "reference, rvi.sweep.REFERENCE_EPS: mnist 0.3, fashion-mnist 0.1)", default=None)
+    eval_eps: tuple[float, ...] = _help(
+        "evaluation eps of the accuracy table, besides the reference eps (default: empty = "
+        "each model's own training eps)", default=())
+    eval_attacks: tuple[str, ...] = _help(
+        "attacks of the accuracy table at each evaluation eps: fgsm, pgd (PGD-7, step eps/3), "
+        "pgd-STEPSxRESTARTS (step 2.5*eps/steps) or autoattack", default=("pgd", "autoattack"))
+    robustness: str = _help("the eval_attacks entry whose accuracy at the reference eps is the "
+                            "robustness axis", default="autoattack")
+    methods: tuple[str, ...] = _help("attribution methods (Captum)",
+                                     default=("guided_backprop", "saliency"))
+    metrics: tuple[str, ...] = _help("map metrics (docs/metrics.md)",
+                                     default=BenchmarkConfig().metrics)
+    target: str = _help("class each map explains: true or predicted", default="true")
+    n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
+    eval_n: Optional[int] = _help("run autoattack and pgd-SxR on the first N test images only "
+                                  "(default: all)", default=500)
+    faithfulness_n: Optional[int] = _help("score faithfulness metrics on the first N test "
+                                          "images only (default: all)", default=1000)
+    batch_size: int = _help("images per attack/attribution batch", default=250)
+    bootstrap: int = _help("bootstrap resamples of the rank-correlation intervals", default=2000)
+    device: str = _help("torch device of every job, e.g. cpu or cuda", default="cpu")
+    cache_dir: Optional[str] = _help("folder of cached trained models (default: "
+                                     "~/.cache/rvi/models)", default=None)
+    out_dir: str = _help("folder of the job records, tables and figures; a rerun resumes there",
+                         default="rvi-sweep")
+    backend: str = _help("who runs the jobs: local (a process pool) or ray", default="local")
+    workers: Optional[int] = _help("jobs at once with the local backend; 1 runs them in this "
+                                   "process (default: one per CPU core)", default=None)
+    threads: Optional[int] = _help("torch threads per job, and CPUs a ray task asks for "
+                                   "(default: cores / workers locally, 1 with ray)", default=None)
+    gpus_per_job: float = _help("GPUs a ray task asks for when device is cuda (fractions share "
+                                "a GPU)", default=1.0)
+    ray_address: Optional[str] = _help("ray.init address: auto joins a running cluster "
+                                       "(default: start a local one, or use the one this "
+                                       "process already joined)", default=None)
+
+    def __post_init__(self) -> None:
+        from .sweep import EPS_GRIDS, REFERENCE_EPS
+
+        _check_choice("dataset", self.dataset, DATASETS)
+        _check_choice("model", self.model, MODELS)
+        check_bool("download", self.download)
+        for name in ("eps", "eval_eps"):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or len(set(values)) != len(values):
+                raise ValueError(f"{name} must be a tuple without repeats, got {values!r}")
+            for value in values:
+                _check_range(f"{name} entry", value, 0.0, 1.0, low_open=name == "eval_eps")
+        if not self.eps and self.dataset not in EPS_GRIDS:
+            raise ValueError(f"eps must be given for dataset {self.dataset!r} (no default grid)")
+        if self.reference_eps is None and self.dataset not in REFERENCE_EPS:
+            raise ValueError(f"reference_eps must be given for dataset {self.dataset!r}")
+        if self.reference_eps is not None:
+            _check_range("reference_eps", self.reference_eps, 0.0, 1.0)
+        if not isinstance(self.seeds, tuple) or not self.seeds or \
+                len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds must be a non-empty tuple without repeats, got {self.seeds!r}")
+        for seed in self.seeds:
+            check_int("seeds entry", seed, 0)
+        optional_int(self.epochs, "epochs")
+        for name, choices in (("methods", METHODS), ("metrics", METRIC_NAMES),
+                              ("eval_attacks", None)):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not values or len(set(values)) != len(values):
+                raise ValueError(f"{name} must be a non-empty tuple without repeats, got {values!r}")
+            for value in values:
+                if choices is None:
+                    parse_eval_attack(value, AttackConfig())
+                else:
+                    _check_choice(f"{name} entry", value, choices)
+        if self.robustness not in self.eval_attacks:
+            raise ValueError(f"robustness must be one of eval_attacks {self.eval_attacks!r}, "
+                             f"got {self.robustness!r}")
+        _check_choice("target", self.target, ("true", "predicted"))
+        for name in ("n_test", "eval_n", "faithfulness_n", "workers", "threads"):
+            optional_int(getattr(self, name), name)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("bootstrap", self.bootstrap, 100)
+        _check_range("gpus_per_job", self.gpus_per_job, 0.0, 64.0, low_open=False)
+        _check_choice("backend", self.backend, BACKENDS)
+        for name, optional in (("data_dir", True), ("cache_dir", True), ("device", False),
+                               ("out_dir", False), ("ray_address", True)):
+            value = getattr(self, name)
+            if not (isinstance(value, str) and value) and not (optional and value is None):
+                expected = "a non-empty string" + (" or None" if optional else "")
+                raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+    @property
+    def eps_grid(self) -> tuple:
+        """The training eps values, ascending: ``eps`` or the dataset's default grid."""
+        from .sweep import EPS_GRIDS
+
+        return tuple(sorted(float(e) for e in (self.eps or EPS_GRIDS[self.dataset])))
+
+    @property
+    def reference(self) -> float:
+        """The reference eps: ``reference_eps`` or the dataset's."""
+        from .sweep import REFERENCE_EPS
+
+        return float(self.reference_eps if self.reference_eps is not None
+                     else REFERENCE_EPS[self.dataset])
+
+    def eval_eps_for(self, train_eps: float) -> tuple:
+        """Evaluation eps of a model trained at ``train_eps``: the reference eps, then
+        ``eval_eps`` (or, when empty, the model's own eps if it is > 0), without repeats."""
+        extra = self.eval_eps if self.eval_eps else ((train_eps,) if train_eps > 0 else ())
+        return tuple(dict.fromkeys((self.reference, *map(float, extra))))
+
+
 _NESTED = {("TrainConfig", "attack"): AttackConfig, ("BenchmarkConfig", "natural"): TrainConfig,
            ("BenchmarkConfig", "robust"): TrainConfig, ("BenchmarkConfig", "attack"): AttackConfig}

@@ -1,0 +1,141 @@
+"""Engines that run sweep jobs: a local process pool, or Ray tasks; one retry loop for both.
+
+A job is a JSON-able dict and :func:`rvi.sweep.run_job` a pure function of it, so an engine only
+has to call that function somewhere and hand back the record as a
+:class:`concurrent.futures.Future`:
+
+- ``local``: a ``spawn`` process pool of ``workers`` processes (default: one per core), each job
+  with ``threads`` torch threads (default: cores / workers); ``workers=1`` runs the jobs one
+  after another in the calling process.
+- ``ray``: ``ray.init(address=ray_address)`` unless this process already joined a cluster; each
+  job is a Ray task asking for ``threads`` CPUs (default 1) and, on a CUDA device,
+  ``gpus_per_job`` GPUs. Installed with ``pip install "rvi[ray]"``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+#: Attempts per job: the first run and one retry.
+ATTEMPTS = 2
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _InProcess:
+    """Runs each job at once in this process; the result comes back as a finished future."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+
+    def submit(self, job: dict) -> cf.Future:
+        from .sweep import run_job
+
+        future: cf.Future = cf.Future()
+        try:
+            future.set_result(run_job({**job, "threads": self.threads}))
+        except Exception as err:  # noqa: BLE001 (reported and retried by the caller)
+            future.set_exception(err)
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+class _Pool:
+    """A ``spawn`` process pool (CUDA cannot be forked); one job per process at a time."""
+
+    def __init__(self, workers: int, threads: int):
+        self.threads = threads
+        self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def submit(self, job: dict) -> cf.Future:
+        from .sweep import run_job
+
+        return self.pool.submit(run_job, {**job, "threads": self.threads})
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Ray:
+    """Each job a Ray task with its CPU (and GPU) request."""
+
+    def __init__(self, address, threads: int, gpus: float):
+        try:
+            import ray
+        except ImportError as err:
+            raise ValueError('backend "ray" needs ray: pip install "rvi[ray]"') from err
+        from .sweep import run_job
+
+        if not ray.is_initialized():
+            ray.init(address=address)
+        self.threads = threads
+        self.task = ray.remote(run_job).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
+
+    def submit(self, job: dict) -> cf.Future:
+        return self.task.remote({**job, "threads": self.threads}).future()
+
+    def close(self) -> None:
+        pass
+
+
+def make_engine(config):
+    """The engine ``config.backend`` names, sized from ``config.workers``/``threads``."""
+    if config.backend == "ray":
+        gpus = config.gpus_per_job if config.device.startswith("cuda") else 0
+        return _Ray(config.ray_address, config.threads or 1, gpus)
+    workers = config.workers or cores()
+    threads = config.threads or max(1, cores() // workers)
+    return _InProcess(threads) if workers == 1 else _Pool(workers, threads)
+
+
+def run_jobs(jobs: list, config, finished: Callable[[dict, dict], None], *,
+             progress: bool = False) -> list:
+    """Run ``jobs`` on ``config``'s engine, calling ``finished(job, record)`` for each record as
+    it arrives. A failed job is logged with its config and submitted once more.
+
+    Returns:
+        ``[{"job": job, "error": text}]`` for the jobs that failed :data:`ATTEMPTS` times.
+    """
+    from tqdm.auto import tqdm
+
+    if not jobs:
+        return []
+    engine = make_engine(config)
+    failed = []
+    try:
+        pending = {engine.submit(job): (job, 1) for job in jobs}
+        with tqdm(total=len(jobs), desc="sweep jobs", disable=not progress, unit="job") as bar:
+            while pending:
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    job, attempt = pending.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        finished(job, future.result())
+                        bar.update()
+                        continue
+                    text = f"{type(error).__name__}: {error}"
+                    log.warning("sweep job failed (attempt %d of %d): %s; job: %s", attempt,
+                                ATTEMPTS, text, job)
+                    if attempt < ATTEMPTS:
+                        pending[engine.submit(job)] = (job, attempt + 1)
+                    else:
+                        failed.append({"job": job, "error": text})
+                        bar.update()
+    finally:
+        engine.close()
+    return failed

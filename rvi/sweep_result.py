@@ -1,0 +1,333 @@
+"""The result of a sweep: per-job records -> per-model frames -> tables, correlations, figures.
+
+Job records (:func:`rvi.sweep.run_job`) are the source of truth; everything here is a pure
+function of them, so the same records give the same tables whichever engine computed them.
+Intervals over seeds are Student-t intervals over per-seed values (:func:`rvi.aggregate.t_interval`);
+rank correlations come from :func:`rvi.correlation.point_spearman`. A model whose clean test
+accuracy is below :data:`FAILED_FACTOR` x chance is *failed*: flagged in every table and left out
+of every mean, interval and correlation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import pandas as pd
+
+from ._checks import check_path
+from ._io import atomic_write
+from .aggregate import ScoreKey, t_interval
+from .config import SweepConfig
+from .correlation import point_spearman
+from .metrics import METRICS
+from .report import _fmt, _tex_frame, tex_escape
+from .result import _clean_rows, _frame_from_json
+
+#: A model is failed when its clean accuracy is below this many times chance (1 / classes).
+FAILED_FACTOR = 2.0
+SWEEP_FILE = "sweep.json"
+SCORE_CELL = ["input", "explainer", "metric", "reference"]
+
+
+def _summarize(frame: pd.DataFrame, by: list, value: str) -> pd.DataFrame:
+    """Mean and 95% t-interval over the seeds of each group (failed models left out), with the
+    counts of seeds used and of failed seeds."""
+    rows = []
+    for key, group in frame.groupby(by, sort=True, dropna=False):
+        ok = group[~group["failed"]][value].to_numpy(dtype=np.float64)
+        mean, low, high, _, seeds, _ = t_interval(ok[:, None] if len(ok) else np.empty((0, 1)))
+        rows.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))),
+                     "mean": float(mean[0]) if len(ok) else np.nan, "ci_low": float(low[0]),
+                     "ci_high": float(high[0]), "seeds": int(seeds[0]),
+                     "failed_seeds": int(group["failed"].sum())})
+    return pd.DataFrame(rows)
+
+
+@dataclass(eq=False)
+class SweepResult:
+    """What :func:`rvi.run_sweep` returns.
+
+    Attributes:
+        config: the sweep's configuration.
+        records: the job records (:func:`rvi.sweep.run_job`), one per (eps, seed) that finished.
+        failed: ``[{"job", "error"}]`` for jobs that failed twice (not in ``records``).
+    """
+
+    config: SweepConfig
+    records: list
+    failed: list = field(default_factory=list)
+
+    # --- per-model frames ----------------------------------------------------------------
+
+    @cached_property
+    def models(self) -> pd.DataFrame:
+        """One row per model: ``eps, seed, clean, robustness`` (accuracy under
+        ``config.robustness`` at the reference eps), ``final_train_accuracy``, ``failed``."""
+        ref, name = self.config.reference, self.config.robustness
+        rows = []
+        for record in self.records:
+            acc = {(r["attack"], r["eval_eps"]): r["accuracy"] for r in record["accuracy"]}
+            clean = acc[("clean", 0.0)]
+            chance = 1.0 / record["model"]["num_classes"]
+            rows.append({"eps": record["job"]["eps"], "seed": record["job"]["seed"],
+                         "clean": clean, "robustness": acc.get((name, ref), np.nan),
+                         "final_train_accuracy": record["model"]["final_train_accuracy"],
+                         "failed": clean < FAILED_FACTOR * chance,
+                         "checkpoint": record["model"]["checkpoint"]})
+        columns = ["eps", "seed", "clean", "robustness", "final_train_accuracy", "failed",
+                   "checkpoint"]
+        return pd.DataFrame(rows, columns=columns).sort_values(["eps", "seed"],
+                                                               ignore_index=True)
+
+    def _failed(self) -> dict:
+        return {(r.eps, r.seed): r.failed for r in self.models.itertuples()}
+
+    @cached_property
+    def accuracy(self) -> pd.DataFrame:
+        """One row per (model, attack, evaluation eps): ``eps, seed, attack, eval_eps, label, n,
+        accuracy, failed`` (``attack="clean"`` has ``eval_eps=0``)."""
+        failed = self._failed()
+        rows = [{"eps": rec["job"]["eps"], "seed": rec["job"]["seed"], **row,
+                 "failed": failed[(rec["job"]["eps"], rec["job"]["seed"])]}
+                for rec in self.records for row in rec["accuracy"]]
+        return pd.DataFrame(rows, columns=["eps", "seed", "attack", "eval_eps", "label", "n",
+                                           "accuracy", "failed"])
+
+    @cached_property
+    def scores(self) -> pd.DataFrame:
+        """One row per (model, input, score): the mean over images, ``eps, seed, input,
+        explainer, metric, reference, mean, failed``."""
+        failed = self._failed()
+        rows = []
+        for rec in self.records:
+            eps, seed = rec["job"]["eps"], rec["job"]["seed"]
+            for kind, means in rec["means"].items():
+                for column, mean in means.items():
+                    rows.append({"eps": eps, "seed": seed, "input": kind,
+                                 **ScoreKey.from_column(column)._asdict(),
+                                 "mean": np.nan if mean is None else mean,
+                                 "failed": failed[(eps, seed)]})
+        return pd.DataFrame(rows, columns=["eps", "seed", *SCORE_CELL, "mean", "failed"]) \
+            .sort_values(["eps", "seed", *SCORE_CELL], ignore_index=True)
+
+    def images(self) -> pd.DataFrame:
+        """Per-image records of every model: ``eps, seed, input, image, label, prediction`` and
+        one column per score (``explainer/metric/reference``)."""
+        frames = []
+        for rec in self.records:
+            for kind, data in rec["images"].items():
+                frame = _frame_from_json(data)
+                frame.insert(0, "input", kind)
+                frame.insert(0, "seed", rec["job"]["seed"])
+                frame.insert(0, "eps", rec["job"]["eps"])
+                frames.append(frame)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    # --- aggregates ----------------------------------------------------------------------
+
+    @cached_property
+    def accuracy_summary(self) -> pd.DataFrame:
+        """Per (eps, attack, eval_eps): accuracy mean and 95% t-interval over seeds."""
+        return _summarize(self.accuracy, ["eps", "attack", "eval_eps"], "accuracy")
+
+    @cached_property
+    def score_summary(self) -> pd.DataFrame:
+        """Per (eps, input, explainer, metric, reference): mean and 95% t-interval over seeds of
+        the per-model means."""
+        return _summarize(self.scores, ["eps", *SCORE_CELL], "mean")
+
+    @cached_property
+    def correlations(self) -> pd.DataFrame:
+        """Per score: Spearman's rho of its per-eps mean against the per-eps mean robustness
+        (``rho_robustness``) and against the training eps (``rho_eps``), each with a 95%
+        seeds-within-eps bootstrap interval; failed models left out."""
+        ok = self.scores[~self.scores["failed"]]
+        models = self.models.set_index(["eps", "seed"])["robustness"]
+        rows = []
+        for key, group in ok.groupby(SCORE_CELL, sort=False):
+            robust = models.loc[list(zip(group["eps"], group["seed"]))].to_numpy()
+            args = dict(resamples=self.config.bootstrap, seed=0)
+            vs_rob = point_spearman(group["eps"], robust, group["mean"], **args)
+            vs_eps = point_spearman(group["eps"], group["eps"], group["mean"], **args)
+            rows.append({**dict(zip(SCORE_CELL, key)),
+                         "rho_robustness": vs_rob["rho"], "rho_robustness_low": vs_rob["ci_low"],
+                         "rho_robustness_high": vs_rob["ci_high"], "rho_eps": vs_eps["rho"],
+                         "rho_eps_low": vs_eps["ci_low"], "rho_eps_high": vs_eps["ci_high"],
+                         "points": vs_rob["points"], "models": vs_rob["models"],
+                         "higher_is_better": METRICS[key[2]].higher_is_better})
+        return pd.DataFrame(rows)
+
+    # --- tables --------------------------------------------------------------------------
+
+    def failed_points(self) -> pd.DataFrame:
+        """Eps points with failed models: ``eps, failed, seeds, clean`` (mean clean accuracy of
+        the failed ones) and ``final_train_accuracy``."""
+        m = self.models
+        bad = m[m["failed"]].groupby("eps").agg(failed=("seed", "size"), clean=("clean", "mean"),
+                                                final_train_accuracy=("final_train_accuracy",
+                                                                      "mean"))
+        bad["seeds"] = m.groupby("eps")["seed"].size().reindex(bad.index)
+        return bad.reset_index()
+
+    def accuracy_table(self) -> pd.DataFrame:
+        """Rows: training eps; columns: trained status, clean accuracy and each attack at the
+        reference eps and at the model's own eps, as ``mean [95% interval]`` in %."""
+        ref = self.config.reference
+        summary = self.accuracy_summary
+        table = {}
+        for row in summary.itertuples():
+            text = "—" if row.seeds == 0 else _fmt(100 * row.mean, 100 * row.ci_low,
+                                                     100 * row.ci_high)
+            cells = table.setdefault(row.eps, {})
+            if row.attack == "clean":
+                cells["clean"] = text
+                continue
+            if row.eval_eps == ref:
+                cells[f"{row.attack} @{ref:g} (reference)"] = text
+            if row.eval_eps == row.eps:
+                cells[f"{row.attack} @own eps"] = text
+            if row.eval_eps not in (ref, row.eps):
+                cells[f"{row.attack} @{row.eval_eps:g}"] = text
+        out = pd.DataFrame.from_dict(table, orient="index").sort_index()
+        counts = self.models.groupby("eps").agg(seeds=("seed", "size"), failed=("failed", "sum"))
+        status = [f"{n - f}/{n} ok" if f == 0 else f"FAILED {f}/{n} (chance-level clean accuracy)"
+                  for n, f in zip(counts["seeds"], counts["failed"])]
+        out.insert(0, "models", pd.Series(status, index=counts.index).reindex(out.index))
+        out.index.name = "train eps"
+        return out.reset_index().fillna("—")
+
+    def correlation_table(self) -> pd.DataFrame:
+        """The rank correlations, formatted: ``rho [95% interval]``."""
+        c = self.correlations
+        if c.empty:
+            return pd.DataFrame()
+
+        def fmt(prefix):
+            return [("—" if not np.isfinite(r) else f"{r:.2f}" if not np.isfinite(lo)
+                     else f"{r:.2f} [{lo:.2f}, {hi:.2f}]")
+                    for r, lo, hi in zip(c[prefix], c[prefix + "_low"], c[prefix + "_high"])]
+
+        return pd.DataFrame({**{k: c[k] for k in SCORE_CELL},
+                             "higher is": np.where(c["higher_is_better"], "better", "worse"),
+                             f"rho vs {self.config.robustness} accuracy": fmt("rho_robustness"),
+                             "rho vs train eps": fmt("rho_eps"), "eps points": c["points"],
+                             "models": c["models"]})
+
+    def metric_table(self, explainer: str, input_kind: str = "natural") -> pd.DataFrame:
+        """Rows: training eps; columns: each metric of ``explainer`` on ``input_kind`` inputs
+        (against the clean image), ``mean [95% interval]`` over seeds."""
+        s = self.score_summary
+        s = s[(s["explainer"] == explainer) & (s["input"] == input_kind)
+              & (s["reference"] == "clean")]
+        if s.empty:
+            return pd.DataFrame()
+        s = s.assign(text=[("—" if n == 0 else _fmt(m, lo, hi))
+                           for m, lo, hi, n in zip(s["mean"], s["ci_low"], s["ci_high"], s["seeds"])])
+        table = s.pivot(index="eps", columns="metric", values="text")
+        table.index.name = "train eps"
+        table.columns.name = None
+        return table.reset_index()
+
+    def to_markdown(self) -> str:
+        c = self.config
+        parts = [f"# rvi sweep: {c.model} on {c.dataset}", "",
+                 f"- training eps: {', '.join(f'{e:g}' for e in c.eps_grid)} "
+                 "(0: natural; else PGD-7, step eps/3, rvi.sweep.sweep_recipe); seeds "
+                 f"{', '.join(map(str, c.seeds))}",
+                 f"- robustness axis: {c.robustness} accuracy at the reference eps {c.reference:g}"
+                 f"; adversarial inputs: PGD-7 at {c.reference:g}",
+                 "- intervals: 95% Student-t over seeds; rank correlations: Spearman over the "
+                 "per-eps means, 95% percentile bootstrap resampling seeds within each eps "
+                 f"({c.bootstrap} resamples; docs/sweep.md)",
+                 f"- failed model: clean accuracy below {FAILED_FACTOR:g} x chance; flagged and "
+                 "left out of every mean, interval and correlation", ""]
+        bad = self.failed_points()
+        for row in bad.itertuples():
+            parts.append(f"**eps {row.eps:g}: {row.failed} of {row.seeds} models failed to "
+                         f"train** (clean {100 * row.clean:.2f}%, final training accuracy "
+                         f"{100 * row.final_train_accuracy:.2f}%)")
+        if self.failed:
+            parts += ["", "## Jobs that failed twice (not in any table)", ""]
+            parts += [f"- eps {f['job']['eps']:g}, seed {f['job']['seed']}: {f['error']}"
+                      for f in self.failed]
+        parts += ["", "## Accuracy (%, mean [95% interval] over seeds)", "",
+                  self.accuracy_table().to_markdown(index=False)]
+        corr = self.correlation_table()
+        if not corr.empty:
+            parts += ["", "## Rank correlation with robustness (Spearman)", "",
+                      corr.to_markdown(index=False)]
+        for explainer in [*c.methods, "model"]:
+            table = self.metric_table(explainer)
+            if not table.empty:
+                parts += ["", f"## {explainer}: natural inputs, compared with the clean image "
+                              "(mean [95% interval] over seeds)", "", table.to_markdown(index=False)]
+        return "\n".join(parts) + "\n"
+
+    def to_csv(self) -> str:
+        """The score summary (every eps, input and score) as CSV."""
+        return self.score_summary.to_csv(index=False)
+
+    def to_latex(self) -> str:
+        """Accuracy and rank-correlation tables as LaTeX ``tabular`` environments."""
+        parts = [_tex_frame(self.accuracy_table().astype(str)).to_latex(
+            index=False, escape=False, caption=tex_escape("Accuracy (%, mean [95% CI])"))]
+        corr = self.correlation_table()
+        if not corr.empty:
+            parts.append(_tex_frame(corr.astype(str)).to_latex(
+                index=False, escape=False, caption=tex_escape("Spearman rank correlations")))
+        return "\n".join(parts)
+
+    def summary_dict(self) -> dict:
+        return {"config": self.config.to_dict(), "failed_jobs": self.failed,
+                "models": _clean_rows(self.models), "accuracy": _clean_rows(self.accuracy_summary),
+                "scores": _clean_rows(self.score_summary),
+                "correlations": _clean_rows(self.correlations)}
+
+    # --- files ---------------------------------------------------------------------------
+
+    def save(self, folder: Union[str, Path, None] = None, *, figures: bool = True) -> Path:
+        """Write tables (``tables.md``, ``.tex``, CSVs, ``summary.json``), one figure per metric
+        and ``sweep.json`` (config, failed jobs, record files) into ``folder`` (default:
+        ``config.out_dir``), each file atomically; the job records stay in ``jobs/``."""
+        folder = Path(folder if folder is not None else self.config.out_dir)
+        check_path("folder", folder)
+        texts = {
+            "tables.md": self.to_markdown(), "tables.tex": self.to_latex(),
+            "scores.csv": self.to_csv(),
+            "accuracy.csv": self.accuracy_summary.to_csv(index=False),
+            "correlations.csv": self.correlations.to_csv(index=False),
+            "models.csv": self.models.to_csv(index=False),
+            "summary.json": json.dumps(self.summary_dict(), indent=2, allow_nan=False),
+            SWEEP_FILE: json.dumps({"config": self.config.to_dict(), "failed": self.failed,
+                                    "keys": [r["key"] for r in self.records]},
+                                   indent=2, allow_nan=False),
+        }
+        for name, text in texts.items():
+            with atomic_write(folder / name, "w") as handle:
+                handle.write(text)
+        if figures:
+            from .sweep_figures import save_figures
+
+            save_figures(self, folder)
+        return folder
+
+    @classmethod
+    def load(cls, folder: Union[str, Path]) -> "SweepResult":
+        """Rebuild a saved sweep from ``sweep.json`` and the job records it lists."""
+        from .sweep import read_record
+
+        check_path("folder", folder)
+        path = Path(folder) / SWEEP_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no rvi sweep in {folder} ({SWEEP_FILE} missing)")
+        data = json.loads(path.read_text())
+        keys = set(data["keys"])
+        records = [read_record(p) for p in sorted((Path(folder) / "jobs").glob("*.json.gz"))
+                   if p.name[:-len(".json.gz")].rsplit("-", 1)[-1] in keys]
+        return cls(config=SweepConfig.from_dict(data["config"]), records=records,
+                   failed=data["failed"])
