@@ -48,6 +48,13 @@ def _summarize(frame: pd.DataFrame, by: list, value: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _percent(mean: float, low: float, high: float) -> str:
+    """Accuracy in %: ``mean [low, high]`` with two decimals (no interval with one seed)."""
+    if not np.isfinite(low):
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} [{100 * low:.2f}, {100 * high:.2f}]"
+
+
 @dataclass(eq=False)
 class SweepResult:
     """What :func:`rvi.run_sweep` returns.
@@ -181,8 +188,7 @@ class SweepResult:
         summary = self.accuracy_summary
         table = {}
         for row in summary.itertuples():
-            text = "—" if row.seeds == 0 else _fmt(100 * row.mean, 100 * row.ci_low,
-                                                     100 * row.ci_high)
+            text = "—" if row.seeds == 0 else _percent(row.mean, row.ci_low, row.ci_high)
             cells = table.setdefault(row.eps, {})
             if row.attack == "clean":
                 cells["clean"] = text
@@ -194,6 +200,7 @@ class SweepResult:
             if row.eval_eps not in (ref, row.eps):
                 cells[f"{row.attack} @{row.eval_eps:g}"] = text
         out = pd.DataFrame.from_dict(table, orient="index").sort_index()
+        out = out[["clean", *[c for c in out.columns if c != "clean"]]]
         counts = self.models.groupby("eps").agg(seeds=("seed", "size"), failed=("failed", "sum"))
         status = [f"{n - f}/{n} ok" if f == 0 else f"FAILED {f}/{n} (chance-level clean accuracy)"
                   for n, f in zip(counts["seeds"], counts["failed"])]

@@ -27,3 +27,16 @@ def lenet():
 def batch(synthetic):
     """16 synthetic test images and their labels."""
     return synthetic.test_images[:16].clone(), synthetic.test_labels[:16].clone()
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """A finished 2-eps x 2-seed sweep on synthetic data (1 epoch each, 32 test images), run in
+    this process with one torch thread; its models stay cached for other backends to load."""
+    root = tmp_path_factory.mktemp("sweep")
+    config = rvi.SweepConfig(
+        dataset="synthetic", eps=(0.0, 0.1), seeds=(0, 1), epochs=1, n_test=32, eval_n=8,
+        faithfulness_n=4, methods=("saliency",), metrics=("cosine", "deletion", "alignment_logit"),
+        eval_attacks=("pgd", "fgsm"), robustness="pgd", bootstrap=100, workers=1, threads=1,
+        cache_dir=str(root / "cache"), out_dir=str(root / "local"))
+    return config, rvi.run_sweep(config)

@@ -1,0 +1,48 @@
+"""Engines: sizing, the missing-ray message, and a Ray local cluster giving the same aggregated
+records as the in-process run."""
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import pytest
+
+import rvi
+from rvi import engines
+from test_sweep import assert_same_aggregates
+
+
+def test_local_engine_sizes(monkeypatch):
+    monkeypatch.setattr(engines, "cores", lambda: 8)
+    inline = engines.make_engine(rvi.SweepConfig(workers=1))
+    assert isinstance(inline, engines._InProcess) and inline.threads == 8
+    pool = engines.make_engine(rvi.SweepConfig(workers=4))
+    try:
+        assert isinstance(pool, engines._Pool) and pool.threads == 2
+        assert pool.pool._max_workers == 4
+    finally:
+        pool.close()
+    default = engines.make_engine(rvi.SweepConfig())
+    try:
+        assert default.pool._max_workers == 8 and default.threads == 1
+    finally:
+        default.close()
+
+
+def test_ray_backend_without_ray_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ValueError, match=r'pip install "rvi\[ray\]"'):
+        engines.make_engine(rvi.SweepConfig(backend="ray"))
+
+
+def test_ray_local_cluster_gives_the_same_aggregates(tiny_sweep):
+    ray = pytest.importorskip("ray")
+    config, local = tiny_sweep
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        remote = rvi.run_sweep(dataclasses.replace(
+            config, backend="ray", workers=None, out_dir=str(Path(config.out_dir).parent / "ray")))
+    finally:
+        ray.shutdown()
+    assert remote.failed == []
+    assert_same_aggregates(remote, local)
