@@ -32,6 +32,9 @@ from .result import _clean_rows, _frame_from_json
 FAILED_FACTOR = 2.0
 SWEEP_FILE = "sweep.json"
 SCORE_CELL = ["input", "explainer", "metric", "reference"]
+CORRELATION_COLUMNS = [*SCORE_CELL, "rho_robustness", "rho_robustness_low", "rho_robustness_high",
+                       "rho_eps", "rho_eps_low", "rho_eps_high", "points", "models",
+                       "higher_is_better"]
 
 
 def _summarize(frame: pd.DataFrame, by: list, value: str) -> pd.DataFrame:
@@ -167,7 +170,7 @@ class SweepResult:
                          "rho_eps_low": vs_eps["ci_low"], "rho_eps_high": vs_eps["ci_high"],
                          "points": vs_rob["points"], "models": vs_rob["models"],
                          "higher_is_better": METRICS[key[2]].higher_is_better})
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
 
     # --- tables --------------------------------------------------------------------------
 

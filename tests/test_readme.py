@@ -42,7 +42,7 @@ def test_readme_block_names_exist(index):
             target = getattr(target, part, None)
     for node in ast.walk(tree):  # keyword arguments of the config classes are fields
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                and node.func.attr in ("BenchmarkConfig", "TrainConfig", "AttackConfig"):
+                and node.func.attr in ("BenchmarkConfig", "TrainConfig", "AttackConfig", "SweepConfig"):
             fields = {f.name for f in dataclasses.fields(getattr(rvi, node.func.attr))}
             for keyword in node.keywords:
                 assert keyword.arg in fields, f"{node.func.attr} has no field {keyword.arg!r}"
