@@ -22,8 +22,8 @@ __version__ = "0.2.0"
 
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
-    "METHODS", "METRICS", "MODELS", "SweepConfig", "SweepResult", "TrainConfig", "attack", "build_model", "cleanliness",
-    "controls", "evaluate", "explain", "faithfulness", "load_checkpoint", "load_dataset",
-    "load_model", "new_model", "predict", "run_benchmark", "run_sweep", "score", "similarity", "train_model",
-    "training_summary",
+    "METHODS", "METRICS", "MODELS", "SweepConfig", "SweepResult", "TrainConfig", "attack",
+    "build_model", "cleanliness", "controls", "evaluate", "explain", "faithfulness",
+    "load_checkpoint", "load_dataset", "load_model", "new_model", "predict", "run_benchmark",
+    "run_sweep", "score", "similarity", "train_model", "training_summary",
 ]

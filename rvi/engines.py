@@ -50,7 +50,7 @@ class _InProcess:
             future.set_exception(err)
         return future
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -66,8 +66,14 @@ class _Pool:
 
         return self.pool.submit(run_job, {**job, "threads": self.threads})
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        """Shut the pool down; ``abort`` (an interrupt or an error in the driver) also stops
+        the running jobs instead of letting them and the queued ones finish (they are
+        resumable: checkpoints per epoch, records written whole)."""
+        if abort:
+            for process in list((self.pool._processes or {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 class _Ray:
@@ -82,14 +88,19 @@ class _Ray:
 
         if not ray.is_initialized():
             ray.init(address=address)
-        self.threads = threads
+        self.ray, self.threads, self.refs = ray, threads, []
         self.task = ray.remote(run_job).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
 
     def submit(self, job: dict) -> cf.Future:
-        return self.task.remote({**job, "threads": self.threads}).future()
+        ref = self.task.remote({**job, "threads": self.threads})
+        self.refs.append(ref)
+        return ref.future()
 
-    def close(self) -> None:
-        pass
+    def close(self, abort: bool = False) -> None:
+        """``abort`` cancels the tasks still running or queued."""
+        if abort:
+            for ref in self.refs:
+                self.ray.cancel(ref, force=True)
 
 
 def make_engine(config):
@@ -115,7 +126,7 @@ def run_jobs(jobs: list, config, finished: Callable[[dict, dict], None], *,
     if not jobs:
         return []
     engine = make_engine(config)
-    failed = []
+    failed, aborted = [], True
     try:
         pending = {engine.submit(job): (job, 1) for job in jobs}
         with tqdm(total=len(jobs), desc="sweep jobs", disable=not progress, unit="job") as bar:
@@ -136,6 +147,7 @@ def run_jobs(jobs: list, config, finished: Callable[[dict, dict], None], *,
                     else:
                         failed.append({"job": job, "error": text})
                         bar.update()
+        aborted = False
     finally:
-        engine.close()
+        engine.close(abort=aborted)
     return failed

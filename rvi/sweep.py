@@ -118,15 +118,9 @@ def run_job(job: dict) -> dict:
     and of PGD-7 inputs at ``reference_eps``, scored by :func:`rvi.scoring.score_model` with
     every metric. Returns a JSON-able record (per-image scores as base64 float32).
     """
-    import numpy as np
-    import pandas as pd
     import torch
 
-    from .attacks import attack
     from .cache import cache_key, get_trained_model
-    from .evaluate import predict
-    from .result import _frame_to_json
-    from .scoring import score_model
 
     threads = torch.get_num_threads()
     torch.set_num_threads(job["threads"])
@@ -140,50 +134,12 @@ def run_job(job: dict) -> dict:
         n = len(data.test_images) if job["n_test"] is None else min(job["n_test"],
                                                                     len(data.test_images))
         images, labels = data.test_images[:n], data.test_labels[:n]
-        subset = n if job["eval_n"] is None else min(job["eval_n"], n)
-        seed, batch = job["seed"], job["batch_size"]
-
-        def run_attack(config: AttackConfig, count: int):
-            return attack(model, images[:count], labels[:count], config, batch_size=batch,
-                          seed=seed, num_classes=data.num_classes)
-
-        def accuracy(inputs, count: int) -> float:
-            return float((predict(model, inputs) == labels[:count]).float().mean())
-
-        reference = pgd7(job["reference_eps"])
-        adversarial = run_attack(reference, n)
-        rows = [{"attack": "clean", "eval_eps": 0.0, "label": "clean", "n": n,
-                 "accuracy": accuracy(images, n)}]
-        for eps in job["eval_eps"]:
-            for spec in job["eval_attacks"]:
-                config = parse_eval_attack(spec, pgd7(eps))
-                count = n if spec in ("fgsm", "pgd") else subset
-                inputs = adversarial if config == reference else run_attack(config, count)
-                rows.append({"attack": spec, "eval_eps": float(eps), "label": config.label,
-                             "n": count, "accuracy": accuracy(inputs, count)})
+        rows, adversarial = _accuracy_rows(job, model, images, labels, data.num_classes)
         evaluated = time.perf_counter()
-
-        frames, means = {}, {}
-        for kind, inputs in (("natural", images), ("adversarial", adversarial)):
-            references = {"clean": images} if kind == "natural" else {"clean": images,
-                                                                     "perturbed": inputs}
-            scores, _ = score_model(model, inputs, references=references,
-                                    methods=job["methods"], metrics=job["metrics"],
-                                    target=job["target"], labels=labels, seed=seed,
-                                    batch_size=batch, faithfulness_n=job["faithfulness_n"])
-            prediction = predict(model, inputs).numpy()
-            frame = pd.DataFrame({"image": np.arange(n), "label": labels.numpy(),
-                                  "prediction": prediction})
-            for key, values in scores.items():
-                frame[key.column] = values
-            frames[kind] = _frame_to_json(frame)
-            with np.errstate(invalid="ignore"):
-                means[kind] = {key.column: (None if np.isnan(v).all()
-                                            else float(np.nanmean(v)))
-                               for key, v in scores.items()}
+        frames, means = _scores(job, model, images, labels, adversarial)
         return {"format": RECORD_FORMAT, "job": job,
-                "model": {"checkpoint": path.name, "cache_key": cache_key(data, job["model"],
-                                                                          recipe),
+                "model": {"checkpoint": path.name,
+                          "cache_key": cache_key(data, job["model"], recipe),
                           "recipe": recipe.label, "epochs": len(history),
                           "final_train_accuracy": history[-1]["accuracy"],
                           "num_classes": data.num_classes},
@@ -193,6 +149,64 @@ def run_job(job: dict) -> dict:
                             "score": round(time.perf_counter() - evaluated, 2)}}
     finally:
         torch.set_num_threads(threads)
+
+
+def _accuracy_rows(job: dict, model, images, labels, num_classes: int) -> tuple:
+    """Accuracy rows (clean, then each attack at each evaluation eps) and the PGD-7 images at
+    the reference eps (made once: also the adversarial inputs of the maps)."""
+    from .attacks import attack
+    from .evaluate import predict
+
+    n = len(images)
+    subset = n if job["eval_n"] is None else min(job["eval_n"], n)
+
+    def run_attack(config: AttackConfig, count: int):
+        return attack(model, images[:count], labels[:count], config, batch_size=job["batch_size"],
+                      seed=job["seed"], num_classes=num_classes)
+
+    def accuracy(inputs) -> float:
+        return float((predict(model, inputs) == labels[:len(inputs)]).float().mean())
+
+    reference = pgd7(job["reference_eps"])
+    adversarial = run_attack(reference, n)
+    rows = [{"attack": "clean", "eval_eps": 0.0, "label": "clean", "n": n,
+             "accuracy": accuracy(images)}]
+    for eps in job["eval_eps"]:
+        for spec in job["eval_attacks"]:
+            config = parse_eval_attack(spec, pgd7(eps))
+            count = n if spec in ("fgsm", "pgd") else subset
+            inputs = adversarial if config == reference else run_attack(config, count)
+            rows.append({"attack": spec, "eval_eps": float(eps), "label": config.label,
+                         "n": count, "accuracy": accuracy(inputs)})
+    return rows, adversarial
+
+
+def _scores(job: dict, model, images, labels, adversarial) -> tuple:
+    """Per-image score frames (as JSON) and per-score means of natural and adversarial inputs."""
+    import numpy as np
+    import pandas as pd
+
+    from .evaluate import predict
+    from .result import _frame_to_json
+    from .scoring import score_model
+
+    frames, means = {}, {}
+    for kind, inputs in (("natural", images), ("adversarial", adversarial)):
+        references = {"clean": images}
+        if kind == "adversarial":
+            references["perturbed"] = inputs
+        scores, _ = score_model(model, inputs, references=references, methods=job["methods"],
+                                metrics=job["metrics"], target=job["target"], labels=labels,
+                                seed=job["seed"], batch_size=job["batch_size"],
+                                faithfulness_n=job["faithfulness_n"])
+        frame = pd.DataFrame({"image": np.arange(len(images)), "label": labels.numpy(),
+                              "prediction": predict(model, inputs).numpy()})
+        for key, values in scores.items():
+            frame[key.column] = values
+        frames[kind] = _frame_to_json(frame)
+        means[kind] = {key.column: None if np.isnan(values).all() else float(np.nanmean(values))
+                       for key, values in scores.items()}
+    return frames, means
 
 
 def run_sweep(config: SweepConfig, *, progress: bool = False):
