@@ -175,13 +175,20 @@ def _build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-render the tables and figures of a saved "
                                                 "result from its records (no model needed)",
                                  allow_abbrev=False)
-    report.add_argument("folder", help="a folder written by rvi bench or BenchmarkResult.save")
+    report.add_argument("folder", help="a folder written by rvi bench, rvi sweep, "
+                                       "BenchmarkResult.save or SweepResult.save")
     return parser
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from .result import BenchmarkResult
+    from .sweep_result import SWEEP_FILE, SweepResult
 
+    if (Path(args.folder) / SWEEP_FILE).is_file():
+        sweep = SweepResult.load(args.folder)
+        print(sweep.to_markdown())
+        print(f"\ntables and figures re-rendered in {sweep.save(args.folder)}")
+        return 0
     result = BenchmarkResult.load(args.folder)
     folder = result.save(args.folder, overwrite=True)
     print(result.to_markdown())

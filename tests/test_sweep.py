@@ -170,5 +170,8 @@ def test_cli_sweep(tiny_sweep, capsys):
     assert "# rvi sweep: lenet on synthetic" in capsys.readouterr().out
     assert (out / "tables.md").is_file() and (out / "sweep.json").is_file()
     assert len(rvi.SweepResult.load(out).records) == 4
+    (out / "tables.md").unlink()
+    assert main(["report", str(out)]) == 0 and (out / "tables.md").is_file()
+    assert "# rvi sweep" in capsys.readouterr().out
     rc = main(["sweep", "--dataset", "synthetic", "--backend", "spark"])
     assert rc == 2 and "backend must be one of" in capsys.readouterr().err
