@@ -26,6 +26,17 @@ METRIC_NAMES = ("inner", "cosine", "foreground_mass", "alignment_logit", "alignm
 #: Controls a benchmark can run.
 CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent")
 ATTACKS = ("fgsm", "pgd", "autoattack")
+#: Training eps grids of the sweep per dataset (MNIST: the seed study's 0.3 and around it;
+#: Fashion-MNIST's usual budget is 0.1); :data:`rvi.sweep.EPS_GRIDS`.
+EPS_GRIDS = {
+    "mnist": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4),
+    "mnist-5k": (0.0, 0.1, 0.2, 0.3),
+    "fashion-mnist": (0.0, 0.05, 0.1, 0.15, 0.2),
+    "synthetic": (0.0, 0.3),
+}
+#: The eps each dataset is usually attacked at (the sweep's adversarial inputs and robustness
+#: axis); :data:`rvi.sweep.REFERENCE_EPS`.
+REFERENCE_EPS = {"mnist": 0.3, "mnist-5k": 0.3, "fashion-mnist": 0.1, "synthetic": 0.3}
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
 

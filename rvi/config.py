@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ._checks import (ATTACKS, CONTROLS, DATASETS, METHODS, METRIC_NAMES,  # noqa: F401 (re-exported)
-                      MODELS, OPTIMIZERS, SCHEDULES, check_bool, check_int, optional_int)
+from ._checks import (ATTACKS, CONTROLS, DATASETS, EPS_GRIDS, METHODS,  # noqa: F401 (re-exported)
+                      METRIC_NAMES, MODELS, OPTIMIZERS, REFERENCE_EPS, SCHEDULES, check_bool,
+                      check_int, optional_int)
 from ._checks import check_choice as _check_choice
 from ._checks import check_range as _check_range
 PRECISIONS = ("float32", "bfloat16")
@@ -358,8 +359,6 @@ class SweepConfig(_Config):
                                        "process already joined)", default=None)
 
     def __post_init__(self) -> None:
-        from .sweep import EPS_GRIDS, REFERENCE_EPS
-
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("model", self.model, MODELS)
         check_bool("download", self.download)
@@ -411,15 +410,11 @@ class SweepConfig(_Config):
     @property
     def eps_grid(self) -> tuple:
         """The training eps values, ascending: ``eps`` or the dataset's default grid."""
-        from .sweep import EPS_GRIDS
-
         return tuple(sorted(float(e) for e in (self.eps or EPS_GRIDS[self.dataset])))
 
     @property
     def reference(self) -> float:
         """The reference eps: ``reference_eps`` or the dataset's."""
-        from .sweep import REFERENCE_EPS
-
         return float(self.reference_eps if self.reference_eps is not None
                      else REFERENCE_EPS[self.dataset])
 

@@ -6,7 +6,8 @@ robustness-interpretability curve. Its interval is a stratified percentile boots
 resample every eps point draws as many of its own seeds as it has, with replacement (the same
 draw for both quantities, so they stay paired), the per-point means are recomputed, and so is
 rho. Every eps point is present in every resample, so the statistic always has the same points;
-with one seed per point the interval collapses to the estimate.
+with one seed per point the interval collapses to the estimate. Resamples in which one side's
+means are all tied (rho undefined) are left out of the percentiles.
 """
 
 from __future__ import annotations

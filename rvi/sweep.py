@@ -22,22 +22,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-from ._checks import check_int, check_range, optional_int
+# EPS_GRIDS and REFERENCE_EPS live in the leaf module (config reads them) and are re-exported here
+from ._checks import EPS_GRIDS, REFERENCE_EPS, check_int, check_range, optional_int  # noqa: F401
 from ._io import atomic_write
 from .config import AttackConfig, SweepConfig, TrainConfig, parse_eval_attack
 
 log = logging.getLogger(__name__)
 
-#: Training eps grids per dataset (MNIST: the seed study's 0.3 and around it; Fashion-MNIST's
-#: usual budget is 0.1).
-EPS_GRIDS = {
-    "mnist": (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4),
-    "mnist-5k": (0.0, 0.1, 0.2, 0.3),
-    "fashion-mnist": (0.0, 0.05, 0.1, 0.15, 0.2),
-    "synthetic": (0.0, 0.3),
-}
-#: The eps each dataset is usually attacked at: the adversarial inputs and the robustness axis.
-REFERENCE_EPS = {"mnist": 0.3, "mnist-5k": 0.3, "fashion-mnist": 0.1, "synthetic": 0.3}
 #: PGD iterations of the training attack at every eps.
 TRAIN_STEPS = 7
 #: Version of the job record; part of every record key.

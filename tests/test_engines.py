@@ -76,5 +76,5 @@ def test_an_error_in_the_driver_stops_the_pool_workers(tiny_sweep, monkeypatch):
         engines.run_jobs(jobs, dataclasses.replace(config, workers=2), stop)
     assert seen["abort"] is True
     for process in seen["processes"]:
-        process.join(timeout=10)
+        process.join(timeout=30)
         assert not process.is_alive()
