@@ -70,10 +70,15 @@ class _Pool:
         """Shut the pool down; ``abort`` (an interrupt or an error in the driver) also stops
         the running jobs instead of letting them and the queued ones finish (they are
         resumable: checkpoints per epoch, records written whole)."""
-        if abort:
-            for process in list((self.pool._processes or {}).values()):
-                process.terminate()
-        self.pool.shutdown(wait=not abort, cancel_futures=True)
+        if not abort:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            return
+        processes = list((self.pool._processes or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
 
 
 class _Ray:
