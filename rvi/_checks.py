@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 #: Dataset names understood by :func:`rvi.load_dataset`.
-DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "synthetic")
+DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "cifar10", "synthetic")
 #: Architecture names understood by :func:`rvi.build_model`.
 MODELS = ("lenet", "madry-cnn", "resnet18")
 #: Attribution methods understood by :func:`rvi.explain`.
