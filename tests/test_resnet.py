@@ -142,3 +142,26 @@ def test_reused_relu_input_is_refused_and_would_be_wrong():
         captum_map = GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=target)
     assert not torch.allclose(captum_map, reference_guided_backprop(model, x, target),
                               rtol=1e-6, atol=1e-9)
+
+
+def test_readme_cifar10_command_parses_to_the_stated_study():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from rvi.cli import _build_parser, _merged_config
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    (command,) = [b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+                  if "--dataset cifar10" in b]
+    argv = shlex.split(command.replace("\\\n", " "))
+    assert argv[:2] == ["rvi", "bench"]
+    args = _build_parser().parse_args(argv[1:])
+    config = _merged_config(rvi.BenchmarkConfig, args, file_path=args.config)
+    assert (config.dataset, config.model) == ("cifar10", "resnet18")
+    for attack in (config.attack, config.robust.attack):
+        assert attack.name == "pgd" and attack.steps == 10
+        assert attack.eps == pytest.approx(8 / 255, abs=1e-6)
+        assert attack.alpha == pytest.approx(2 / 255, abs=1e-6)
+    assert config.robust.adversarial and not config.natural.adversarial
+    assert "autoattack" in config.eval_attacks
