@@ -87,3 +87,26 @@ def test_tables_and_example_images(colour_run):
     assert clean.shape == (2, 32, 32)
     torch.testing.assert_close(clean, data.test_images[:2].mean(1), atol=1e-4, rtol=0)
     assert torch.tensor(result.examples["maps"]["robust/natural"]).shape == (2, 32, 32)
+
+
+def test_one_channel_metrics_and_controls_on_colour_images():
+    from rvi.controls import edge_map, image_map
+    from rvi.metrics import cosine, foreground_mass, inner
+
+    generator = torch.Generator().manual_seed(3)
+    grey = torch.rand(3, 1, 8, 8, generator=generator)
+    maps = torch.rand(3, 1, 8, 8, generator=generator)
+    tint = torch.tensor([0.9, 1.0, 1.1]).view(1, 3, 1, 1)
+    colour = (grey * tint).clamp(0, 1)  # channel mean = grey wherever nothing was clipped
+    mean = colour.mean(1, keepdim=True)
+    # the foreground mask and every one-channel score use the channel mean
+    torch.testing.assert_close(foreground_mass(maps, colour), foreground_mass(maps, mean))
+    torch.testing.assert_close(inner(maps, colour), inner(maps, mean))
+    # a pixel bright in one channel only is not foreground (its mean is 0.3)
+    red = torch.zeros(1, 3, 2, 2)
+    red[0, 0, 0, 0] = 0.9
+    assert float(foreground_mass(torch.ones(1, 1, 2, 2), red)) == 0.0
+    # trivial explainers: the image (channel sum) scores cosine 1 against its own colour image
+    torch.testing.assert_close(cosine(image_map(colour), colour), torch.ones(3))
+    # edges of a grey image repeated over 3 channels: three times the one-channel edge map
+    torch.testing.assert_close(edge_map(grey.repeat(1, 3, 1, 1)), 3 * edge_map(grey))
