@@ -69,8 +69,8 @@ def test_resnet18_structure():
     blocks = [m for m in model.modules() if isinstance(m, PreActBlock)]
     assert len(blocks) == 8
     assert [b.conv2.out_channels for b in blocks] == [64, 64, 128, 128, 256, 256, 512, 512]
-    assert [b.shortcut is not None for b in blocks] == [False, False, True, False] * 1 + \
-        [True, False, True, False]
+    # a 1x1 projection only where a stage starts with a stride of 2
+    assert [b.shortcut is not None for b in blocks] == [False, False] + [True, False] * 3
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
     assert len(convs) + 1 == 18  # 17 3x3 convolutions and the classifier
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
