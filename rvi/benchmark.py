@@ -235,8 +235,9 @@ def _randomization_rows(config: BenchmarkConfig, models: dict, images, labels, s
 def _examples(config, images, labels, adversarial: dict, maps: dict) -> dict:
     k = min(config.grid_images, len(images))
 
-    def pack(tensor):
-        return np.round(tensor[:k, 0].cpu().numpy().astype(np.float64), _EXAMPLE_DECIMALS).tolist()
+    def pack(tensor):  # (N, C, H, W) -> the first k as (k, H, W): colour images as channel mean
+        grey = tensor[:k].mean(1).cpu().numpy().astype(np.float64)
+        return np.round(grey, _EXAMPLE_DECIMALS).tolist()
 
     return {"labels": labels[:k].tolist(), "clean": pack(images),
             "adversarial": {kind: pack(x) for kind, x in adversarial.items()},

@@ -117,7 +117,7 @@ def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) 
         parser.add_argument("--dataset", default="mnist-5k", choices=DATASETS,
                             help="dataset to use (default: mnist-5k, embedded, offline)")
     parser.add_argument("--data-dir", default=None,
-                        help="folder with MNIST/raw or FashionMNIST/raw IDX files "
+                        help="folder with MNIST/raw or FashionMNIST/raw IDX files or cifar-10-batches-py "
                              "(default: $RVI_DATA_DIR or ~/.cache/rvi/data)")
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                         help="let torchvision download a missing dataset; --no-download fails "
