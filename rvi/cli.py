@@ -133,7 +133,7 @@ def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) 
 
 
 def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backend", default="auto", choices=("auto", "gloo", "nccl"),
+    parser.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "nccl"),
                         help="torch.distributed backend when launched by torchrun (auto: nccl "
                              "on CUDA GPUs, one per process, else gloo on the CPU)")
 
@@ -330,7 +330,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from . import distributed as ddp
 
             # joins torchrun's process group (a no-op in a plain process)
-            with ddp.process_group(args.backend):
+            with ddp.process_group(args.dist_backend):
                 return (_cmd_train if args.command == "train" else _cmd_evaluate)(args)
         if args.command == "report":
             return _cmd_report(args)

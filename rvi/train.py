@@ -28,7 +28,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed as ddp
-
 from ._io import atomic_write
 from ._checks import check_images, check_model, check_path, seeded
 from ._modelstate import check_model_labels, model_device, preserved_state
@@ -141,8 +140,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
                 kind = "adversarial" if config.adversarial else "natural"
                 bar = tqdm(range(steps_per_epoch), disable=quiet or not ddp.is_main(), leave=False,
-                           unit="batch",
-                           desc=f"{kind} training, epoch {epoch}/{epochs}")
+                           unit="batch", desc=f"{kind} training, epoch {epoch}/{epochs}")
                 for step in bar:
                     idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                     n_step, part = len(idx), (ddp.shard(len(idx)) if sync else slice(None))

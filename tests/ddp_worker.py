@@ -87,6 +87,10 @@ def train(out: Path) -> None:
         torch.save(results, out / "train.pt")
 
 
+def _fail():
+    raise OSError("disk full")
+
+
 def evaluate(out: Path, checkpoint: str) -> None:
     # the command line first: rank 0 prints the summed result (the test reads it)
     rvi.cli.main(["evaluate", checkpoint, "--attacks", "fgsm", "pgd", "--attack-eps", "0.1",
@@ -103,7 +107,12 @@ def evaluate(out: Path, checkpoint: str) -> None:
                for i, p, x in zip(range(len(images))[part], rvi.predict(model, adversarial),
                                   adversarial)]
     gathered = ddp.gather_records(records)
-    every_rank = ddp.gather_records([{"rank": ddp.rank(), "result": sharded,
+    try:  # a failing rank-0-only write must raise on every rank, not leave rank 1 waiting
+        ddp.on_main(_fail)
+        failure = None
+    except Exception as err:
+        failure = f"{type(err).__name__}: {err}"
+    every_rank = ddp.gather_records([{"rank": ddp.rank(), "result": sharded, "failure": failure,
                                       "shard": [part.start, part.stop]}])
     if ddp.is_main():
         (out / "evaluate.json").write_text(json.dumps(

@@ -105,8 +105,8 @@ def test_without_a_process_group_everything_is_one_process(monkeypatch):
 
 
 def test_unwrap_and_attacks_on_a_wrapped_model(lenet, batch, tmp_path):
-    """In a one-process gloo group: attacks and evaluation given the DDP wrapper run on the
-    module inside and give what the plain model gives; the wrapper's state is untouched."""
+    """In a one-process gloo group: attacks, evaluation and attributions given the DDP wrapper
+    run on the module inside and give what the plain model gives; its eval mode is kept."""
     images, labels = batch
     config = AttackConfig(eps=0.1, alpha=0.05, steps=2)
     expected = rvi.attack(lenet, images, labels, config, seed=1)
@@ -118,6 +118,8 @@ def test_unwrap_and_attacks_on_a_wrapped_model(lenet, batch, tmp_path):
         assert torch.equal(rvi.attack(wrapped, images, labels, config, seed=1), expected)
         assert rvi.evaluate(wrapped, images, labels, [config], distributed=True) == \
             rvi.evaluate(lenet, images, labels, [config])
+        assert torch.equal(rvi.explain(wrapped, images, "predicted").maps,
+                           rvi.explain(lenet, images, "predicted").maps)
         assert not lenet.training
     finally:
         dist.destroy_process_group()
@@ -143,7 +145,7 @@ def test_skipping_random_starts_gives_each_image_its_one_call_noise(lenet, batch
 
 def test_cli_refuses_an_unknown_backend(capsys):
     with pytest.raises(SystemExit):
-        main(["train", "--backend", "mpi"])
+        main(["train", "--dist-backend", "mpi"])
     assert "invalid choice: 'mpi'" in capsys.readouterr().err
 
 
@@ -193,6 +195,8 @@ def test_sharded_evaluation_equals_one_process(tmp_path):
         expected["clean"]  # a model and attacks that make the counts informative
     assert [rank["result"] for rank in got["ranks"]] == [expected, expected]
     assert [rank["shard"] for rank in got["ranks"]] == [[0, 140], [140, 256]]
+    assert [rank["failure"] for rank in got["ranks"]] == [
+        "OSError: disk full", "RuntimeError: rank 0 failed: OSError: disk full"]
     adversarial = rvi.attack(model, images, labels, ddp_worker.EVAL_ATTACKS[1],
                              batch_size=ddp_worker.EVAL_BATCH, seed=5)
     assert got["records"] == [{"index": i, "prediction": int(p), "sum": float(x.double().sum())}
@@ -211,7 +215,7 @@ def test_torchrun_entry_trains_adversarially_like_one_process(tmp_path):
     out = tmp_path / "models"
     stdout = _torchrun("-m", "rvi", "train", "--dataset", "synthetic", "--adversarial",
                        "--epochs", "1", "--attack-steps", "2", "--out", out, "--quiet",
-                       "--backend", "gloo")
+                       "--dist-backend", "gloo")
     assert stdout.count("training lenet on synthetic") == 1
     assert "2 processes (2 threads in all), backend gloo" in stdout
     (checkpoint,) = out.iterdir()
