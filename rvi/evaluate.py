@@ -43,7 +43,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             its contiguous shard of the images (whole batches; see
             :func:`rvi.distributed.shard`); the counts are summed over ranks, so every rank gets
             the result of single-process evaluation (on the CPU the same PGD noise per image).
-            Outside a process group of 2+ processes it evaluates everything here.
+            In a group of one process it evaluates everything here; without any process group
+            ``True`` is a ``ValueError``.
 
     Returns:
         ``{"n": images used, "clean": accuracy in [0, 1], "<attack label>": accuracy, ...}``.

@@ -39,6 +39,8 @@ def _torchrun(*args, timeout=300):
     env["PYTHONPATH"] = os.pathsep.join(
         [str(Path(rvi.__file__).parent.parent)] + env.get("PYTHONPATH", "").split(os.pathsep))
     env["OMP_NUM_THREADS"] = "1"
+    if sys.platform.startswith("linux"):
+        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # both processes on this machine: loopback
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            *map(str, args)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
