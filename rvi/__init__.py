@@ -4,7 +4,7 @@ Adversarial examples come from torchattacks, attributions from Captum; rvi train
 scores how clean their saliency maps are (with sanity controls) and reports the comparison.
 """
 
-from . import controls, faithfulness, similarity
+from . import controls, distributed, faithfulness, similarity
 from .attacks import attack
 from .benchmark import run_benchmark
 from .config import AttackConfig, BenchmarkConfig, TrainConfig
@@ -21,7 +21,7 @@ __version__ = "0.2.0"
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
     "METHODS", "METRICS", "MODELS", "TrainConfig", "attack", "build_model", "cleanliness",
-    "controls", "evaluate", "explain", "faithfulness", "load_checkpoint", "load_dataset",
+    "controls", "distributed", "evaluate", "explain", "faithfulness", "load_checkpoint", "load_dataset",
     "load_model", "new_model", "predict", "run_benchmark", "score", "similarity", "train_model",
     "training_summary",
 ]

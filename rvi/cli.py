@@ -1,7 +1,9 @@
 """The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench`` and ``rvi report``.
 
 Flags are generated from the config dataclasses, one per field, with the field's default and help
-text; nested configs get a prefix (``--attack-eps``, ``--robust-epochs``). Only this module prints.
+text; nested configs get a prefix (``--attack-eps``, ``--robust-epochs``). Only this module prints
+(under torchrun, only rank 0: ``torchrun --nproc_per_node=N -m rvi train ...`` trains one model
+data-parallel, ``rvi evaluate`` attacks a shard of the images on each rank).
 """
 
 from __future__ import annotations
@@ -130,6 +132,12 @@ def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) 
         parser.add_argument("--model", default="lenet", choices=MODELS, help="architecture")
 
 
+def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "nccl"),
+                        help="torch.distributed backend when launched by torchrun (auto: nccl "
+                             "on CUDA GPUs, one per process, else gloo on the CPU)")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from .benchmark import BenchmarkConfig
 
@@ -144,6 +152,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="folder for the checkpoint; an existing one with the same recipe "
                             "resumes")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_backend_flag(train)
     _add_config_flags(train, TrainConfig)
 
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a checkpoint",
@@ -159,6 +168,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=None,
                           help="evaluate on the first N test images (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_backend_flag(evaluate)
     _add_config_flags(evaluate, AttackConfig, "attack_", skip=("name",))
 
     bench = commands.add_parser("bench", help="the 2x2 study: {natural, robust model} x "
@@ -191,6 +201,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from . import distributed as ddp
     from .cache import cached_model_path
     from .data import load_dataset
     from .train import new_model, train_model, training_summary
@@ -201,15 +212,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     info = data.info()
     path = cached_model_path(args.out, info, args.model, config)
-    model = new_model(args.model, config, data.num_classes, data.image_shape[0])
+    model = new_model(args.model, config, data.num_classes, data.image_shape[0]).to(ddp.device())
     epochs = config.epochs_for(len(data.train_images))
-    print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs; "
-          f"{torch.get_num_threads()} torch threads)\ncheckpoint: {path}")
+    processes = (f"; {ddp.world_size()} processes ({ddp.world_size() * torch.get_num_threads()} "
+                 f"threads in all), backend {torch.distributed.get_backend()}"
+                 if ddp.is_distributed() else "")
+    _main_print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs; "
+                f"{torch.get_num_threads()} torch threads{processes})\ncheckpoint: {path}")
     history = train_model(model, data.train_images, data.train_labels, config,
                           checkpoint_path=path, architecture=args.model, quiet=args.quiet,
                           dataset_info=info)
-    print(f"done: {training_summary(history, config, len(data.train_images))}\n{path}")
+    _main_print(f"done: {training_summary(history, config, len(data.train_images))}\n{path}")
     return 0
+
+
+def _main_print(*args, **kwargs) -> None:
+    """print() on rank 0 only (every process of a torchrun job runs this module)."""
+    from . import distributed as ddp
+
+    if ddp.is_main():
+        print(*args, **kwargs)
 
 
 def _evaluation_data(args: argparse.Namespace, state: dict):
@@ -267,21 +289,22 @@ def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import distributed as ddp
     from .evaluate import evaluate
     from .train import load_checkpoint, load_model
 
     state = load_checkpoint(args.checkpoint)
     data, images, labels = _evaluation_data(args, state)
-    model = load_model(args.checkpoint, data.num_classes, data.image_shape[0])
+    model = load_model(args.checkpoint, data.num_classes, data.image_shape[0]).to(ddp.device())
     base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",))
     attacks = [dataclasses.replace(base, name=name) for name in args.attacks]
-    result = evaluate(model, images, labels, attacks, n=args.n)
+    result = evaluate(model, images, labels, attacks, n=args.n, distributed=ddp.is_distributed())
     if args.json:
-        print(json.dumps(result, indent=2))
+        _main_print(json.dumps(result, indent=2))
     else:
-        print(f"accuracy on {result.pop('n')} {data.name} {args.split} images")
+        _main_print(f"accuracy on {result.pop('n')} {data.name} {args.split} images")
         for key, value in result.items():
-            print(f"  {key:<38} {value:7.2%}")
+            _main_print(f"  {key:<38} {value:7.2%}")
     return 0
 
 
@@ -303,10 +326,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            return _cmd_train(args)
-        if args.command == "evaluate":
-            return _cmd_evaluate(args)
+        if args.command in ("train", "evaluate"):
+            from . import distributed as ddp
+
+            # joins torchrun's process group (a no-op in a plain process)
+            with ddp.process_group(args.dist_backend):
+                return (_cmd_train if args.command == "train" else _cmd_evaluate)(args)
         if args.command == "report":
             return _cmd_report(args)
         return _cmd_bench(args)
