@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
+import zipfile
+from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import torch
@@ -33,6 +36,8 @@ from .saliency import check_guided_backprop_model
 
 #: Prefix of the random-weights control of model NAME in the records: ``random_weights:NAME``.
 RANDOM_PREFIX = "random_weights"
+#: torch's deprecation notice for ``torch.jit.load`` (filtered, nothing else).
+_JIT_LOAD_WARNING = r"`torch\.jit\.load` is deprecated"
 #: How many images the shape check runs each model on.
 CHECK_IMAGES = 8
 
@@ -57,7 +62,9 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
             ``BenchmarkConfig(seeds=(0, ..., S-1))`` for S model sets). Its ``seeds`` must have
             one entry per model set; seed i drives the attacks' random start, the controls and
             the bootstrap of set i. ``n_test`` uses the first N images. Fields about training
-            (``dataset``, ``model``, ``natural``, ``robust``, ``cache_dir``) are not used.
+            and data (``dataset``, ``model``, ``natural``, ``robust``, ``cache_dir``) are not
+            used, nor ``device``: models run where they are (all on one device), and the
+            result's config records that device.
         reference: the model every other one is compared with (default: the first).
         num_classes: K (default: the first model's output width).
         sources: ``{name: text}`` stored with each model's description (e.g. the file it came
@@ -101,6 +108,9 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
         raise ValueError(f"config.n_test must be at most {len(images)} (the images given), "
                          f"got {n}")
     images, labels = images[:n], labels[:n]
+    devices = {str(model_device(m)) for s in sets for m in s.values()}
+    if len(devices) != 1:
+        raise ValueError(f"models must all be on one device, got {sorted(devices)}")
     num_classes = check_models(sets, images, labels, num_classes)
     controls = [random_controls(s, seed, config, images[:1]) for s, seed in zip(sets, config.seeds)]
 
@@ -217,3 +227,79 @@ def random_controls(models: dict, seed: int, config: BenchmarkConfig,
         except ValueError as err:
             raise ValueError(f"models[{name!r}]: {err}") from err
     return out
+
+
+# --- files the command line reads ---------------------------------------------------------------
+
+def load_user_model(path, *, trust_pickle: bool = False, num_classes: Optional[int] = None,
+                    in_channels: int = 1) -> nn.Module:
+    """A model from a file: an rvi checkpoint (``rvi train``; built with ``in_channels`` and
+    ``num_classes``, default the saved output layer's width), a TorchScript file
+    (``torch.jit.save``), or, only with ``trust_pickle=True``, a whole module saved with
+    ``torch.save(model)`` (read with ``weights_only=False``, which runs code from the file).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: none of the above, or a pickled module without ``trust_pickle``.
+    """
+    from .train import CHECKPOINT_FORMAT, load_checkpoint
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+    if zipfile.is_zipfile(path) and any(name.endswith("constants.pkl")
+                                        for name in zipfile.ZipFile(path).namelist()):
+        try:
+            with warnings.catch_warnings():  # TorchScript is deprecated; the file is still read
+                warnings.filterwarnings("ignore", message=_JIT_LOAD_WARNING,
+                                        category=FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu").eval()
+        except RuntimeError as err:
+            raise ValueError(f"{path} looks like TorchScript but does not load: {err}") from err
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickled objects other than tensors and containers end up here
+        if not trust_pickle:
+            raise ValueError(f"{path} is not an rvi checkpoint or a TorchScript file; if it is a "
+                             "module saved with torch.save(model) and you trust the file, pass "
+                             "--trust-pickle (trust_pickle=True): loading it runs code from the "
+                             f"file ({type(err).__name__})") from err
+        model = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"{path} holds a {type(model).__name__}, not an nn.Module") from err
+        return model.eval()
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        from .models import build_model
+
+        if num_classes is None:
+            num_classes = int([v for v in state["model"].values() if v.ndim == 2][-1].shape[0])
+        model = build_model(state["architecture"], in_channels=in_channels,
+                            num_classes=num_classes)
+        load_checkpoint(path, model)
+        return model.eval()
+    raise ValueError(f"{path} is not an rvi checkpoint, a TorchScript file or a saved module "
+                     f"(it holds a {type(state).__name__}; a bare state_dict needs its model "
+                     "class: build the model in Python and call rvi.compare)")
+
+
+def load_images_file(path) -> tuple:
+    """``(images, labels)`` from a ``torch.save``d dict ``{"images": (N, C, H, W) float in
+    [0, 1], "labels": (N,) int64}``, read with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: another content, or images outside [0, 1].
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"images file not found: {path}")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(f"--images {str(path)!r} is not a readable torch file: {err}") from err
+    if not isinstance(data, dict) or not {"images", "labels"} <= set(data):
+        got = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"--images {str(path)!r} must hold a dict with 'images' and 'labels', "
+                         f"got {got}")
+    check_images(data["images"], data["labels"])
+    return data["images"], data["labels"]

@@ -338,7 +338,8 @@ def saliency_grid(result):
                         np.array(ex["maps"][f"{model}/adversarial"]), "inferno"))
     for control in result.model_set.controls:
         if f"{control}/natural" in ex["maps"]:
-            columns.append((f"{model_name(control).replace(' of ', chr(10) + 'of ')}\nclean input",
+            title = model_name(control).replace(" of ", "\nof ") + "\nclean input"
+            columns.append((title,
                             np.array(ex["maps"][f"{control}/natural"]), "inferno"))
     k = len(ex["labels"])
     fig, axes = plt.subplots(k, len(columns), figsize=(1.55 * len(columns) + 0.8, 1.6 * k + 0.6),
