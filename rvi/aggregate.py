@@ -383,9 +383,9 @@ class Control(NamedTuple):
     ``model``: where the control's scores are stored: ``RANDOM_WEIGHTS`` (the trained model's
     random-weights control, :attr:`ModelSet.random_weights`), ``REFERENCE`` (the trivial
     explainers look at the image only and are stored once per seed, in the reference model's
-    natural-input rows) or None (the trained model itself); ``explainer``: the control's explainer (None: the trained model's
-    own); ``image_scale``: its maps are on the image's scale, so it is compared only on metrics
-    with a finite range.
+    natural-input rows) or None (the trained model itself); ``explainer``: the control's
+    explainer (None: the trained model's own); ``image_scale``: its maps are on the image's
+    scale, so it is compared only on metrics with a finite range.
     """
 
     name: str

@@ -4,6 +4,8 @@
 with torchattacks, explains clean and adversarial images with Captum, scores every map with every
 metric against the clean and the perturbed image, adds the controls, and returns a
 :class:`BenchmarkResult` of per-image records from which every table and figure is derived.
+Each seed's models are scored by :func:`score_model_set`, the path :func:`rvi.compare` uses for
+models the user brings.
 """
 
 from __future__ import annotations
@@ -289,8 +291,9 @@ def _record_frame(seed: int, model_kind: str, input_kind: str, labels, main, sco
 
 def _randomization_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
                         modes: list, progress: bool) -> list:
-    """Per trained model (``models``: name -> model) and mode: mean cleanliness scores and map similarities to the trained
-    model's map as layers are re-initialized (:func:`rvi.controls.randomization_curve`)."""
+    """Per trained model (``models``: name -> model) and mode: mean cleanliness scores and map
+    similarities to the trained model's map as layers are re-initialized
+    (:func:`rvi.controls.randomization_curve`)."""
     count = min(config.cascade_n, len(images))
     metrics = [m for m in config.metrics if METRICS[m].family == "cleanliness"]
     rows = []

@@ -27,7 +27,7 @@ from torch import nn
 from ._checks import check_images, check_int
 from ._modelstate import model_device, preserved_state
 from .aggregate import ModelSet
-from .benchmark import (RANDOMIZATION_MODES, _timed, assemble, describe_model, environment,
+from .benchmark import (RANDOMIZATION_MODES, assemble, describe_model, environment,
                         score_model_set)
 from .config import BenchmarkConfig
 from .controls import random_weights_model
@@ -112,10 +112,12 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
     if len(devices) != 1:
         raise ValueError(f"models must all be on one device, got {sorted(devices)}")
     num_classes = check_models(sets, images, labels, num_classes)
-    controls = [random_controls(s, seed, config, images[:1]) for s, seed in zip(sets, config.seeds)]
+    controls = [random_controls(s, seed, config, images[:1])
+                for s, seed in zip(sets, config.seeds)]
 
+    with_control = "random_weights" in config.controls
     model_set = ModelSet(tuple(names), reference,
-                         {m: _control_name(m) if controls[0] else None for m in names})
+                         {m: _control_name(m) if with_control else None for m in names})
     timings, parts, info = {}, [], []
     for trained, control, seed in zip(sets, controls, config.seeds):
         info += [dict(seed=seed, **describe_model(name, model),
