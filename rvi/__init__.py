@@ -7,6 +7,7 @@ scores how clean their saliency maps are (with sanity controls) and reports the 
 from . import controls, distributed, faithfulness, similarity
 from .attacks import attack
 from .benchmark import run_benchmark
+from .compare import compare
 from .config import AttackConfig, BenchmarkConfig, TrainConfig
 from .data import DATASETS, Dataset, load_dataset
 from .evaluate import evaluate, predict
@@ -21,7 +22,7 @@ __version__ = "0.2.0"
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
     "METHODS", "METRICS", "MODELS", "TrainConfig", "attack", "build_model", "cleanliness",
-    "controls", "distributed", "evaluate", "explain", "faithfulness", "load_checkpoint", "load_dataset",
-    "load_model", "new_model", "predict", "run_benchmark", "score", "similarity", "train_model",
-    "training_summary",
+    "compare", "controls", "distributed", "evaluate", "explain", "faithfulness", "load_checkpoint",
+    "load_dataset", "load_model", "new_model", "predict", "run_benchmark", "score", "similarity",
+    "train_model", "training_summary",
 ]

@@ -1,4 +1,5 @@
-"""The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench`` and ``rvi report``.
+"""The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench``, ``rvi compare`` and
+``rvi report``.
 
 Flags are generated from the config dataclasses, one per field, with the field's default and help
 text; nested configs get a prefix (``--attack-eps``, ``--robust-epochs``). Only this module prints
@@ -181,11 +182,91 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="replace an existing result in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(bench, BenchmarkConfig)
+    _add_compare_parser(commands)
     report = commands.add_parser("report", help="re-render the tables and figures of a saved "
                                                 "result from its records (no model needed)",
                                  allow_abbrev=False)
     report.add_argument("folder", help="a folder written by rvi bench or BenchmarkResult.save")
     return parser
+
+
+#: BenchmarkConfig fields ``rvi compare`` has no flag for: training and the dataset by name
+#: (the models and images come from --model and --data/--images).
+COMPARE_SKIP = ("dataset", "data_dir", "download", "model", "natural", "robust", "cache_dir")
+
+
+def _add_compare_parser(commands) -> None:
+    from .benchmark import BenchmarkConfig
+    from .data import DATASETS
+
+    compare = commands.add_parser(
+        "compare", allow_abbrev=False,
+        help="run the benchmark's attacks, maps, metrics and controls on models you bring")
+    compare.add_argument("--model", dest="models", action="append", required=True,
+                         metavar="NAME=PATH",
+                         help="a named model (repeat; two or more; the first is the reference "
+                              "unless --reference): an rvi checkpoint, a TorchScript file, or a "
+                              "torch.save'd module with --trust-pickle. Models take inputs in "
+                              "[0, 1] and return logits (normalization inside the model)")
+    compare.add_argument("--reference", default=None,
+                         help="the model the others are compared with (default: the first)")
+    source = compare.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", choices=DATASETS, help="use this dataset's test split")
+    source.add_argument("--images", metavar="FILE.pt",
+                        help="a torch.save'd dict {'images': (N, C, H, W) float in [0, 1], "
+                             "'labels': (N,) int64} (read with weights_only=True)")
+    compare.add_argument("--data-dir", default=None, help="folder of the --data dataset's files")
+    compare.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                         help="let torchvision download a missing --data dataset")
+    compare.add_argument("--num-classes", type=int, default=None,
+                         help="number of classes K (default: the --data dataset's, else the "
+                              "first model's output width)")
+    compare.add_argument("--trust-pickle", action="store_true",
+                         help="also load models saved whole with torch.save(model): this uses "
+                              "torch.load(weights_only=False), which runs code stored in the "
+                              "file; give it only for files you trust")
+    compare.add_argument("--config", default=None,
+                         help="JSON file with BenchmarkConfig fields; flags override it")
+    compare.add_argument("--overwrite", action="store_true",
+                         help="replace an existing result in --out")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(compare, BenchmarkConfig, skip=COMPARE_SKIP)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .benchmark import BenchmarkConfig
+    from .compare import compare, load_images_file, load_user_model
+    from .data import load_dataset
+    from .result import check_out_folder
+
+    config = _merged_config(BenchmarkConfig, args, skip=COMPARE_SKIP, file_path=args.config)
+    num_classes = args.num_classes
+    if args.data is not None:
+        config = dataclasses.replace(config, dataset=args.data, data_dir=args.data_dir,
+                                     download=args.download)
+        data = load_dataset(args.data, args.data_dir, download=args.download)
+        images, labels, name = data.test_images, data.test_labels, f"{data.name} test split"
+        num_classes = num_classes or data.num_classes
+    else:
+        images, labels = load_images_file(args.images)
+        name = f"images from {args.images}"
+    paths = {}
+    for spec in args.models:
+        model_name, sep, path = spec.partition("=")
+        if not sep or not model_name or not path or model_name in paths:
+            raise ValueError(f"--model must be NAME=PATH with distinct names, got {spec!r}")
+        paths[model_name] = path
+    check_out_folder(config.out_dir, args.overwrite)  # before the work, not after
+    models = {n: load_user_model(p, trust_pickle=args.trust_pickle, num_classes=num_classes,
+                                 in_channels=images.shape[1]).to(config.device)
+              for n, p in paths.items()}
+    result = compare(models, images, labels, config, reference=args.reference,
+                     num_classes=num_classes, sources=paths, data_name=name,
+                     progress=not args.quiet)
+    folder = result.save(config.out_dir, overwrite=args.overwrite)
+    print(result.to_markdown())
+    print(f"\nresults, records and figures saved to {folder}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -334,6 +415,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 return (_cmd_train if args.command == "train" else _cmd_evaluate)(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         return _cmd_bench(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"rvi {args.command}: error: {err}", file=sys.stderr)
