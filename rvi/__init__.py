@@ -4,9 +4,10 @@ Adversarial examples come from torchattacks, attributions from Captum; rvi train
 scores how clean their saliency maps are (with sanity controls) and reports the comparison.
 """
 
-from . import controls, faithfulness, similarity
+from . import controls, distributed, faithfulness, similarity
 from .attacks import attack
 from .benchmark import run_benchmark
+from .compare import compare
 from .config import AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig
 from .data import DATASETS, Dataset, load_dataset
 from .evaluate import evaluate, predict
@@ -23,7 +24,7 @@ __version__ = "0.2.0"
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
     "METHODS", "METRICS", "MODELS", "SweepConfig", "SweepResult", "TrainConfig", "attack",
-    "build_model", "cleanliness", "controls", "evaluate", "explain", "faithfulness",
-    "load_checkpoint", "load_dataset", "load_model", "new_model", "predict", "run_benchmark",
-    "run_sweep", "score", "similarity", "train_model", "training_summary",
+    "build_model", "cleanliness", "compare", "controls", "distributed", "evaluate", "explain",
+    "faithfulness", "load_checkpoint", "load_dataset", "load_model", "new_model", "predict",
+    "run_benchmark", "run_sweep", "score", "similarity", "train_model", "training_summary",
 ]

@@ -15,9 +15,9 @@ from typing import Optional
 import torch
 
 #: Dataset names understood by :func:`rvi.load_dataset`.
-DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "synthetic")
+DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "cifar10", "synthetic")
 #: Architecture names understood by :func:`rvi.build_model`.
-MODELS = ("lenet", "madry-cnn")
+MODELS = ("lenet", "madry-cnn", "resnet18")
 #: Attribution methods understood by :func:`rvi.explain`.
 METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
 #: Metric names; :data:`rvi.metrics.METRICS` holds one ``MetricInfo`` per name.

@@ -311,27 +311,81 @@ def paired_difference(records: pd.DataFrame, first: dict, second: dict, column: 
     return None if table.empty else table.iloc[0].to_dict()
 
 
-def robust_minus_natural(records: pd.DataFrame, resamples: int = 2000) -> pd.DataFrame:
-    """Paired differences robust - natural for every score column and input kind (one row
-    each, see :func:`paired_stats`)."""
+class ModelSet(NamedTuple):
+    """Which models of the records are compared, and how (data, not names in code).
+
+    ``trained``: the compared models' names, in order; ``reference``: the one every other
+    trained model is compared with (paired differences, verdicts); ``random_weights``: for each
+    trained model, the model whose rows hold its random-weights control (None: not run). The
+    trivial explainers are stored in the reference model's natural-input rows.
+    """
+
+    trained: tuple
+    reference: str
+    random_weights: dict
+
+    @property
+    def compared(self) -> tuple:
+        """The trained models other than the reference, in order."""
+        return tuple(m for m in self.trained if m != self.reference)
+
+    @property
+    def controls(self) -> tuple:
+        """The random-weights control models, each once, in order."""
+        return tuple(dict.fromkeys(c for c in self.random_weights.values() if c is not None))
+
+    def to_dict(self) -> dict:
+        return {"trained": list(self.trained), "reference": self.reference,
+                "random_weights": dict(self.random_weights)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelSet":
+        return cls(tuple(data["trained"]), data["reference"], dict(data["random_weights"]))
+
+
+#: The model set of :func:`rvi.run_benchmark` (and of results saved before model sets existed):
+#: natural and robust, compared robust - natural, sharing one random-weights architecture.
+NATURAL_ROBUST = ModelSet(("natural", "robust"), "natural",
+                          {"natural": "random_weights", "robust": "random_weights"})
+
+
+def model_differences(records: pd.DataFrame, models: ModelSet = NATURAL_ROBUST,
+                      resamples: int = 2000) -> pd.DataFrame:
+    """Paired differences (model - reference) for every compared model, score column and input
+    kind (one row each, see :func:`paired_stats`); ``model`` names the compared model and
+    ``versus`` the reference."""
     keys = score_keys(records)
     frames = []
-    for number, input_kind in enumerate(("natural", "adversarial")):
-        labels = [dict(input=input_kind, **k._asdict()) for k in keys.values()]
-        frames.append(paired_stats(records, {"model": "robust", "input": input_kind},
-                                   {"model": "natural", "input": input_kind},
-                                   [(c, c) for c in keys], labels, resamples, 100 + number))
+    for index, model in enumerate(models.compared):
+        for number, input_kind in enumerate(("natural", "adversarial")):
+            labels = [dict(model=model, versus=models.reference, input=input_kind, **k._asdict())
+                      for k in keys.values()]
+            frames.append(paired_stats(records, {"model": model, "input": input_kind},
+                                       {"model": models.reference, "input": input_kind},
+                                       [(c, c) for c in keys], labels, resamples,
+                                       100 + number + 2 * index))
+    if not frames:
+        return pd.DataFrame(columns=["model", "versus", "input", "explainer", "metric",
+                                     "reference", "difference", "ci_low", "ci_high", "p",
+                                     "seeds", "n", "n_per_seed", "seed_std", "interval"])
     return pd.concat(frames, ignore_index=True)
+
+
+def robust_minus_natural(records: pd.DataFrame, resamples: int = 2000) -> pd.DataFrame:
+    """Paired differences robust - natural for every score column and input kind (one row
+    each, see :func:`paired_stats`): :func:`model_differences` of :data:`NATURAL_ROBUST`."""
+    return model_differences(records, NATURAL_ROBUST, resamples)
 
 
 class Control(NamedTuple):
     """A control the trained model's score is compared with, as data.
 
-    ``model``: the model whose natural-input rows hold the control's scores (None: the trained
-    model itself; the trivial explainers look at the image only and are stored once per seed, in
-    the natural model's rows); ``explainer``: the control's explainer (None: the trained model's
-    own); ``image_scale``: its maps are on the image's scale, so it is compared only on metrics
-    with a finite range.
+    ``model``: where the control's scores are stored: ``RANDOM_WEIGHTS`` (the trained model's
+    random-weights control, :attr:`ModelSet.random_weights`), ``REFERENCE`` (the trivial
+    explainers look at the image only and are stored once per seed, in the reference model's
+    natural-input rows) or None (the trained model itself); ``explainer``: the control's
+    explainer (None: the trained model's own); ``image_scale``: its maps are on the image's
+    scale, so it is compared only on metrics with a finite range.
     """
 
     name: str
@@ -340,12 +394,13 @@ class Control(NamedTuple):
     image_scale: bool
 
 
+RANDOM_WEIGHTS, REFERENCE = "random_weights", "reference"
 CONTROLS = (
-    Control("random weights", "random_weights", None, False),
+    Control("random weights", RANDOM_WEIGHTS, None, False),
     Control("plain gradient", None, "saliency", False),
-    Control("image", "natural", "image", True),
-    Control("edge", "natural", "edge", True),
-    Control("noise", "natural", "noise", True),
+    Control("image", REFERENCE, "image", True),
+    Control("edge", REFERENCE, "edge", True),
+    Control("noise", REFERENCE, "noise", True),
 )
 #: (control, metric) pairs where the control reaches the metric's upper bound by construction:
 #: reported, not required to be beaten. cosine(x, x) = 1. foreground_mass of the image map is
@@ -383,23 +438,28 @@ def _control_pairs(keys: dict, metric: str, method: str) -> list:
 
 
 def control_differences(records: pd.DataFrame, method: str, resamples: int = 2000,
-                        cascading: Optional[pd.DataFrame] = None) -> pd.DataFrame:
+                        cascading: Optional[pd.DataFrame] = None,
+                        models: ModelSet = NATURAL_ROBUST) -> pd.DataFrame:
     """Paired (trained model's ``method`` score) - (each control) on natural inputs, compared
     with the clean image, for every metric of :data:`rvi.metrics.METRICS` in the records
     (others are skipped). Controls are :data:`CONTROLS` (trivial explainers only on metrics with
     a finite range) and, given the ``cascading`` frame, :data:`CASCADING`: the trained model's
-    score minus the fully randomized end's (last step), paired per seed. Columns: ``model,
+    score minus the fully randomized end's (last step), paired per seed. Every trained model of
+    ``models`` is compared with its own controls. Columns: ``model,
     metric, control, difference, ci_low, ci_high, p, seeds, n, n_per_seed, interval, ceiling``.
     """
     keys = score_keys(records)
     metrics = [m for m in dict.fromkeys(k.metric for k in keys.values()) if m in METRICS]
     frames = []
-    for number, model in enumerate(("natural", "robust")):
+    for number, model in enumerate(models.trained):
         own = {"model": model, "input": "natural"}
+        stored = {RANDOM_WEIGHTS: models.random_weights.get(model), REFERENCE: models.reference,
+                  None: model}
         by_rows: dict = {}  # the model whose rows hold the control's column -> its pairs
         for metric in metrics:
             for c, a, b in _control_pairs(keys, metric, method):
-                by_rows.setdefault(c.model or model, []).append((metric, c, a, b))
+                if stored[c.model] is not None:
+                    by_rows.setdefault(stored[c.model], []).append((metric, c, a, b))
         for rows_model, found in by_rows.items():
             where = {"model": rows_model, "input": "natural"}
             labels = [dict(model=model, metric=m, control=c.name) for m, c, _, _ in found]
@@ -440,8 +500,8 @@ def _cascading_differences(cascading: pd.DataFrame, model: str, metrics: list) -
 
 
 def _main_differences(differences: pd.DataFrame, method: str) -> pd.Series:
-    """Mask of the robust - natural rows a verdict checks: natural input, clean reference, the
-    main method (or the model's own score), metrics of METRICS."""
+    """Mask of the (model - reference) rows a verdict checks: natural input, clean reference,
+    the main method (or the model's own score), metrics of METRICS."""
     if differences.empty:
         return pd.Series([], dtype=bool)
     known = differences["metric"].isin(list(METRICS))
@@ -450,20 +510,22 @@ def _main_differences(differences: pd.DataFrame, method: str) -> pd.Series:
         & (differences["explainer"] == pd.Series(wanted, index=differences.index))
 
 
-def _required_controls(controls: pd.DataFrame) -> pd.Series:
-    """Mask of the control rows a verdict requires the robust model to beat."""
+def _required_controls(controls: pd.DataFrame, models: ModelSet) -> pd.Series:
+    """Mask of the control rows a verdict requires a compared (non-reference) model to beat."""
     if controls.empty:
         return pd.Series([], dtype=bool)
-    return (controls["model"] == "robust") & ~controls["ceiling"].astype(bool)
+    return controls["model"].isin(models.compared) & ~controls["ceiling"].astype(bool)
 
 
-def with_holm(differences: pd.DataFrame, controls: pd.DataFrame, method: str) -> tuple:
-    """Copies of both frames with ``p_holm``: Holm over the family the verdicts check (robust -
-    natural per metric, and robust - each required control per metric; rows with a p-value);
-    NaN for rows outside the family."""
+def with_holm(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
+              models: ModelSet = NATURAL_ROBUST) -> tuple:
+    """Copies of both frames with ``p_holm``: Holm over the family the verdicts check (each
+    compared model - the reference per metric, and each compared model - each of its required
+    controls per metric; rows with a p-value), all models in one family; NaN for rows outside
+    the family."""
     differences, controls = differences.copy(), controls.copy()
     d_mask = _main_differences(differences, method).to_numpy()
-    c_mask = _required_controls(controls).to_numpy()
+    c_mask = _required_controls(controls, models).to_numpy()
     d_p = differences["p"].to_numpy(dtype=np.float64) if len(differences) else np.empty(0)
     c_p = controls["p"].to_numpy(dtype=np.float64) if len(controls) else np.empty(0)
     family = np.concatenate([np.where(d_mask, d_p, np.nan), np.where(c_mask, c_p, np.nan)])
@@ -570,53 +632,65 @@ def _cleaner(row, sign: float) -> Optional[bool]:
     return bool(sign * row["difference"] > 0)
 
 
-def accuracy_check(accuracy: Optional[pd.DataFrame], attack: Optional[str]) -> tuple:
-    """The accuracy rule: ``(met, text)``; ``met`` is None when it cannot be checked.
+def accuracy_check(accuracy: Optional[pd.DataFrame], attack: Optional[str],
+                   model: str = "robust", reference: str = "natural") -> tuple:
+    """The accuracy rule for ``model`` against ``reference``: ``(met, text)``; ``met`` is None
+    when it cannot be checked.
 
     ``accuracy`` has one row per (seed, model, attack) with ``accuracy`` in [0, 1]; ``attack``
     is the benchmark attack's label (a value of its ``attack`` column)."""
     if accuracy is None or accuracy.empty or attack is None:
         return None, "accuracy not checked"
     means = accuracy.groupby(["model", "attack"])["accuracy"].mean()
-    needed = [(m, a) for m in ("natural", "robust") for a in ("clean", attack)]
+    needed = [(m, a) for m in (reference, model) for a in ("clean", attack)]
     if any(k not in means.index for k in needed):
         return None, f"accuracy under {attack} not measured"
-    clean = means[("robust", "clean")] - means[("natural", "clean")]
-    attacked = means[("robust", attack)] - means[("natural", attack)]
+    clean = means[(model, "clean")] - means[(reference, "clean")]
+    attacked = means[(model, attack)] - means[(reference, attack)]
     met = bool(clean >= -CLEAN_ACCURACY_MARGIN and attacked >= ATTACK_ACCURACY_GAIN)
-    return met, (f"accuracy robust − natural: clean {100 * clean:+.1f} points, {attack} "
+    return met, (f"accuracy {model} − {reference}: clean {100 * clean:+.1f} points, {attack} "
                  f"{100 * attacked:+.1f} points ({'meets' if met else 'fails'} the rule)")
 
 
 def verdicts(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
-             accuracy: Optional[pd.DataFrame] = None, attack: Optional[str] = None) -> list:
-    """One line per metric of METRICS with a robust - natural difference, following
-    :data:`VERDICT_RULES`. Decisions use Holm-adjusted p < :data:`ALPHA` (``p_holm``, computed
-    here with :func:`with_holm` when absent); intervals shown are the raw 95% ones."""
+             accuracy: Optional[pd.DataFrame] = None, attack: Optional[str] = None,
+             models: ModelSet = NATURAL_ROBUST) -> list:
+    """One line per compared model and metric of METRICS with a (model - reference)
+    difference, following :data:`VERDICT_RULES` (where "robust" reads "the compared model" and
+    "natural" "the reference"). Decisions use Holm-adjusted p < :data:`ALPHA` (``p_holm``,
+    computed here with :func:`with_holm` when absent, over all models at once); intervals shown
+    are the raw 95% ones."""
     if "p_holm" not in differences.columns or \
             (not controls.empty and "p_holm" not in controls.columns):
-        differences, controls = with_holm(differences, controls, method)
+        differences, controls = with_holm(differences, controls, method, models)
     tests = int(np.isfinite(differences["p_holm"]).sum()) + \
         (int(np.isfinite(controls["p_holm"]).sum()) if not controls.empty else 0)
-    acc_met, acc_text = accuracy_check(accuracy, attack)
     main = differences[_main_differences(differences, method)]
+    if "model" not in main.columns:  # a frame from before model sets: robust - natural
+        main = main.assign(model="robust", versus="natural")
     lines = []
-    for metric in [m for m in METRICS if m in set(main["metric"])]:
-        row = main[main["metric"] == metric].iloc[0]
-        own = controls[(controls["model"] == "robust") & (controls["metric"] == metric)] \
-            if not controls.empty else controls
-        lines.append(_verdict_line(metric, method, row, own, acc_met, acc_text, tests))
+    for model in [m for m in models.compared if m in set(main["model"])]:
+        acc_met, acc_text = accuracy_check(accuracy, attack, model, models.reference)
+        rows = main[main["model"] == model]
+        for metric in [m for m in METRICS if m in set(rows["metric"])]:
+            row = rows[rows["metric"] == metric].iloc[0]
+            own = controls[(controls["model"] == model) & (controls["metric"] == metric)] \
+                if not controls.empty else controls
+            lines.append(_verdict_line(metric, method, row, own, acc_met, acc_text, tests,
+                                       model, models.reference))
     return lines
 
 
-def _verdict_line(metric, method, row, own, acc_met, acc_text, tests) -> str:
+def _verdict_line(metric, method, row, own, acc_met, acc_text, tests, model="robust",
+                  reference="natural") -> str:
     sign = 1.0 if METRICS[metric].higher_is_better else -1.0
     seeds = int(row["seeds"])
     side = _cleaner(row, sign)
     better = "more faithful" if METRICS[metric].family == "faithfulness" else "cleaner"
     worse = "less faithful" if METRICS[metric].family == "faithfulness" else "less clean"
-    head = {True: f"robust {better} than natural by", False: f"robust {worse} than natural by",
-            None: "robust and natural not distinguishable:"}[side]
+    head = {True: f"{model} {better} than {reference} by",
+            False: f"{model} {worse} than {reference} by",
+            None: f"{model} and {reference} not distinguishable:"}[side]
     head = f"{head} {_interval(row)} (p_holm {row['p_holm']:.2g})"
     checks = {"difference": side is True, "accuracy": acc_met is True}
     parts = [head]
@@ -627,12 +701,12 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests) -> str:
     if required.empty:
         parts.append("no controls run")
     elif not not_beaten:
-        parts.append("robust above every required control")
+        parts.append(f"{model} above every required control")
     else:
         random_row = required[required["control"] == "random weights"]
         if not random_row.empty and _cleaner(random_row.iloc[0], sign) is None:
-            parts.append("robust not distinguishable from the random-weights control")
-        parts.append("robust not above: " + ", ".join(not_beaten))
+            parts.append(f"{model} not distinguishable from the random-weights control")
+        parts.append(f"{model} not above: " + ", ".join(not_beaten))
     ceilings = own[own["ceiling"].astype(bool)]
     if not ceilings.empty:
         parts.append("ceiling (reported, not required): "

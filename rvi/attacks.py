@@ -19,6 +19,7 @@ from ._checks import (check_images, check_int, check_model, optional_int,  # noq
                       seeded)
 from ._modelstate import check_model_labels, model_device, preserved_state
 from .config import AttackConfig
+from .distributed import unwrap
 
 #: AutoAttack always runs on consecutive chunks of this many images (the last may be shorter),
 #: each with its own seed derived from ``(seed, chunk index)``, whatever ``batch_size`` is, so
@@ -50,9 +51,30 @@ def autoattack_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint32)[0])
 
 
+def skip_random_starts(config: AttackConfig, n_images: int, image_shape, device) -> None:
+    """Advance the global RNG of ``device`` past the random starts that one PGD call on
+    ``n_images`` images of ``image_shape`` (C, H, W) draws (nothing for FGSM or without random
+    start), without attacking.
+
+    PGD draws one uniform number per pixel, image after image, so on the CPU the images after the
+    skipped ones get exactly the noise that one call on all of them would give them: this is how
+    a data-parallel rank draws the same random starts as single-process training or evaluation.
+    (With ``restarts > 1`` later restarts attack only the images still classified correctly, and
+    CUDA's generator is not split this way: there the noise is seeded but not the same.)
+    """
+    check_int("n_images", n_images, 0)
+    if config.name != "pgd" or not config.random_start:
+        return
+    remaining = n_images * int(np.prod(image_shape))
+    chunk = 1 << 22
+    while remaining > 0:
+        torch.empty(min(chunk, remaining), device=device).uniform_()
+        remaining -= chunk
+
+
 def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig,
-           *, batch_size: int = 500, seed: Optional[int] = 0, num_classes: int = 10
-           ) -> torch.Tensor:
+           *, batch_size: int = 500, seed: Optional[int] = 0, num_classes: int = 10,
+           offset: int = 0) -> torch.Tensor:
     """Adversarial versions of ``images`` against ``model`` (white-box, untargeted, L-inf).
 
     Args:
@@ -66,6 +88,10 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
         seed: seeds PGD's random start and AutoAttack (None: PGD uses the global RNG as it
             stands, AutoAttack uses seed 0). The caller's torch and NumPy RNG states are left as
             they were.
+        offset: position of ``images[0]`` in a larger set attacked in parts (e.g. a rank's shard
+            in :func:`rvi.evaluate` with ``distributed=True``): PGD random starts skip the noise
+            of the ``offset`` images before (see :func:`skip_random_starts`) and AutoAttack's
+            chunks are numbered from ``offset // AUTOATTACK_CHUNK``, which must then divide it.
 
     Returns:
         (N, C, H, W) float in [0, 1] on the images' device, with ``|x_adv - x| <= eps``.
@@ -77,6 +103,11 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     check_int("batch_size", batch_size, 1)
     optional_int(seed, "seed", 0)
     check_int("num_classes", num_classes, 2)
+    check_int("offset", offset, 0)
+    if config.name == "autoattack" and offset % AUTOATTACK_CHUNK:
+        raise ValueError(f"offset must be a multiple of {AUTOATTACK_CHUNK} for AutoAttack, "
+                         f"got {offset}")
+    model = unwrap(model)
     check_model_labels(model, images, labels)
     device = model_device(model)
     out = torch.empty_like(images)
@@ -86,11 +117,13 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     try:
         with preserved_state(model), torch.enable_grad(), seeded(fork, device):
             if config.name == "autoattack":
-                for chunk, start in enumerate(range(0, len(images), AUTOATTACK_CHUNK)):
+                for chunk, start in enumerate(range(0, len(images), AUTOATTACK_CHUNK),
+                                              offset // AUTOATTACK_CHUNK):
                     atk = build_attack(model, config, num_classes,
                                        seed=autoattack_seed(seed or 0, chunk))
                     _run(atk, images, labels, slice(start, start + AUTOATTACK_CHUNK), out, device)
             else:
+                skip_random_starts(config, offset, images.shape[1:], device)
                 atk = build_attack(model, config, num_classes)
                 for start in range(0, len(images), batch_size):
                     _run(atk, images, labels, slice(start, start + batch_size), out, device)

@@ -4,22 +4,27 @@
 with torchattacks, explains clean and adversarial images with Captum, scores every map with every
 metric against the clean and the perturbed image, adds the controls, and returns a
 :class:`BenchmarkResult` of per-image records from which every table and figure is derived.
+Each seed's models are scored by :func:`score_model_set`, the path :func:`rvi.compare` uses for
+models the user brings.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
+from .aggregate import NATURAL_ROBUST, ModelSet
 from .attacks import attack
 from .cache import get_trained_model
 from .config import BenchmarkConfig, parse_eval_attack
@@ -81,78 +86,148 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
         raise ValueError(f"n_test must be at most {len(data.test_images)} for {data.name}, got {n}")
     images, labels = data.test_images[:n], data.test_labels[:n]
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    timings, training, records, accuracy, randomization = {}, {}, [], [], []
-    examples = None
+    timings, training, info = {}, {}, []
+    parts = []
     for seed in config.seeds:
         with _timed(timings, f"train/seed{seed}"):
-            models = _models(config, data, seed, cache_dir, training, progress)
-
-        with _timed(timings, f"attack/seed{seed}"):
-            white_box = {kind: attack(models[kind], images, labels, config.attack,
-                                      batch_size=config.batch_size, seed=seed,
-                                      num_classes=data.num_classes)
-                         for kind in tqdm(TRAINED, desc=f"attack ({config.attack.label})",
-                                          disable=not progress, unit="model")}
-            adversarial = {kind: white_box[_other(kind)] if config.transfer else white_box[kind]
-                           for kind in TRAINED}
-
-        with _timed(timings, f"evaluate/seed{seed}"):
-            accuracy += _accuracy_rows(config, models, images, labels, seed, white_box,
-                                       data.num_classes, progress)
-
-        with _timed(timings, f"explain/seed{seed}"):
-            cells = [(m, i) for m in TRAINED for i in ("natural", "adversarial")]
-            if "random_weights" in config.controls:
-                cells.append(("random_weights", "natural"))
-            maps_for_grid = {}
-            for model_kind, input_kind in tqdm(cells, desc="explain and score",
-                                               disable=not progress, unit="cell"):
-                inputs = images if input_kind == "natural" else adversarial[model_kind]
-                references = {"clean": images}
-                if input_kind == "adversarial":
-                    references["perturbed"] = inputs
-                scores, attributions = score_model(
-                    models[model_kind], inputs, references=references, methods=config.methods,
-                    metrics=config.metrics, target=config.target, labels=labels, seed=seed,
-                    batch_size=config.batch_size, faithfulness_n=config.faithfulness_n)
-                if (model_kind, input_kind) == ("natural", "natural"):
-                    scores.update(_trivial_scores(config, images, seed))
-                main = attributions[config.methods[0]]
-                records.append(_record_frame(seed, model_kind, input_kind, labels, main, scores))
-                maps_for_grid[f"{model_kind}/{input_kind}"] = main.maps[:config.grid_images]
-
-        modes = [m for m in RANDOMIZATION_MODES if m in config.controls]
-        if modes:
-            with _timed(timings, f"randomization/seed{seed}"):
-                randomization += _randomization_rows(config, models, images, labels, seed, modes,
-                                                     progress)
-        if examples is None:
-            examples = _examples(config, images, labels, adversarial, maps_for_grid)
+            trained, controls = _models(config, data, seed, cache_dir, training, progress)
+        info += [dict(seed=seed, **describe_model(name, model)) for name, model in trained.items()]
+        parts.append(score_model_set(config, seed, trained, controls, NATURAL_ROBUST, images,
+                                     labels, data.num_classes, timings, progress))
 
     timings["total"] = time.perf_counter() - started
     meta = {"timings_seconds": {k: round(v, 2) for k, v in timings.items()},
             "training": training, "environment": environment(config.device),
             "n_test": n, "dataset_size": {"train": len(data.train_images),
                                           "test": len(data.test_images)}}
-    return BenchmarkResult(config=config, records=pd.concat(records, ignore_index=True),
-                           accuracy=pd.DataFrame(accuracy), cascading=pd.DataFrame(randomization),
-                           examples=examples, meta=meta)
+    return assemble(config, parts, meta, NATURAL_ROBUST, info)
 
 
-TRAINED = ("natural", "robust")
 RANDOMIZATION_MODES = ("cascading", "independent")
 
 
-def _other(kind: str) -> str:
-    return "robust" if kind == "natural" else "natural"
+class SeedScores(NamedTuple):
+    """What :func:`score_model_set` returns for one seed (one set of models)."""
+
+    records: list
+    accuracy: list
+    randomization: list
+    examples: dict
+
+
+def score_model_set(config: BenchmarkConfig, seed: int, trained: dict, controls: dict,
+                    models: ModelSet, images: torch.Tensor, labels: torch.Tensor,
+                    num_classes: int, timings: dict, progress: bool = False) -> SeedScores:
+    """Attack, explain and score one set of models: the path :func:`run_benchmark` and
+    :func:`rvi.compare` share.
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1]; labels: (N,) int64 in [0, num_classes).
+
+    Args:
+        trained: ``{name: model}`` of the compared models, in the order of ``models.trained``;
+            each maps (N, C, H, W) inputs in [0, 1] to (N, num_classes) logits.
+        controls: ``{name: model}`` of the random-weights control models named in
+            ``models.random_weights`` (scored on natural inputs when ``config.controls`` holds
+            ``random_weights``).
+        timings: filled with the wall time of each stage under ``"{stage}/seed{seed}"``.
+
+    Returns:
+        A :class:`SeedScores`: per-image record frames, accuracy rows, layer-randomization
+        rows and the example images and maps of the figures.
+    """
+    names = list(models.trained)
+    with _timed(timings, f"attack/seed{seed}"):
+        white_box = {kind: attack(trained[kind], images, labels, config.attack,
+                                  batch_size=config.batch_size, seed=seed,
+                                  num_classes=num_classes)
+                     for kind in tqdm(names, desc=f"attack ({config.attack.label})",
+                                      disable=not progress, unit="model")}
+        adversarial = {kind: white_box[_other(kind, names)] if config.transfer else white_box[kind]
+                       for kind in names}
+
+    with _timed(timings, f"evaluate/seed{seed}"):
+        accuracy = _accuracy_rows(config, trained, images, labels, seed, white_box, num_classes,
+                                  progress)
+
+    records = []
+    with _timed(timings, f"explain/seed{seed}"):
+        cells = [(m, i) for m in names for i in ("natural", "adversarial")]
+        if "random_weights" in config.controls:
+            cells += [(control, "natural") for control in models.controls]
+        every = {**trained, **controls}
+        maps_for_grid = {}
+        for model_kind, input_kind in tqdm(cells, desc="explain and score",
+                                           disable=not progress, unit="cell"):
+            inputs = images if input_kind == "natural" else adversarial[model_kind]
+            references = {"clean": images}
+            if input_kind == "adversarial":
+                references["perturbed"] = inputs
+            scores, attributions = score_model(
+                every[model_kind], inputs, references=references, methods=config.methods,
+                metrics=config.metrics, target=config.target, labels=labels, seed=seed,
+                batch_size=config.batch_size, faithfulness_n=config.faithfulness_n)
+            if (model_kind, input_kind) == (models.reference, "natural"):
+                scores.update(_trivial_scores(config, images, seed))
+            main = attributions[config.methods[0]]
+            records.append(_record_frame(seed, model_kind, input_kind, labels, main, scores))
+            maps_for_grid[f"{model_kind}/{input_kind}"] = main.maps[:config.grid_images]
+
+    randomization = []
+    modes = [m for m in RANDOMIZATION_MODES if m in config.controls]
+    if modes:
+        with _timed(timings, f"randomization/seed{seed}"):
+            randomization = _randomization_rows(config, trained, images, labels, seed, modes,
+                                                progress)
+    return SeedScores(records, accuracy, randomization,
+                      _examples(config, images, labels, adversarial, maps_for_grid))
+
+
+def assemble(config: BenchmarkConfig, parts: list, meta: dict, models: ModelSet,
+             info: list) -> BenchmarkResult:
+    """One :class:`BenchmarkResult` from the :class:`SeedScores` of every seed (the figures'
+    examples are the first seed's); ``info`` has one row per (seed, trained model) from
+    :func:`describe_model`."""
+    return BenchmarkResult(
+        config=config, records=pd.concat([r for p in parts for r in p.records], ignore_index=True),
+        accuracy=pd.DataFrame([r for p in parts for r in p.accuracy]),
+        cascading=pd.DataFrame([r for p in parts for r in p.randomization]),
+        examples=parts[0].examples, meta=meta, models={**models.to_dict(), "info": info})
+
+
+def describe_model(name: str, model: nn.Module) -> dict:
+    """What rvi can know about a model: ``{"model": name, "class": its class name,
+    "parameters": parameter count, "fingerprint": weights_fingerprint(model)}``."""
+    return {"model": name, "class": type(model).__name__,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "fingerprint": weights_fingerprint(model)}
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """sha256 (hex) of the model's ``state_dict``: for each entry in order, its name, dtype,
+    shape and the raw bytes of its values (CPU, contiguous, native byte order)."""
+    digest = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        tensor = value.detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _other(kind: str, names: list) -> str:
+    """The model whose adversarial examples ``kind`` gets when attacks are transferred."""
+    if len(names) != 2:
+        raise ValueError(f"transfer needs exactly two compared models, got {len(names)}: "
+                         f"{', '.join(names)}")
+    return names[1] if kind == names[0] else names[0]
 
 
 def _models(config: BenchmarkConfig, data: Dataset, seed: int, cache_dir: Path, training: dict,
             progress: bool) -> dict:
-    """The natural and robust models of ``seed`` (trained or cached) and the random-weights
-    control; each training run is summarized in ``training``."""
+    """``(trained, controls)``: the natural and robust models of ``seed`` (trained or cached)
+    and the shared random-weights control; each training run is summarized in ``training``."""
     models = {}
-    for kind in TRAINED:
+    for kind in NATURAL_ROBUST.trained:
         recipe = config.recipe(kind, seed)
         model, history, path = get_trained_model(data, config.model, recipe, cache_dir,
                                                  device=config.device, quiet=not progress)
@@ -162,10 +237,9 @@ def _models(config: BenchmarkConfig, data: Dataset, seed: int, cache_dir: Path, 
             "train_seconds": round(sum(h["seconds"] for h in history), 1),
             "final_train_loss": history[-1]["loss"],
             "final_train_accuracy": history[-1]["accuracy"]}
-    models["random_weights"] = random_weights_model(
-        config.model, seed, in_channels=data.image_shape[0],
-        num_classes=data.num_classes).to(config.device).eval()
-    return models
+    control = random_weights_model(config.model, seed, in_channels=data.image_shape[0],
+                                   num_classes=data.num_classes).to(config.device).eval()
+    return models, {"random_weights": control}
 
 
 def _accuracy_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
@@ -175,7 +249,7 @@ def _accuracy_rows(config: BenchmarkConfig, models: dict, images, labels, seed: 
     reused, not made again."""
     subset = min(config.eval_n or len(images), len(images))
     rows = []
-    for kind in tqdm(TRAINED, desc="accuracy under attack", disable=not progress, unit="model"):
+    for kind in tqdm(models, desc="accuracy under attack", disable=not progress, unit="model"):
         model = models[kind]
         rows.append(dict(seed=seed, model=kind, attack="clean", n=len(images),
                          accuracy=_accuracy(model, images, labels)))
@@ -217,12 +291,13 @@ def _record_frame(seed: int, model_kind: str, input_kind: str, labels, main, sco
 
 def _randomization_rows(config: BenchmarkConfig, models: dict, images, labels, seed: int,
                         modes: list, progress: bool) -> list:
-    """Per trained model and mode: mean cleanliness scores and map similarities to the trained
-    model's map as layers are re-initialized (:func:`rvi.controls.randomization_curve`)."""
+    """Per trained model (``models``: name -> model) and mode: mean cleanliness scores and map
+    similarities to the trained model's map as layers are re-initialized
+    (:func:`rvi.controls.randomization_curve`)."""
     count = min(config.cascade_n, len(images))
     metrics = [m for m in config.metrics if METRICS[m].family == "cleanliness"]
     rows = []
-    jobs = [(kind, mode) for kind in TRAINED for mode in modes]
+    jobs = [(kind, mode) for kind in models for mode in modes]
     for kind, mode in tqdm(jobs, desc="randomization tests", disable=not progress, unit="run"):
         curve = randomization_curve(models[kind], images[:count], config.target,
                                     labels=labels[:count], method=config.methods[0],
@@ -235,8 +310,9 @@ def _randomization_rows(config: BenchmarkConfig, models: dict, images, labels, s
 def _examples(config, images, labels, adversarial: dict, maps: dict) -> dict:
     k = min(config.grid_images, len(images))
 
-    def pack(tensor):
-        return np.round(tensor[:k, 0].cpu().numpy().astype(np.float64), _EXAMPLE_DECIMALS).tolist()
+    def pack(tensor):  # (N, C, H, W) -> the first k as (k, H, W): colour images as channel mean
+        grey = tensor[:k].mean(1).cpu().numpy().astype(np.float64)
+        return np.round(grey, _EXAMPLE_DECIMALS).tolist()
 
     return {"labels": labels[:k].tolist(), "clean": pack(images),
             "adversarial": {kind: pack(x) for kind, x in adversarial.items()},

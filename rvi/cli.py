@@ -1,7 +1,10 @@
-"""The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench``, ``rvi sweep`` and ``rvi report``.
+"""The ``rvi`` command: ``rvi train``, ``rvi evaluate``, ``rvi bench``, ``rvi compare``,
+``rvi sweep`` and ``rvi report``.
 
 Flags are generated from the config dataclasses, one per field, with the field's default and help
-text; nested configs get a prefix (``--attack-eps``, ``--robust-epochs``). Only this module prints.
+text; nested configs get a prefix (``--attack-eps``, ``--robust-epochs``). Only this module prints
+(under torchrun, only rank 0: ``torchrun --nproc_per_node=N -m rvi train ...`` trains one model
+data-parallel, ``rvi evaluate`` attacks a shard of the images on each rank).
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) 
         parser.add_argument("--dataset", default="mnist-5k", choices=DATASETS,
                             help="dataset to use (default: mnist-5k, embedded, offline)")
     parser.add_argument("--data-dir", default=None,
-                        help="folder with MNIST/raw or FashionMNIST/raw IDX files "
+                        help="folder with MNIST/raw or FashionMNIST/raw IDX files or cifar-10-batches-py "
                              "(default: $RVI_DATA_DIR or ~/.cache/rvi/data)")
     parser.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                         help="let torchvision download a missing dataset; --no-download fails "
@@ -128,6 +131,12 @@ def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) 
                                  "checkpoint's)")
     else:
         parser.add_argument("--model", default="lenet", choices=MODELS, help="architecture")
+
+
+def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dist-backend", default="auto", choices=("auto", "gloo", "nccl"),
+                        help="torch.distributed backend when launched by torchrun (auto: nccl "
+                             "on CUDA GPUs, one per process, else gloo on the CPU)")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -144,6 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="folder for the checkpoint; an existing one with the same recipe "
                             "resumes")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_backend_flag(train)
     _add_config_flags(train, TrainConfig)
 
     evaluate = commands.add_parser("evaluate", help="clean and robust accuracy of a checkpoint",
@@ -159,6 +169,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--n", type=int, default=None,
                           help="evaluate on the first N test images (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_backend_flag(evaluate)
     _add_config_flags(evaluate, AttackConfig, "attack_", skip=("name",))
 
     bench = commands.add_parser("bench", help="the 2x2 study: {natural, robust model} x "
@@ -171,6 +182,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="replace an existing result in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_config_flags(bench, BenchmarkConfig)
+    _add_compare_parser(commands)
     _add_sweep_parser(commands)
     report = commands.add_parser("report", help="re-render the tables and figures of a saved "
                                                 "result from its records (no model needed)",
@@ -178,6 +190,85 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("folder", help="a folder written by rvi bench, rvi sweep, "
                                        "BenchmarkResult.save or SweepResult.save")
     return parser
+
+
+#: BenchmarkConfig fields ``rvi compare`` has no flag for: training and the dataset by name
+#: (the models and images come from --model and --data/--images).
+COMPARE_SKIP = ("dataset", "data_dir", "download", "model", "natural", "robust", "cache_dir")
+
+
+def _add_compare_parser(commands) -> None:
+    from .benchmark import BenchmarkConfig
+    from .data import DATASETS
+
+    compare = commands.add_parser(
+        "compare", allow_abbrev=False,
+        help="run the benchmark's attacks, maps, metrics and controls on models you bring")
+    compare.add_argument("--model", dest="models", action="append", required=True,
+                         metavar="NAME=PATH",
+                         help="a named model (repeat; two or more; the first is the reference "
+                              "unless --reference): an rvi checkpoint, a TorchScript file, or a "
+                              "torch.save'd module with --trust-pickle. Models take inputs in "
+                              "[0, 1] and return logits (normalization inside the model)")
+    compare.add_argument("--reference", default=None,
+                         help="the model the others are compared with (default: the first)")
+    source = compare.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", choices=DATASETS, help="use this dataset's test split")
+    source.add_argument("--images", metavar="FILE.pt",
+                        help="a torch.save'd dict {'images': (N, C, H, W) float in [0, 1], "
+                             "'labels': (N,) int64} (read with weights_only=True)")
+    compare.add_argument("--data-dir", default=None, help="folder of the --data dataset's files")
+    compare.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
+                         help="let torchvision download a missing --data dataset")
+    compare.add_argument("--num-classes", type=int, default=None,
+                         help="number of classes K (default: the --data dataset's, else the "
+                              "first model's output width)")
+    compare.add_argument("--trust-pickle", action="store_true",
+                         help="also load models saved whole with torch.save(model): this uses "
+                              "torch.load(weights_only=False), which runs code stored in the "
+                              "file; give it only for files you trust")
+    compare.add_argument("--config", default=None,
+                         help="JSON file with BenchmarkConfig fields; flags override it")
+    compare.add_argument("--overwrite", action="store_true",
+                         help="replace an existing result in --out")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_config_flags(compare, BenchmarkConfig, skip=COMPARE_SKIP)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .benchmark import BenchmarkConfig
+    from .compare import compare, load_images_file, load_user_model
+    from .data import load_dataset
+    from .result import check_out_folder
+
+    config = _merged_config(BenchmarkConfig, args, skip=COMPARE_SKIP, file_path=args.config)
+    num_classes = args.num_classes
+    if args.data is not None:
+        config = dataclasses.replace(config, dataset=args.data, data_dir=args.data_dir,
+                                     download=args.download)
+        data = load_dataset(args.data, args.data_dir, download=args.download)
+        images, labels, name = data.test_images, data.test_labels, f"{data.name} test split"
+        num_classes = num_classes or data.num_classes
+    else:
+        images, labels = load_images_file(args.images)
+        name = f"images from {args.images}"
+    paths = {}
+    for spec in args.models:
+        model_name, sep, path = spec.partition("=")
+        if not sep or not model_name or not path or model_name in paths:
+            raise ValueError(f"--model must be NAME=PATH with distinct names, got {spec!r}")
+        paths[model_name] = path
+    check_out_folder(config.out_dir, args.overwrite)  # before the work, not after
+    models = {n: load_user_model(p, trust_pickle=args.trust_pickle, num_classes=num_classes,
+                                 in_channels=images.shape[1]).to(config.device)
+              for n, p in paths.items()}
+    result = compare(models, images, labels, config, reference=args.reference,
+                     num_classes=num_classes, sources=paths, data_name=name,
+                     progress=not args.quiet)
+    folder = result.save(config.out_dir, overwrite=args.overwrite)
+    print(result.to_markdown())
+    print(f"\nresults, records and figures saved to {folder}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -199,6 +290,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from . import distributed as ddp
     from .cache import cached_model_path
     from .data import load_dataset
     from .train import new_model, train_model, training_summary
@@ -209,15 +301,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     info = data.info()
     path = cached_model_path(args.out, info, args.model, config)
-    model = new_model(args.model, config, data.num_classes, data.image_shape[0])
+    model = new_model(args.model, config, data.num_classes, data.image_shape[0]).to(ddp.device())
     epochs = config.epochs_for(len(data.train_images))
-    print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs; "
-          f"{torch.get_num_threads()} torch threads)\ncheckpoint: {path}")
+    processes = (f"; {ddp.world_size()} processes ({ddp.world_size() * torch.get_num_threads()} "
+                 f"threads in all), backend {torch.distributed.get_backend()}"
+                 if ddp.is_distributed() else "")
+    _main_print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs; "
+                f"{torch.get_num_threads()} torch threads{processes})\ncheckpoint: {path}")
     history = train_model(model, data.train_images, data.train_labels, config,
                           checkpoint_path=path, architecture=args.model, quiet=args.quiet,
                           dataset_info=info)
-    print(f"done: {training_summary(history, config, len(data.train_images))}\n{path}")
+    _main_print(f"done: {training_summary(history, config, len(data.train_images))}\n{path}")
     return 0
+
+
+def _main_print(*args, **kwargs) -> None:
+    """print() on rank 0 only (every process of a torchrun job runs this module)."""
+    from . import distributed as ddp
+
+    if ddp.is_main():
+        print(*args, **kwargs)
 
 
 def _evaluation_data(args: argparse.Namespace, state: dict):
@@ -275,21 +378,22 @@ def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import distributed as ddp
     from .evaluate import evaluate
     from .train import load_checkpoint, load_model
 
     state = load_checkpoint(args.checkpoint)
     data, images, labels = _evaluation_data(args, state)
-    model = load_model(args.checkpoint, data.num_classes, data.image_shape[0])
+    model = load_model(args.checkpoint, data.num_classes, data.image_shape[0]).to(ddp.device())
     base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",))
     attacks = [dataclasses.replace(base, name=name) for name in args.attacks]
-    result = evaluate(model, images, labels, attacks, n=args.n)
+    result = evaluate(model, images, labels, attacks, n=args.n, distributed=ddp.is_distributed())
     if args.json:
-        print(json.dumps(result, indent=2))
+        _main_print(json.dumps(result, indent=2))
     else:
-        print(f"accuracy on {result.pop('n')} {data.name} {args.split} images")
+        _main_print(f"accuracy on {result.pop('n')} {data.name} {args.split} images")
         for key, value in result.items():
-            print(f"  {key:<38} {value:7.2%}")
+            _main_print(f"  {key:<38} {value:7.2%}")
     return 0
 
 
@@ -338,12 +442,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            return _cmd_train(args)
-        if args.command == "evaluate":
-            return _cmd_evaluate(args)
+        if args.command in ("train", "evaluate"):
+            from . import distributed as ddp
+
+            # joins torchrun's process group (a no-op in a plain process)
+            with ddp.process_group(args.dist_backend):
+                return (_cmd_train if args.command == "train" else _cmd_evaluate)(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "compare":
+            return _cmd_compare(args)
         if args.command == "sweep":
             return _cmd_sweep(args)
         return _cmd_bench(args)

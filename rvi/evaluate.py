@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
+from . import distributed as ddp
 from ._checks import check_images, check_int, check_model, optional_int
 from ._modelstate import check_model_labels, model_device, preserved_state
-from .attacks import attack
+from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig
 
 
@@ -19,6 +21,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> t
     check_model(model)
     check_images(images)
     check_int("batch_size", batch_size, 1)
+    model = ddp.unwrap(model)
     device = model_device(model)
     with preserved_state(model):
         model.eval()
@@ -28,7 +31,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> t
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              attacks: Sequence[AttackConfig] = (), *, n: Optional[int] = None,
-             batch_size: int = 500, seed: int = 0) -> dict:
+             batch_size: int = 500, seed: int = 0, distributed: bool = False) -> dict:
     """Accuracy on clean images and under each attack (white-box against ``model``).
 
     Args:
@@ -36,11 +39,19 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         attacks: attack settings; each adds an entry keyed by its ``label``.
         n: evaluate on the first ``n`` images only (None: all).
         seed: seeds PGD random starts.
+        distributed: every rank of the process group calls with the same arguments and attacks
+            its contiguous shard of the images (whole batches; see
+            :func:`rvi.distributed.shard`); the counts are summed over ranks, so every rank gets
+            the result of single-process evaluation (on the CPU the same PGD noise per image).
+            In a group of one process it evaluates everything here; without any process group
+            ``True`` is a ``ValueError``.
 
     Returns:
         ``{"n": images used, "clean": accuracy in [0, 1], "<attack label>": accuracy, ...}``.
     """
     check_model(model)
+    model = ddp.unwrap(model)
+    sync = ddp.active(distributed)
     check_images(images, labels)
     optional_int(n, "n")
     check_int("batch_size", batch_size, 1)
@@ -61,10 +72,31 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         if n > len(images):
             raise ValueError(f"n must be at most the {len(images)} images given, got {n}")
         images, labels = images[:n], labels[:n]
-    results = {"n": len(images),
-               "clean": float((predict(model, images, batch_size) == labels.cpu()).float().mean())}
+    total = len(images)
+    part = slice(0, total)
+    if sync:
+        align = batch_size
+        if any(config.name == "autoattack" for config in attacks):
+            align = math.lcm(batch_size, AUTOATTACK_CHUNK)
+        part = ddp.shard(total, align=align)
+    images, labels = images[part], labels[part]
+    counts = [_correct(model, images, labels, batch_size)]
     for config in attacks:
-        adversarial = attack(model, images, labels, config, batch_size=batch_size, seed=seed)
-        correct = predict(model, adversarial, batch_size) == labels.cpu()
-        results[config.label] = float(correct.float().mean())
-    return results
+        adversarial = images
+        if len(images):  # a rank's shard may be empty
+            adversarial = attack(model, images, labels, config, batch_size=batch_size, seed=seed,
+                                 offset=part.start)
+        counts.append(_correct(model, adversarial, labels, batch_size))
+    if sync:
+        counts = ddp.all_sum(counts)
+    # float32 count / n is what the mean of the (N,) float32 correctness vector gives
+    accuracies = [float(torch.tensor(float(c)) / total) for c in counts]
+    return {"n": total, "clean": accuracies[0],
+            **{config.label: acc for config, acc in zip(attacks, accuracies[1:])}}
+
+
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> int:
+    """How many of ``images`` ``model`` classifies as ``labels`` (0 for no images)."""
+    if not len(images):
+        return 0
+    return int((predict(model, images, batch_size) == labels.cpu()).sum())

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_write
+from . import aggregate
 from .aggregate import ALPHA, RANDOMIZATION_RULE, randomization_test
 from .metrics import METRICS
 
@@ -20,8 +21,25 @@ CELL_ORDER = [("natural", "natural"), ("natural", "adversarial"), ("robust", "na
 MODEL_NAMES = {"natural": "natural", "robust": "robust", "random_weights": "random weights"}
 
 
+def cell_order(result) -> list:
+    """``(model, input)`` cells in table order: each trained model's natural and adversarial
+    inputs, then the random-weights controls (natural inputs); :data:`CELL_ORDER` for
+    natural vs robust."""
+    models = result.model_set
+    return [(m, i) for m in models.trained for i in ("natural", "adversarial")] \
+        + [(c, "natural") for c in models.controls]
+
+
+def model_name(model: str) -> str:
+    """A model's name in tables: ``random_weights:NAME`` (compare's control of NAME) reads
+    ``random weights of NAME``."""
+    if model.startswith("random_weights:"):
+        return f"random weights of {model.partition(':')[2]}"
+    return MODEL_NAMES.get(model, model)
+
+
 def _cell_label(model: str, input_kind: str) -> str:
-    return f"{MODEL_NAMES[model]} model, {input_kind} input"
+    return f"{model_name(model)} model, {input_kind} input"
 
 
 def _fmt(mean: float, low: float, high: float) -> str:
@@ -71,7 +89,8 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
     with ``"perturbed"`` only the adversarial-input cells. ``alignment`` always uses the image
     the model saw."""
     summary = result.summary
-    cells = CELL_ORDER if reference == "clean" else [c for c in CELL_ORDER if c[1] == "adversarial"]
+    order = cell_order(result)
+    cells = order if reference == "clean" else [c for c in order if c[1] == "adversarial"]
     rows = []
     for metric in result.config.metrics:
         explainer = method if METRICS[metric].uses_map else "model"
@@ -87,7 +106,8 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
         if method == result.config.methods[0] and METRICS[metric].uses_map \
                 and reference == "clean":
             for trivial in ("image", "edge", "noise"):
-                pick = summary[(summary["model"] == "natural") & (summary["input"] == "natural")
+                pick = summary[(summary["model"] == result.model_set.reference)
+                               & (summary["input"] == "natural")
                                & (summary["explainer"] == trivial)
                                & (summary["metric"] == metric)]
                 if not pick.empty:
@@ -116,18 +136,49 @@ def _interval_note(result) -> str:
     if seeds > 1:
         return (f"intervals: 95% Student-t over the {seeds} per-seed (paired) means, "
                 f"{seeds - 1} df")
+    if is_compare(result):
+        return (f"intervals: 95% percentile bootstrap over images ({result.config.bootstrap} "
+                "resamples): a result for this one set of models on these images, not a claim "
+                "about the training methods that made them")
     return (f"intervals: 95% percentile bootstrap over images ({result.config.bootstrap} "
             "resamples): these two models, these images")
+
+
+def is_compare(result) -> bool:
+    """Whether the result comes from :func:`rvi.compare` (models the user brought)."""
+    return result.meta.get("kind") == "compare"
+
+
+def _model_lines(result) -> list:
+    """One header line per model the user brought: class, parameters, fingerprint(s)."""
+    info = result.model_info
+    lines = []
+    for name in result.model_set.trained:
+        rows = info[info["model"] == name] if not info.empty else info
+        if rows.empty:
+            lines.append(f"- model {name}")
+            continue
+        first = rows.iloc[0]
+        prints = ", ".join(f[:12] for f in rows["fingerprint"])
+        source = f", from {first['source']}" if "source" in rows and isinstance(
+            first.get("source"), str) else ""
+        role = " (reference)" if name == result.model_set.reference else ""
+        lines.append(f"- model {name}{role}: {first['class']}, {int(first['parameters']):,} "
+                     f"parameters, weights sha256 {prints}{source}")
+    return lines
 
 
 def _header(result) -> str:
     c, meta = result.config, result.meta
     source = "transferred from the other model" if c.transfer else "white-box against each model"
-    lines = [
-        f"# rvi benchmark: {c.model} on {c.dataset}",
-        "",
-        f"- natural model: {c.natural.recipe_label}",
-        f"- robust model: {c.robust.recipe_label}",
+    if is_compare(result):
+        lines = [f"# rvi compare: {', '.join(result.model_set.trained)} on {meta.get('data', '?')}",
+                 ""] + _model_lines(result)
+    else:
+        lines = [f"# rvi benchmark: {c.model} on {c.dataset}", "",
+                 f"- natural model: {c.natural.recipe_label}",
+                 f"- robust model: {c.robust.recipe_label}"]
+    lines += [
         f"- adversarial inputs: {c.attack.label}, {source}",
         f"- maps: {', '.join(c.methods)} (Captum; absolute value, channels summed); "
         f"target: {'true label' if c.target == 'true' else 'predicted label'}",
@@ -161,10 +212,15 @@ def markdown(result) -> str:
               "", cleanliness_table(result, c.methods[0], "perturbed").to_markdown(index=False)]
     diffs = result.differences
     main = diffs[diffs["explainer"].isin([c.methods[0], "model"])]
+    models = result.model_set
     if not main.empty:
-        parts += ["", "## Robust - natural, paired over the same images (raw 95% intervals; "
+        several = len(models.compared) > 1
+        title = "Robust - natural" if models == aggregate.NATURAL_ROBUST else \
+            f"Each model - {models.reference}"
+        parts += ["", f"## {title}, paired over the same images (raw 95% intervals; "
                       "p (Holm) only for the tests the verdicts use)", "",
-                  _difference_table(main, ["input", "metric", "reference"]).to_markdown(index=False)]
+                  _difference_table(main, (["model"] if several else [])
+                                    + ["input", "metric", "reference"]).to_markdown(index=False)]
     controls = result.control_differences
     if not controls.empty:
         parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired)", "",
@@ -273,16 +329,18 @@ def saliency_grid(result):
     if not ex:
         return None
     columns = [("clean image", np.array(ex["clean"]), "gray")]
-    for model in ("natural", "robust"):
+    for model in result.model_set.trained:
         columns.append((f"{model} model\nclean input", np.array(ex["maps"][f"{model}/natural"]),
                         "inferno"))
         columns.append((f"adversarial input\n(vs {model})", np.array(ex["adversarial"][model]),
                         "gray"))
         columns.append((f"{model} model\nadversarial input",
                         np.array(ex["maps"][f"{model}/adversarial"]), "inferno"))
-    if "random_weights/natural" in ex["maps"]:
-        columns.append(("random weights\nclean input",
-                        np.array(ex["maps"]["random_weights/natural"]), "inferno"))
+    for control in result.model_set.controls:
+        if f"{control}/natural" in ex["maps"]:
+            title = model_name(control).replace(" of ", "\nof ") + "\nclean input"
+            columns.append((title,
+                            np.array(ex["maps"][f"{control}/natural"]), "inferno"))
     k = len(ex["labels"])
     fig, axes = plt.subplots(k, len(columns), figsize=(1.55 * len(columns) + 0.8, 1.6 * k + 0.6),
                              squeeze=False)
@@ -301,8 +359,10 @@ def saliency_grid(result):
                 axes[i, j].set_title(title, fontsize=8)
             if j == 0:
                 axes[i, j].set_ylabel(f"label {ex['labels'][i]}", fontsize=8)
-    fig.suptitle(f"{ex['method']} saliency maps ({result.config.model} on "
-                 f"{result.config.dataset}; attack {result.config.attack.label})", fontsize=10)
+    what = result.meta.get("data", "?") if is_compare(result) else \
+        f"{result.config.model} on {result.config.dataset}"
+    fig.suptitle(f"{ex['method']} saliency maps ({what}; attack {result.config.attack.label})",
+                 fontsize=10)
     if image is not None:
         bar = fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01)
         bar.set_label("|attribution| / its max (maps); pixel value (images)", fontsize=8)
@@ -319,9 +379,11 @@ def score_distributions(result):
     method = result.config.methods[0]
     records = result.records
     metrics = list(result.config.metrics)
-    colors = dict(zip(MODEL_NAMES, sns.color_palette(n_colors=len(MODEL_NAMES))))
+    order = cell_order(result)
+    in_order = list(dict.fromkeys(m for m, _ in order))
+    colors = dict(zip(in_order, sns.color_palette(n_colors=max(3, len(in_order)))))
     cells = {cell: records[(records["model"] == cell[0]) & (records["input"] == cell[1])]
-             for cell in CELL_ORDER}
+             for cell in order}
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         info = METRICS[metric]
@@ -334,7 +396,7 @@ def score_distributions(result):
             values = rows[column].dropna().to_numpy() if column in rows else np.array([])
             if len(values):
                 data.append(values)
-                names.append(f"{MODEL_NAMES[model]} model,\n{input_kind} input")
+                names.append(f"{model_name(model)} model,\n{input_kind} input")
                 facecolors.append(colors[model])
         if not data:
             ax.set_visible(False)
@@ -342,7 +404,7 @@ def score_distributions(result):
         boxes = ax.boxplot(data, showfliers=False, patch_artist=True, widths=0.6)
         for patch, color in zip(boxes["boxes"], facecolors):
             patch.set_facecolor(color)
-        natural = cells[("natural", "natural")]
+        natural = cells[(result.model_set.reference, "natural")]
         # Trivial explainers are on another scale for unbounded metrics (inner): skip them there.
         for trivial, style in (("image", "--"), ("edge", ":"), ("noise", "-.")) \
                 if np.isfinite(info.high) else ():
@@ -376,7 +438,9 @@ def accuracy_chart(result):
     ax.set_ylim(0, 105)
     ax.set_xlabel("evaluation")
     n = int(acc["n"].max())
-    ax.set_title(f"Accuracy of {result.config.model} on {result.config.dataset} "
+    what = ", ".join(result.model_set.trained) + f" on {result.meta.get('data', '?')}" \
+        if is_compare(result) else f"{result.config.model} on {result.config.dataset}"
+    ax.set_title(f"Accuracy of {what} "
                  f"(up to {n} test images)", fontsize=10)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,10 @@ from ._checks import check_bool, check_path
 from ._io import atomic_write
 from .config import BenchmarkConfig
 
-RESULT_FORMAT = "rvi-result-2"
-#: Formats :meth:`BenchmarkResult.from_json` reads (1 stored numbers as JSON lists).
-READABLE_FORMATS = ("rvi-result-1", RESULT_FORMAT)
+RESULT_FORMAT = "rvi-result-3"
+#: Formats :meth:`BenchmarkResult.from_json` reads (1 stored numbers as JSON lists; 1 and 2 have
+#: no ``models`` entry: they are natural vs robust, :data:`rvi.aggregate.NATURAL_ROBUST`).
+READABLE_FORMATS = ("rvi-result-1", "rvi-result-2", RESULT_FORMAT)
 RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
 OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
@@ -50,6 +51,10 @@ class BenchmarkResult:
             output down re-initialized (step 0: none).
         examples: a few test images, their adversarial versions and maps, for the figures.
         meta: versions, machine, timings and training summaries.
+        models: which models were compared (:meth:`rvi.aggregate.ModelSet.to_dict`: ``trained``,
+            ``reference``, ``random_weights``) and ``info``, one row per (seed, trained model):
+            class, parameter count and weights fingerprint (:func:`rvi.benchmark.describe_model`);
+            None for results from before model sets (natural vs robust).
     """
 
     config: BenchmarkConfig
@@ -58,6 +63,20 @@ class BenchmarkResult:
     cascading: pd.DataFrame = field(default_factory=pd.DataFrame)
     examples: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    models: Optional[dict] = None
+
+    @property
+    def model_set(self) -> aggregate.ModelSet:
+        """The compared models, their reference and random-weights controls."""
+        if self.models is None:
+            return aggregate.NATURAL_ROBUST
+        return aggregate.ModelSet.from_dict(self.models)
+
+    @property
+    def model_info(self) -> pd.DataFrame:
+        """One row per (seed, trained model): ``seed, model, class, parameters, fingerprint``
+        and anything the caller recorded (e.g. ``source``); empty for older results."""
+        return pd.DataFrame((self.models or {}).get("info", []))
 
     # --- derived tables (computed once, from the records) ---------------------------------
 
@@ -71,15 +90,16 @@ class BenchmarkResult:
     def tests(self) -> tuple:
         """``(differences, control_differences)`` with Holm-adjusted ``p_holm`` over the family
         the verdicts check (:func:`rvi.aggregate.with_holm`)."""
-        differences = aggregate.robust_minus_natural(self.records, self.config.bootstrap)
+        models = self.model_set
+        differences = aggregate.model_differences(self.records, models, self.config.bootstrap)
         controls = aggregate.control_differences(self.records, self.config.methods[0],
-                                                 self.config.bootstrap, self.cascading)
-        return aggregate.with_holm(differences, controls, self.config.methods[0])
+                                                 self.config.bootstrap, self.cascading, models)
+        return aggregate.with_holm(differences, controls, self.config.methods[0], models)
 
     @property
     def differences(self) -> pd.DataFrame:
-        """Paired robust - natural differences per input kind and score, with ``p`` and
-        ``p_holm``."""
+        """Paired (model - reference) differences per compared model, input kind and score
+        (robust - natural for :func:`rvi.run_benchmark`), with ``p`` and ``p_holm``."""
         return self.tests[0]
 
     @property
@@ -92,7 +112,8 @@ class BenchmarkResult:
     def verdicts(self) -> list:
         """One line per metric, computed from the numbers (:data:`rvi.aggregate.VERDICT_RULES`)."""
         return aggregate.verdicts(self.differences, self.control_differences,
-                                  self.config.methods[0], self.accuracy, self.config.attack.label)
+                                  self.config.methods[0], self.accuracy, self.config.attack.label,
+                                  self.model_set)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (model, input, explainer, metric, reference) with ``mean``,
@@ -116,8 +137,8 @@ class BenchmarkResult:
         return json.dumps({
             "format": RESULT_FORMAT, "config": self.config.to_dict(), "meta": self.meta,
             "records": _frame_to_json(self.records), "accuracy": _frame_to_json(self.accuracy),
-            "cascading": _frame_to_json(self.cascading), "examples": self.examples},
-            allow_nan=False)
+            "cascading": _frame_to_json(self.cascading), "examples": self.examples,
+            "models": self.models}, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "BenchmarkResult":
@@ -132,7 +153,7 @@ class BenchmarkResult:
                    records=_frame_from_json(data["records"]),
                    accuracy=_frame_from_json(data["accuracy"]),
                    cascading=_frame_from_json(data["cascading"]),
-                   examples=data["examples"], meta=data["meta"])
+                   examples=data["examples"], meta=data["meta"], models=_models(data))
 
     def save(self, folder: Union[str, Path], *, overwrite: bool = False,
              figures: bool = True) -> Path:
@@ -219,7 +240,7 @@ class BenchmarkResult:
         """The small, readable summary saved as ``summary.json`` (floats, not strings)."""
         return {"config": self.config.to_dict(), "meta": self.meta,
                 "accuracy": _clean_rows(self.accuracy), "cells": _clean_rows(self.summary),
-                "robust_minus_natural": _clean_rows(self.differences),
+                "models": self.models, "robust_minus_natural": _clean_rows(self.differences),
                 "controls": _clean_rows(self.control_differences), "verdicts": self.verdicts}
 
     @classmethod
@@ -262,6 +283,15 @@ def check_out_folder(folder: Union[str, Path], overwrite: bool) -> bool:
         raise FileExistsError(f"out folder {str(folder)!r} already holds a result; "
                               "pass overwrite=True (--overwrite) to replace it")
     return True
+
+
+def _models(data: dict) -> Optional[dict]:
+    """The ``models`` entry of a stored result (None for formats 1 and 2), checked."""
+    if data["format"] != RESULT_FORMAT or data.get("models") is None:
+        return None
+    models = data["models"]
+    aggregate.ModelSet.from_dict(models)  # KeyError/TypeError on a damaged entry
+    return models
 
 
 def _describe(err: Exception) -> str:

@@ -38,6 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._checks import METHODS, check_bool, check_choice, check_images, check_int, check_model, seeded
 from ._modelstate import model_device, preserved_state
+from .distributed import unwrap
 
 TARGETS = ("true", "predicted")
 #: The width of the pixel range the SmoothGrad noise is relative to (images live in [0, 1]).
@@ -146,6 +147,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
         ((2, 1, 28, 28), 'predicted')
     """
     check_model(model)
+    model = unwrap(model)  # Captum never sees a DistributedDataParallel wrapper
     check_images(x, name="x")
     check_choice("method", method, METHODS)
     check_bool("absolute", absolute)

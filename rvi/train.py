@@ -5,6 +5,12 @@ the recipe (:class:`~rvi.config.TrainConfig`) and the per-epoch metrics. Calling
 :func:`train_model` again with the same checkpoint path resumes after the last finished epoch.
 Shuffling and PGD random starts are seeded from ``(config.seed, epoch)``, so a resumed run ends
 with the same weights as an uninterrupted one.
+
+Inside a process group of several processes (``torchrun``, :mod:`rvi.distributed`) the same loop
+trains one model with ``DistributedDataParallel``: every rank draws the same permutation, takes a
+contiguous part of each global batch of ``batch_size`` images, and skips the PGD noise of the
+other ranks' images, so the optimizer steps are those of single-process training (see
+``docs/scaling.md`` for how close). Rank 0 writes the checkpoints.
 """
 
 from __future__ import annotations
@@ -16,13 +22,16 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed as ddp
 from ._io import atomic_write
 from ._checks import check_images, check_model, check_path, seeded
 from ._modelstate import check_model_labels, model_device, preserved_state
-from .attacks import build_attack
+from .attacks import build_attack, skip_random_starts
 from .config import TrainConfig
 from .models import build_model
 
@@ -48,7 +57,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 architecture: Optional[str] = None, quiet: bool = False,
                 on_epoch_end: Optional[Callable[[dict], None]] = None,
                 channels_last: Optional[bool] = None,
-                dataset_info: Optional[dict] = None) -> list:
+                dataset_info: Optional[dict] = None, distributed: Optional[bool] = None) -> list:
     """Train ``model`` in place and return the per-epoch metrics.
 
     Args:
@@ -67,6 +76,10 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         dataset_info: what the images are (e.g. :meth:`rvi.data.Dataset.info`: name, split,
             fingerprint), stored in the checkpoint so that ``rvi evaluate`` can refuse to score
             the model on its own training images.
+        distributed: train data-parallel over the process group (None: when there is one with
+            two or more processes). Every rank must call with the same arguments and a model on
+            its own device (``rvi.distributed.device()``); each rank ends with the same weights.
+            ``False`` trains this process's model alone.
 
     Returns:
         A list with one dict per epoch: ``epoch``, ``loss``, ``accuracy`` (on the examples trained
@@ -77,6 +90,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             argument, or a checkpoint made for another recipe or architecture.
     """
     check_model(model)
+    model = ddp.unwrap(model)
+    sync = ddp.active(distributed)
     check_path("checkpoint_path", checkpoint_path, optional=True)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -104,53 +119,93 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             scheduler.load_state_dict(state["scheduler"])
         history = list(state["history"])
 
-    loss_fn = nn.CrossEntropyLoss()
+    if sync and _needs_cuda() and device.type != "cuda":
+        raise ValueError(f"model must be on a CUDA device for the nccl backend, got {device}")
+    world = ddp.world_size() if sync else 1
     layout = _memory_format(images, device, channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.precision == "bfloat16")
     with preserved_state(model), _in_memory_format(model, layout):
+        # attacks work on the plain module; only the training forward pass goes through DDP
         attack = build_attack(model, config.attack) if config.adversarial else None
+        net = model
+        if sync:
+            net = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None)
         for epoch in range(len(history) + 1, epochs + 1):
-            model.train()
+            net.train()
             started = time.perf_counter()
             with seeded(config.seed * 100_003 + epoch, device):
                 order = torch.randperm(len(images))
                 total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
                 kind = "adversarial" if config.adversarial else "natural"
-                bar = tqdm(range(steps_per_epoch), disable=quiet, leave=False, unit="batch",
-                           desc=f"{kind} training, epoch {epoch}/{epochs}")
+                bar = tqdm(range(steps_per_epoch), disable=quiet or not ddp.is_main(), leave=False,
+                           unit="batch", desc=f"{kind} training, epoch {epoch}/{epochs}")
                 for step in bar:
                     idx = order[step * config.batch_size:(step + 1) * config.batch_size]
+                    n_step, part = len(idx), (ddp.shard(len(idx)) if sync else slice(None))
+                    idx = idx[part]
                     x = images[idx].to(device).contiguous(memory_format=layout)
                     y = labels[idx].to(device)
                     with autocast:
                         if attack is not None:
-                            x = attack(x, y)  # switches to eval() for the attack and back
-                        logits = model(x)
-                        loss = loss_fn(logits.float(), y)
+                            x = _attack_part(attack, config, x, y, part, n_step, images.shape[1:])
+                        logits = net(x)
+                        # summed and scaled so that DDP's average over ranks is the global mean
+                        loss = (F.cross_entropy(logits.float(), y, reduction="sum") * (world / n_step)
+                                if sync else F.cross_entropy(logits.float(), y))
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
                     if scheduler is not None:
                         scheduler.step()
-                    total_loss += loss.detach() * len(y)
+                    total_loss += loss.detach() * (n_step / world)
                     correct += (logits.argmax(1) == y).sum()
                     if not quiet and (step % 20 == 0 or step == steps_per_epoch - 1):
                         seen = min((step + 1) * config.batch_size, len(images))
-                        bar.set_postfix(loss=f"{float(total_loss) / seen:.3f}",
-                                        acc=f"{float(correct) / seen:.3f}")
-            metrics = {"epoch": epoch, "loss": float(total_loss) / len(images),
-                       "accuracy": float(correct) / len(images), "lr": optimizer.param_groups[0]["lr"],
+                        bar.set_postfix(loss=f"{float(total_loss) / seen * world:.3f}",
+                                        acc=f"{float(correct) / seen * world:.3f}")
+            total_loss, correct = (ddp.all_sum([total_loss, correct]) if sync
+                                   else (float(total_loss), float(correct)))
+            metrics = {"epoch": epoch, "loss": total_loss / len(images),
+                       "accuracy": correct / len(images), "lr": optimizer.param_groups[0]["lr"],
                        "seconds": time.perf_counter() - started}
             history.append(metrics)
             if checkpoint_path is not None:
-                save_checkpoint(checkpoint_path, model, config, history, optimizer, scheduler,
-                                architecture=architecture, dataset=dataset_info)
+                # in a process group rank 0 writes while the others wait for it
+                (ddp.on_main if sync else _call)(
+                    save_checkpoint, checkpoint_path, model, config, history, optimizer, scheduler,
+                    architecture=architecture, dataset=dataset_info)
             if on_epoch_end is not None:
                 on_epoch_end(dict(metrics))
-    if history:
+    if history and ddp.is_main():
         _log.info("training done: %s", training_summary(history, config, len(images)))
     return history
+
+
+def _attack_part(attack, config: TrainConfig, x, y, part: slice, n_step: int, image_shape):
+    """Attack this rank's images ``x`` (``part`` of a global batch of ``n_step``), drawing PGD's
+    random start as single-process training would: skip the noise of the images before ``part``
+    and after it. Outside a process group ``part`` is the whole batch and nothing is skipped."""
+    device = x.device
+    before = part.start or 0
+    after = n_step - (part.stop if part.stop is not None else n_step)
+    skip_random_starts(config.attack, before, image_shape, device)
+    if len(x):
+        x = attack(x, y)  # switches to eval() for the attack and back
+    skip_random_starts(config.attack, after, image_shape, device)
+    return x
+
+
+def _call(fn, *args, **kwargs):
+    return fn(*args, **kwargs)
+
+
+def _needs_cuda() -> bool:
+    """Whether the process group's backend (nccl) needs the model on a GPU."""
+    import torch.distributed as dist
+
+    return ddp.is_initialized() and dist.get_backend() == "nccl"
 
 
 def training_summary(history: list, config: TrainConfig, n_images: int) -> str:

@@ -323,3 +323,12 @@ def test_seed_means_are_the_per_seed_cell_means(result):
     assert row["mean"] == pytest.approx(float(cell["guided_backprop/cosine/perturbed"].mean()))
     assert row["n"] == len(cell) == 48
     assert not table.query("input == 'natural'")["reference"].eq("perturbed").any()
+
+
+def test_result_names_its_model_set_and_describes_the_trained_models(result):
+    assert result.model_set == aggregate.NATURAL_ROBUST
+    info = result.model_info
+    assert list(info["model"]) == ["natural", "robust"] and set(info["seed"]) == {0}
+    assert (info["parameters"] > 0).all() and info["fingerprint"].str.len().eq(64).all()
+    assert set(zip(result.differences["model"], result.differences["versus"])) == {
+        ("robust", "natural")}

@@ -66,7 +66,7 @@ def test_cached_checkpoint_records_the_dataset(tmp_path):
     (lambda: cache.cache_key("mnist", "lenet", rvi.TrainConfig()), "data must be a Dataset"),
     (lambda: cache.cache_key(make_synthetic(20, 10), "lenet", {}), "config must be a TrainConfig"),
     (lambda: cache.cached_model_path(".", make_synthetic(20, 10), "vgg", rvi.TrainConfig()),
-     "architecture must be one of lenet, madry-cnn; got 'vgg'"),
+     "architecture must be one of lenet, madry-cnn, resnet18; got 'vgg'"),
 ])
 def test_bad_arguments(call, message):
     with pytest.raises(ValueError, match=message):

@@ -43,7 +43,13 @@ def test_madry_cnn_layers():
 
 
 def test_bad_model_arguments():
-    with pytest.raises(ValueError, match="model must be one of lenet, madry-cnn; got 'resnet'"):
+    with pytest.raises(ValueError,
+                       match="model must be one of lenet, madry-cnn, resnet18; got 'resnet'"):
         rvi.build_model("resnet")
     with pytest.raises(ValueError, match="num_classes must be an integer >= 1, got 0"):
         rvi.build_model("lenet", num_classes=0)
+    with pytest.raises(ValueError, match="width must be an integer >= 1, got 0"):
+        rvi.build_model("resnet18", 3, width=0)
+    with pytest.raises(ValueError, match="width applies to resnet18 only, got width=8 for "
+                                         "model 'lenet'"):
+        rvi.build_model("lenet", width=8)

@@ -1,0 +1,126 @@
+"""Run under torchrun by tests/test_distributed.py:
+``ddp_worker.py train OUT_DIR`` or ``ddp_worker.py evaluate OUT_DIR CHECKPOINT``.
+
+Every rank does the same calls; rank 0 writes what the test compares with single-process runs
+into OUT_DIR (``train.pt`` or ``evaluate.json``).
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+import rvi
+import rvi.cli
+from rvi import distributed as ddp
+from rvi.config import AttackConfig, TrainConfig
+
+torch.set_num_threads(1)
+
+# 253 images in global batches of 63: every batch is split 32/31 and the last one (1 image)
+# leaves rank 1 with nothing, so the uneven cases are exercised.
+N_TRAIN, N_TEST, BATCH = 253, 10, 63
+TRAIN_ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
+EVAL_ATTACKS = (AttackConfig(name="fgsm", eps=0.1), AttackConfig(eps=0.1, alpha=0.05, steps=3))
+EVAL_BATCH = 20
+
+
+def configs():
+    """The recipes the test also trains in one process."""
+    natural = TrainConfig(epochs=1, batch_size=BATCH, lr=3e-3)
+    adversarial = TrainConfig(epochs=2, batch_size=BATCH, lr=3e-3, adversarial=True,
+                              attack=TRAIN_ATTACK)
+    return natural, adversarial
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop_after_first(metrics):
+    if metrics["epoch"] == 1:
+        raise Interrupt
+
+
+def _state(model):
+    """Training flag and requires_grad flags, to check they are restored."""
+    return model.training, {name: p.requires_grad for name, p in model.named_parameters()}
+
+
+def train(out: Path) -> None:
+    data = rvi.data.make_synthetic(N_TRAIN, N_TEST)
+    natural_config, adversarial_config = configs()
+    results, restored = {}, []
+    for name, config, kwargs in (("natural", natural_config, {}),
+                                 ("adversarial", adversarial_config,
+                                  {"checkpoint_path": out / "full.pt"})):
+        model = rvi.new_model("lenet", config).eval()
+        before = _state(model)
+        history = rvi.train_model(model, data.train_images, data.train_labels, config,
+                                  architecture="lenet", quiet=True, **kwargs)
+        restored.append(_state(model) == before)
+        results[name] = {"weights": model.state_dict(), "history": history}
+
+    # interrupted after epoch 1 (on every rank), then resumed from rank 0's checkpoint
+    path = out / "resumed.pt"
+    model = rvi.new_model("lenet", adversarial_config)
+    try:
+        rvi.train_model(model, data.train_images, data.train_labels, adversarial_config,
+                        architecture="lenet", quiet=True, checkpoint_path=path,
+                        on_epoch_end=_stop_after_first)
+    except Interrupt:
+        pass
+    interrupted_epochs = len(rvi.load_checkpoint(path)["history"])
+    model = rvi.new_model("lenet", adversarial_config)
+    history = rvi.train_model(model, data.train_images, data.train_labels, adversarial_config,
+                              architecture="lenet", quiet=True, checkpoint_path=path)
+    results["resumed"] = {"weights": model.state_dict(), "history": history,
+                          "interrupted_epochs": interrupted_epochs}
+
+    # every rank must hold the same weights
+    sums = [[float(v.double().sum()) for v in results[k]["weights"].values()] for k in results]
+    gathered = ddp.gather_records([{"rank": ddp.rank(), "sums": sums, "restored": restored}])
+    if ddp.is_main():
+        results["ranks"] = gathered
+        results["world_size"] = ddp.world_size()
+        torch.save(results, out / "train.pt")
+
+
+def _fail():
+    raise OSError("disk full")
+
+
+def evaluate(out: Path, checkpoint: str) -> None:
+    # the command line first: rank 0 prints the summed result (the test reads it)
+    rvi.cli.main(["evaluate", checkpoint, "--attacks", "fgsm", "pgd", "--attack-eps", "0.1",
+                  "--attack-steps", "3", "--n", "100", "--json"])
+    data = rvi.data.make_synthetic()
+    model = rvi.load_model(checkpoint)
+    images, labels = data.test_images, data.test_labels
+    sharded = rvi.evaluate(model, images, labels, EVAL_ATTACKS, batch_size=EVAL_BATCH, seed=5,
+                           distributed=True)
+    part = ddp.shard(len(images), align=EVAL_BATCH)
+    adversarial = rvi.attack(model, images[part], labels[part], EVAL_ATTACKS[1],
+                             batch_size=EVAL_BATCH, seed=5, offset=part.start)
+    records = [{"index": i, "prediction": int(p), "sum": float(x.double().sum())}
+               for i, p, x in zip(range(len(images))[part], rvi.predict(model, adversarial),
+                                  adversarial)]
+    gathered = ddp.gather_records(records)
+    try:  # a failing rank-0-only write must raise on every rank, not leave rank 1 waiting
+        ddp.on_main(_fail)
+        failure = None
+    except Exception as err:
+        failure = f"{type(err).__name__}: {err}"
+    every_rank = ddp.gather_records([{"rank": ddp.rank(), "result": sharded, "failure": failure,
+                                      "shard": [part.start, part.stop]}])
+    if ddp.is_main():
+        (out / "evaluate.json").write_text(json.dumps(
+            {"world_size": ddp.world_size(), "ranks": every_rank, "records": gathered}))
+
+
+if __name__ == "__main__":
+    scenario, out, *rest = sys.argv[1:]
+    with ddp.process_group("gloo") as distributed:
+        assert distributed, "run me under torchrun with 2+ processes"
+        {"train": train, "evaluate": evaluate}[scenario](Path(out), *rest)
