@@ -21,6 +21,8 @@ def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
     p.add_argument("--model", default="lenet")
+    p.add_argument("--eps", type=float, nargs="+", default=None,
+                   help="training eps values (default: the dataset's grid)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--n-test", type=int, default=None, help="test images (default: all)")
     p.add_argument("--eval-n", type=int, default=500, help="AutoAttack images")
@@ -34,7 +36,7 @@ def main() -> None:
     out = args.out or str(RESULTS / f"sweep_{args.dataset.replace('-', '_')}")
     threads = args.threads if args.workers == 1 else None  # else cores / workers
     config = rvi.SweepConfig(
-        dataset=args.dataset, data_dir=args.data_dir, download=False, model=args.model,
+        dataset=args.dataset, eps=tuple(args.eps or ()), data_dir=args.data_dir, download=False, model=args.model,
         seeds=tuple(args.seeds), n_test=args.n_test, eval_n=args.eval_n,
         faithfulness_n=args.faithfulness_n, device=args.device, cache_dir=args.cache_dir,
         out_dir=out, backend=args.backend, workers=args.workers, threads=threads,
