@@ -36,7 +36,8 @@ def main() -> None:
     out = args.out or str(RESULTS / f"sweep_{args.dataset.replace('-', '_')}")
     threads = args.threads if args.workers == 1 else None  # else cores / workers
     config = rvi.SweepConfig(
-        dataset=args.dataset, eps=tuple(args.eps or ()), data_dir=args.data_dir, download=False, model=args.model,
+        dataset=args.dataset, eps=tuple(args.eps or ()),
+        data_dir=args.data_dir, download=False, model=args.model,
         seeds=tuple(args.seeds), n_test=args.n_test, eval_n=args.eval_n,
         faithfulness_n=args.faithfulness_n, device=args.device, cache_dir=args.cache_dir,
         out_dir=out, backend=args.backend, workers=args.workers, threads=threads,
