@@ -1,7 +1,6 @@
 """The pre-activation ResNet-18: its structure, and Guided Backprop maps checked against an
 independent implementation (a custom autograd function at every ReLU, no Captum)."""
 
-import copy
 
 import pytest
 import torch
@@ -10,41 +9,7 @@ from torch import nn
 
 import rvi
 from rvi.models import CIFAR10_MEAN, PreActBlock, PreActResNet, resnet18
-
-
-class _GuidedReLUFunction(torch.autograd.Function):
-    """ReLU whose backward passes only positive gradients at positive inputs."""
-
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (x > 0).to(grad.dtype)
-
-
-class _GuidedReLU(nn.Module):
-    def forward(self, x):
-        return _GuidedReLUFunction.apply(x)
-
-
-def reference_guided_backprop(model, x, target):
-    """Signed (N, C, H, W) Guided Backprop of ``model`` (eval mode) by plain autograd on a copy
-    whose every nn.ReLU is replaced by :class:`_GuidedReLU`."""
-    guided = copy.deepcopy(model).eval()
-    replaced = 0
-    for module in list(guided.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, nn.ReLU):
-                setattr(module, name, _GuidedReLU())
-                replaced += 1
-    assert replaced == sum(isinstance(m, nn.ReLU) for m in model.modules()) > 0
-    x = x.detach().clone().requires_grad_(True)
-    guided(x).gather(1, target[:, None]).sum().backward()
-    return x.grad
+from reference_gbp import reference_guided_backprop
 
 
 def tiny_resnet(seed=0, width=4, in_channels=3):

@@ -1,6 +1,5 @@
 """Tests for rvi/saliency.py: known answers, an independent Guided Backprop, guards, bad inputs."""
 
-import copy
 import math
 import warnings
 
@@ -12,6 +11,7 @@ from torch import nn
 from rvi.evaluate import predict
 from rvi.models import build_model
 from rvi.saliency import METHODS, Attribution, check_guided_backprop_model, explain
+from reference_gbp import GuidedReLUFunction, reference_guided_backprop
 
 
 # --- a hand-set network whose maps are computed by hand --------------------------------------
@@ -55,35 +55,6 @@ def test_guided_backprop_known_answer_class_0():
     result = explain(hand_net(), HAND_X, torch.tensor([0, 0]), absolute=False)
     expected = torch.tensor([[-1.0, 1.0, 2.0, 2.0], [1.0, -1.0, 0.0, 2.0]]).reshape(2, 1, 2, 2)
     torch.testing.assert_close(result.maps, expected)
-
-
-# --- an independent Guided Backprop with a custom autograd Function ---------------------------
-
-class _GuidedReLUFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (x > 0).to(grad.dtype)
-
-
-class _GuidedReLU(nn.Module):
-    def forward(self, x):
-        return _GuidedReLUFunction.apply(x)
-
-
-def reference_guided_backprop(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor):
-    """Springenberg et al.'s Guided Backprop written without Captum: signed, (N, C, H, W)."""
-    guided = nn.Sequential(*[_GuidedReLU() if isinstance(m, nn.ReLU) else copy.deepcopy(m)
-                             for m in model]).eval()
-    inputs = x.clone().requires_grad_(True)
-    logits = guided(inputs)
-    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), inputs)
-    return grad
 
 
 def test_guided_backprop_matches_independent_reference_on_lenet(lenet, batch):
@@ -169,7 +140,7 @@ def test_guided_backprop_refuses_relu_input_used_twice():
     result = explain(model, SMALL_X, torch.tensor([0, 1, 2]), absolute=False)
     inputs = SMALL_X.clone().requires_grad_(True)
     h = model.a(inputs.flatten(1))
-    out = model.b(_GuidedReLUFunction.apply(h.clone()) + h)
+    out = model.b(GuidedReLUFunction.apply(h.clone()) + h)
     (grad,) = torch.autograd.grad(out.gather(1, torch.tensor([[0], [1], [2]])).sum(), inputs)
     torch.testing.assert_close(result.maps, grad)
 
