@@ -266,7 +266,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                      num_classes=num_classes, sources=paths, data_name=name,
                      progress=not args.quiet)
     folder = result.save(config.out_dir, overwrite=args.overwrite)
-    print(result.to_markdown())
+    print((folder / "tables.md").read_text())  # as saved, not rendered twice
     print(f"\nresults, records and figures saved to {folder}")
     return 0
 
@@ -281,8 +281,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"\ntables and figures re-rendered in {sweep.save(args.folder)}")
         return 0
     result = BenchmarkResult.load(args.folder)
-    folder = result.save(args.folder, overwrite=True)
-    print(result.to_markdown())
+    folder = result.save(args.folder, overwrite=True, records=False)
+    print((folder / "tables.md").read_text())
     print(f"\ntables and figures re-rendered in {folder}")
     return 0
 
@@ -406,7 +406,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     check_out_folder(config.out_dir, args.overwrite)  # before hours of work, not after
     result = run_benchmark(config, progress=not args.quiet)
     folder = result.save(config.out_dir, overwrite=args.overwrite)
-    print(result.to_markdown())
+    print((folder / "tables.md").read_text())  # as saved, not rendered twice
     print(f"\nresults, records and figures saved to {folder}")
     return 0
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ._io import atomic_write
 from . import aggregate
@@ -449,7 +450,8 @@ def accuracy_chart(result):
 
 def cascading_chart(result):
     """Cascading randomization: each map metric and each similarity to the trained maps as the
-    layers are re-initialized from the output down, per model."""
+    layers are re-initialized from the output down, per model; bands are 95% t-intervals over
+    seeds."""
     import matplotlib.pyplot as plt
     import seaborn as sns
 
@@ -461,8 +463,11 @@ def cascading_chart(result):
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
     for ax, (kind, metric) in zip(axes[0], panels):
         pick = casc[(casc["kind"] == kind) & (casc["metric"] == metric)]
+        seeds = pick["seed"].nunique()
+        # the tables' seed-level interval (Student-t over per-seed means), not a bootstrap
+        band = ("se", stats.t.ppf(0.5 + aggregate.LEVEL / 2, seeds - 1)) if seeds > 1 else None
         sns.lineplot(data=pick, x="step", y="mean", hue="model", marker="o", ax=ax,
-                     errorbar=("ci", 95) if pick["seed"].nunique() > 1 else None)
+                     errorbar=band)
         layers = pick.drop_duplicates("step").sort_values("step")["layer"].tolist()
         ax.set_xticks(range(len(layers)))
         ax.set_xticklabels(["trained" if name == "none" else f"+{name}" for name in layers],

@@ -284,8 +284,18 @@ def test_overwrite_keeps_files_rvi_did_not_write(result, tmp_path):
     assert not any(p.name.startswith(".") for p in folder.iterdir())  # no temporary files left
     # rvi report (load + save with overwrite) keeps them too
     from rvi.cli import main
+    records = (folder / "result.json.gz").read_bytes()
+    (folder / "tables.md").write_text("stale")
     assert main(["report", str(folder)]) == 0
     assert (folder / "notes.txt").read_text() == "my notes"
+    # it re-renders the tables from the records and leaves the records file as it was
+    assert (folder / "tables.md").read_text() == result.to_markdown()
+    assert (folder / "result.json.gz").read_bytes() == records
+
+
+def test_save_without_records_needs_an_existing_record_file(result, tmp_path):
+    with pytest.raises(ValueError, match="records=False keeps the record file, but .* has no"):
+        result.save(tmp_path / "new", records=False)
 
 
 @pytest.mark.parametrize("damage, message", [
