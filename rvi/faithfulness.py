@@ -141,7 +141,7 @@ def _auc(model, images, maps, targets, mode: str, steps: int, baseline: float,
 
 def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = PERTURB_SAMPLES,
-               seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+               seed: int = 0, batch_size: int = 256, offset: int = 0) -> torch.Tensor:
     """Captum's normalized explanation infidelity (Yeh et al. 2019) of the target logit.
 
     ``E_I[(beta <I, s> - (f_t(x) - f_t(x - I)))^2]`` with ``I ~ N(0, noise_std^2)`` per pixel,
@@ -153,6 +153,9 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
     Shape:
         images: (N, C, H, W) float in [0, 1]; maps: (N, 1 or C, H, W); targets: (N,) int64.
         Returns (N,) float >= 0.
+
+    ``offset`` is the index of ``images[0]`` in a larger set scored in parts (a rank's shard):
+    image ``i`` draws the perturbations of image ``offset + i``.
     """
     check_images(images)
     _check_maps(maps, images)
@@ -160,6 +163,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)
     check_int("batch_size", batch_size, 1)
+    check_int("offset", offset, 0)
     device = model_device(model)
     maps = maps.expand_as(images) if maps.shape[1] != images.shape[1] else maps
     per_call = max(1, batch_size // n_perturb_samples)
@@ -172,7 +176,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
         for start in range(0, len(images), per_call):
             part = slice(start, start + per_call)
             x = images[part].detach().to(device)
-            perturb = _gaussian_perturbation(seed, start, len(x), n_perturb_samples, noise_std)
+            perturb = _gaussian_perturbation(seed, offset + start, len(x), n_perturb_samples, noise_std)
             scores = captum_infidelity(model, perturb, x, maps[part].detach().to(x),
                                        target=targets[part].to(device),
                                        n_perturb_samples=n_perturb_samples, normalize=True)
@@ -183,7 +187,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
 def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                     method: str = "guided_backprop", *, radius: float = SENSITIVITY_RADIUS,
                     n_perturb_samples: int = PERTURB_SAMPLES, absolute: bool = True, seed: int = 0,
-                    batch_size: int = 256) -> torch.Tensor:
+                    batch_size: int = 256, offset: int = 0) -> torch.Tensor:
     """Captum's max-sensitivity (Yeh et al. 2019) of ``method``'s maps.
 
     ``max_j ||s(x + d_j) - s(x)||_F / ||s(x)||_F`` over ``n_perturb_samples`` draws ``d_j``
@@ -194,6 +198,8 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
 
     Shape:
         images: (N, C, H, W) float in [0, 1]; targets: (N,) int64. Returns (N,) float >= 0.
+
+    ``offset``: as in :func:`infidelity`.
     """
     check_images(images)
     check_choice("method", method, METHODS)
@@ -201,6 +207,7 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)
     check_int("batch_size", batch_size, 1)
+    check_int("offset", offset, 0)
     device = model_device(model)
     with preserved_state(model):
         model.eval()
@@ -213,7 +220,7 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
         x = images[part].detach().to(device)
         explanation = _explanation(model, targets[part].to(device), method, absolute, seed,
                                    batch_size)
-        perturb = _uniform_perturbation(seed, start, len(x), n_perturb_samples, radius)
+        perturb = _uniform_perturbation(seed, offset + start, len(x), n_perturb_samples, radius)
         scores = captum_sensitivity_max(explanation, x, perturb_func=perturb,
                                         n_perturb_samples=n_perturb_samples)
         out.append(scores.to(images.device))

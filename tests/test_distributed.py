@@ -6,10 +6,12 @@ gloo backend) and compare what they write with the same work done here in one pr
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
@@ -17,8 +19,10 @@ import torch.distributed as dist
 import rvi
 from rvi import distributed as ddp
 from rvi.attacks import skip_random_starts
+from rvi.benchmark import shard_align
 from rvi.cli import main
 from rvi.config import AttackConfig, TrainConfig
+from rvi.result import BenchmarkResult
 from rvi.train import save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -229,3 +233,47 @@ def test_torchrun_entry_trains_adversarially_like_one_process(tmp_path):
     history = rvi.train_model(model, data.train_images, data.train_labels, config, quiet=True)
     assert _max_difference(model.state_dict(), state["model"]) < WEIGHT_TOLERANCE
     assert state["history"][0]["accuracy"] == history[0]["accuracy"]
+
+
+def _without_machine_lines(markdown: str) -> str:
+    """The Markdown report less the lines about the run itself (machine, wall time)."""
+    return "\n".join(line for line in markdown.splitlines()
+                     if not line.startswith(("- machine:", "- wall time:")))
+
+
+def _assert_same_result(got, expected):
+    """Records, accuracy and randomization tables, figures' examples and the Markdown report
+    of a sharded run equal the single-process run's exactly."""
+    pd.testing.assert_frame_equal(got.records, expected.records, check_exact=True)
+    pd.testing.assert_frame_equal(got.accuracy, expected.accuracy, check_exact=True)
+    pd.testing.assert_frame_equal(got.cascading, expected.cascading, check_exact=True)
+    assert got.examples == expected.examples
+    assert got.models == expected.models
+    assert _without_machine_lines(got.to_markdown()) == \
+        _without_machine_lines(expected.to_markdown())
+
+
+def test_sharded_benchmark_and_compare_equal_one_process(tmp_path):
+    """run_benchmark, rvi.compare and `rvi bench` in 2 gloo processes (each rank attacks,
+    explains and scores its shard; rank 0 gathers) give the single-process records and tables
+    exactly. The models come from the cache that the single-process run fills."""
+    config = ddp_worker.bench_config(tmp_path)
+    assert shard_align(config) == 16 and shard_align(ddp_worker.compare_config()) == 8
+    expected = rvi.run_benchmark(config)
+    (tmp_path / "bench.json").write_text(config.to_json())
+    data = rvi.data.make_synthetic()
+    expected_compare = rvi.compare(ddp_worker.compare_models(tmp_path), data.test_images,
+                                   data.test_labels, ddp_worker.compare_config())
+    stdout = _torchrun(WORKER, "bench", tmp_path)
+    got = pickle.loads((tmp_path / "bench.pkl").read_bytes())
+    assert got["ranks"] == [{"rank": 0, "none": [False, False]},
+                            {"rank": 1, "none": [True, True]}]  # rank 0 alone aggregates
+    # both ranks worked: image 47's scores come from rank 1, and faithfulness_n holds there too
+    records = got["benchmark"].records
+    assert records["guided_backprop/infidelity/clean"].iloc[:40].notna().all()
+    assert records[records["image"] >= 40]["guided_backprop/infidelity/clean"].isna().all()
+    _assert_same_result(got["benchmark"], expected)
+    _assert_same_result(got["compare"], expected_compare)
+    written = BenchmarkResult.load(config.out_dir)  # the command line: one result, by rank 0
+    _assert_same_result(written, expected)
+    assert stdout.count("results, records and figures saved to") == 1
