@@ -211,18 +211,19 @@ def score_model_set(config: BenchmarkConfig, seed: int, trained: dict, controls:
 
 def shard_align(config: BenchmarkConfig) -> int:
     """Block size of the benchmark's shards: the least common multiple of ``batch_size``, the
-    images per call of every batched step that ``config`` runs (Integrated Gradients,
-    SmoothGrad, deletion/insertion, infidelity, sensitivity-max) and AutoAttack's chunk, so a
-    shard is attacked, explained and scored in the batches (and with the random draws) of one
-    process."""
-    from .faithfulness import CURVE_STEPS, PERTURB_SAMPLES
+    images per model call of Integrated Gradients, SmoothGrad (whose noise stream is skipped by
+    whole calls), infidelity and sensitivity-max (which re-seeds SmoothGrad at each call), and
+    AutoAttack's 250-image chunk. A shard is then attacked, explained and scored in the batches
+    (and with the random draws) of one process. Deletion/insertion (``batch_size // 21`` images
+    a call) are left out: aligning to them would make shards far coarser (2,750 images for the
+    default batch of 250); a shard starting inside one of their batches gives that batch's
+    first images scores that may differ from one process's in float rounding."""
     from .attacks import AUTOATTACK_CHUNK
+    from .faithfulness import PERTURB_SAMPLES
 
     expansion = {"integrated_gradients": 50, "smoothgrad": 50}  # explain()'s defaults
     factors = [expansion[m] for m in config.methods if m in expansion]
-    factors += [CURVE_STEPS + 1 for m in config.metrics if m in ("deletion", "insertion")]
-    factors += [PERTURB_SAMPLES for m in config.metrics
-                if m in ("infidelity", "sensitivity_max")]
+    factors += [PERTURB_SAMPLES for m in config.metrics if m in ("infidelity", "sensitivity_max")]
     sizes = [config.batch_size] + [max(1, config.batch_size // f) for f in factors]
     attacks = [config.attack.name] + [parse_eval_attack(s, config.attack).name
                                       for s in config.eval_attacks]

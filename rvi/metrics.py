@@ -144,7 +144,8 @@ def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
         seed: seeds the random perturbations of ``infidelity`` and ``sensitivity_max``.
         batch_size: the most inputs the model sees in one pass.
         offset: index of ``images[0]`` in a larger set scored in parts (a rank's shard): the
-            random perturbations of image ``i`` are those of image ``offset + i``.
+            random perturbations of image ``i`` are those of image ``offset + i``, and batched
+            faithfulness metrics cut their model calls as one call on the whole set would.
 
     Raises:
         ValueError: unknown ``kind``, a missing model/targets/method/maps, or bad inputs.
@@ -176,7 +177,7 @@ def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
                                        batch_size=batch_size, offset=offset)
     if kind in ("deletion", "insertion"):
         scorer = faithfulness.deletion if kind == "deletion" else faithfulness.insertion
-        return scorer(model, images, maps, targets, batch_size=batch_size)
+        return scorer(model, images, maps, targets, batch_size=batch_size, offset=offset)
     s, x = _check_pair(maps, images)
     if kind == "gini":
         return faithfulness.gini(s)

@@ -36,7 +36,8 @@ from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Salien
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._checks import METHODS, check_bool, check_choice, check_images, check_int, check_model, seeded
+from ._checks import (METHODS, check_bool, check_choice, check_images, check_int, check_model,
+                      chunks, seeded)
 from ._modelstate import model_device, preserved_state
 from .distributed import unwrap
 
@@ -129,10 +130,11 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
             image, by default) or a tensor of shape (C, H, W), (1, C, H, W) or (N, C, H, W).
         seed: seeds SmoothGrad's noise without touching the caller's RNG stream (None: draw
             from the global RNG as it stands). Other methods are deterministic.
-        offset: index of ``x[0]`` in a larger set explained in parts (a rank's shard): SmoothGrad
-            first skips the noise that the ``offset`` images before would draw, so each image
-            gets the noise of one call on the whole set. For SmoothGrad it must be a multiple of
-            the images per Captum call, ``max(1, batch_size // smoothgrad_samples)``.
+        offset: index of ``x[0]`` in a larger set explained in parts (a rank's shard): Captum
+            calls take the images of one call on the whole set (the first may take fewer), and
+            SmoothGrad first skips the noise that the ``offset`` images before would draw, so
+            each image gets the map of one call on the whole set. For SmoothGrad it must be a
+            multiple of the images per Captum call, ``max(1, batch_size // smoothgrad_samples)``.
 
     Returns:
         An :class:`Attribution` holding the maps, the target used and how it was chosen.
@@ -184,19 +186,18 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
             per_call = max(1, batch_size // ig_steps)
         elif method == "smoothgrad":
             per_call = max(1, batch_size // smoothgrad_samples)
-        chunks = []
+        pieces = []
         with torch.enable_grad(), seeded(seed if method == "smoothgrad" else None, device):
             if method == "smoothgrad" and offset:
                 _skip_smoothgrad_noise(offset, per_call, smoothgrad_samples, x.shape[1:],
                                        smoothgrad_noise, device)
-            for start in range(0, len(x), per_call):
-                part = slice(start, start + per_call)
+            for part in chunks(len(x), per_call, offset):
                 inputs = x[part].detach().to(device).clone().requires_grad_(True)
                 base = baseline[part] if baseline.shape[0] > 1 else baseline
                 attr = _attribute(model, method, inputs, target[part].to(device),
                                   smoothgrad_noise, smoothgrad_samples, ig_steps, base.to(device))
-                chunks.append(attr.detach())
-    attributions = torch.cat(chunks)
+                pieces.append(attr.detach())
+    attributions = torch.cat(pieces)
     maps = attributions.abs().sum(1, keepdim=True) if absolute \
         else attributions.sum(1, keepdim=True)
     settings = {}

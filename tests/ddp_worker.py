@@ -33,28 +33,28 @@ BENCH_ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
 
 def bench_config(out: Path) -> BenchmarkConfig:
     """The sharded benchmark: 48 images in blocks of 16 (rank 0: 0-31, rank 1: 32-47);
-    infidelity and sensitivity-max perturbations, the noise explainer and faithfulness_n=40
+    SmoothGrad's noise, infidelity's perturbations, the noise explainer and faithfulness_n=40
     depend on the global image index."""
     return BenchmarkConfig(
         dataset="synthetic", natural=TrainConfig(epochs=2, lr=3e-3),
         robust=TrainConfig(adversarial=True, epochs=2, lr=3e-3, attack=BENCH_ATTACK),
-        attack=BENCH_ATTACK, n_test=48, batch_size=16, methods=("guided_backprop",),
-        metrics=("cosine", "foreground_mass", "infidelity", "sensitivity_max", "alignment"),
-        faithfulness_n=40, controls=("random_weights", "image", "noise", "cascading"),
-        cascade_n=8, grid_images=3, bootstrap=200, cache_dir=str(out / "cache"),
-        out_dir=str(out / "cli"))
+        attack=BENCH_ATTACK, n_test=48, batch_size=16, methods=("guided_backprop", "smoothgrad"),
+        metrics=("cosine", "foreground_mass", "infidelity", "alignment"), faithfulness_n=40,
+        controls=("random_weights", "image", "noise", "cascading"), cascade_n=8, grid_images=3,
+        bootstrap=200, cache_dir=str(out / "cache"), out_dir=str(out / "cli"))
 
 
 def compare_config() -> BenchmarkConfig:
-    """rvi.compare: 40 images in blocks of 8 (rank 0: 0-23, rank 1: 24-39), SmoothGrad's noise,
-    transferred attacks, predicted targets, a multi-restart PGD on the first 30 images and
-    figures of 30 images (more than rank 0's shard)."""
+    """rvi.compare: 75 images in blocks of 70 (rank 0: 0-69, rank 1: 70-74), so that rank 1
+    starts inside a deletion batch (3 images a call; sensitivity-max takes 7); transferred
+    attacks, predicted targets, a multi-restart PGD on the first 72 images and figures of 72
+    images (more than rank 0's shard)."""
     return BenchmarkConfig(
-        seeds=(3,), attack=BENCH_ATTACK, n_test=40, batch_size=8, transfer=True,
-        target="predicted", methods=("saliency", "smoothgrad"),
-        metrics=("cosine", "deletion", "gini"),
-        eval_attacks=("fgsm", "pgd", "pgd-2x2"), eval_n=30,
-        controls=("random_weights", "edge", "independent"), cascade_n=6, grid_images=30,
+        seeds=(3,), attack=BENCH_ATTACK, n_test=75, batch_size=70, transfer=True,
+        target="predicted", methods=("saliency",),
+        metrics=("cosine", "deletion", "sensitivity_max", "gini"),
+        eval_attacks=("fgsm", "pgd", "pgd-2x2"), eval_n=72,
+        controls=("random_weights", "edge", "independent"), cascade_n=6, grid_images=72,
         bootstrap=200)
 
 
