@@ -158,14 +158,12 @@ def evaluate(out: Path, checkpoint: str) -> None:
 
 
 def bench(out: Path) -> None:
-    """run_benchmark, rvi.compare and `rvi bench --config OUT/bench.json` (the test writes it)."""
+    """run_benchmark and rvi.compare, every rank with the same arguments."""
     config = bench_config(out)
     benchmark = rvi.run_benchmark(config)
     data = rvi.data.make_synthetic()
     compared = rvi.compare(compare_models(out), data.test_images, data.test_labels,
                            compare_config())
-    rvi.cli.main(["bench", "--config", str(out / "bench.json"), "--quiet",
-                  "--dist-backend", "gloo"])
     nothing = [benchmark is None, compared is None]
     every_rank = ddp.gather_records([{"rank": ddp.rank(), "none": nothing}])
     if ddp.is_main():

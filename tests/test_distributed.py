@@ -305,18 +305,17 @@ def _assert_same_result(got, expected, close=()):
 
 
 def test_sharded_benchmark_and_compare_equal_one_process(tmp_path):
-    """run_benchmark, rvi.compare and `rvi bench` in 2 gloo processes (each rank attacks,
-    explains and scores its shard; rank 0 gathers) give the single-process records and tables
+    """run_benchmark and rvi.compare in 2 gloo processes (each rank attacks, explains and
+    scores its shard; rank 0 gathers) give the single-process records and tables
     exactly (compare's deletion scores, where rank 1 starts inside a batch of 3, within
     DELETION_TOLERANCE). The models come from the cache that the single-process run fills."""
     config = ddp_worker.bench_config(tmp_path)
     assert shard_align(config) == 16 and shard_align(ddp_worker.compare_config()) == 70
     expected = rvi.run_benchmark(config)
-    (tmp_path / "bench.json").write_text(config.to_json())
     data = rvi.data.make_synthetic()
     expected_compare = rvi.compare(ddp_worker.compare_models(tmp_path), data.test_images,
                                    data.test_labels, ddp_worker.compare_config())
-    stdout = _torchrun(WORKER, "bench", tmp_path)
+    _torchrun(WORKER, "bench", tmp_path)
     got = pickle.loads((tmp_path / "bench.pkl").read_bytes())
     assert got["ranks"] == [{"rank": 0, "none": [False, False]},
                             {"rank": 1, "none": [True, True]}]  # rank 0 alone aggregates
@@ -327,6 +326,22 @@ def test_sharded_benchmark_and_compare_equal_one_process(tmp_path):
     _assert_same_result(got["benchmark"], expected)
     deletion = [c for c in expected_compare.records if "/deletion/" in c]
     _assert_same_result(got["compare"], expected_compare, close=deletion)
-    written = BenchmarkResult.load(config.out_dir)  # the command line: one result, by rank 0
-    _assert_same_result(written, expected)
+
+
+def test_torchrun_entry_benchmarks_like_one_process(tmp_path):
+    """`torchrun --nproc_per_node=2 -m rvi bench --config ...`: rank 0 alone writes the result
+    folder and prints the tables, which equal a single-process run's (cached models)."""
+    config = dataclasses.replace(
+        ddp_worker.bench_config(tmp_path), methods=("saliency",), metrics=("cosine", "gini"),
+        controls=("random_weights", "noise"), eval_attacks=("fgsm",))
+    expected = rvi.run_benchmark(config)  # also fills the model cache for the 2 processes
+    (tmp_path / "bench.json").write_text(config.to_json())
+    stdout = _torchrun("-m", "rvi", "bench", "--config", tmp_path / "bench.json", "--quiet",
+                       "--dist-backend", "gloo")
     assert stdout.count("results, records and figures saved to") == 1
+    expected.save(tmp_path / "one-process")  # both through the same files
+    _assert_same_result(BenchmarkResult.load(config.out_dir),
+                        BenchmarkResult.load(tmp_path / "one-process"))
+    printed = stdout[:stdout.index("\nresults, records and figures saved to")]
+    assert _without_machine_lines(printed.strip()) == \
+        _without_machine_lines(expected.to_markdown()).strip()
