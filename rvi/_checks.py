@@ -129,6 +129,17 @@ def check_labels(labels: torch.Tensor, num_classes: int, name: str = "labels") -
         raise ValueError(f"{name} must be in [0, {num_classes}), got values in [{low}, {high}]")
 
 
+def chunks(n: int, size: int, offset: int = 0):
+    """Slices of ``range(n)`` of at most ``size`` items, cut where ``offset + i`` is a multiple
+    of ``size``: a part of a larger set that starts at item ``offset`` is cut into the batches
+    of one call on the whole set (``offset=0``: plain batches of ``size``)."""
+    start = 0
+    while start < n:
+        stop = min(n, start + size - (offset + start) % size)
+        yield slice(start, stop)
+        start = stop
+
+
 @contextlib.contextmanager
 def seeded(seed: Optional[int], device: torch.device):
     """Run the body with the global torch RNG seeded, restoring the caller's RNG afterwards."""

@@ -181,6 +181,7 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--overwrite", action="store_true",
                        help="replace an existing result in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_backend_flag(bench)
     _add_config_flags(bench, BenchmarkConfig)
     _add_compare_parser(commands)
     _add_sweep_parser(commands)
@@ -229,6 +230,7 @@ def _add_compare_parser(commands) -> None:
                               "file; give it only for files you trust")
     compare.add_argument("--config", default=None,
                          help="JSON file with BenchmarkConfig fields; flags override it")
+    _add_backend_flag(compare)
     compare.add_argument("--overwrite", action="store_true",
                          help="replace an existing result in --out")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -264,11 +266,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
               for n, p in paths.items()}
     result = compare(models, images, labels, config, reference=args.reference,
                      num_classes=num_classes, sources=paths, data_name=name,
-                     progress=not args.quiet)
-    folder = result.save(config.out_dir, overwrite=args.overwrite)
-    print((folder / "tables.md").read_text())  # as saved, not rendered twice
-    print(f"\nresults, records and figures saved to {folder}")
+                     progress=not args.quiet)  # None on ranks other than 0 under torchrun
+    _save_and_print(result, config.out_dir, args.overwrite)
     return 0
+
+
+def _save_and_print(result, out_dir, overwrite: bool) -> None:
+    """Rank 0 saves ``result`` (atomically; the other ranks, which hold None, wait) and prints."""
+    from . import distributed as ddp
+
+    folder = ddp.on_main(lambda: result.save(out_dir, overwrite=overwrite))
+    if ddp.is_main():
+        print((folder / "tables.md").read_text())  # as saved, not rendered twice
+        print(f"\nresults, records and figures saved to {folder}")
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -404,10 +414,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     config = _merged_config(BenchmarkConfig, args, file_path=args.config)
     check_out_folder(config.out_dir, args.overwrite)  # before hours of work, not after
-    result = run_benchmark(config, progress=not args.quiet)
-    folder = result.save(config.out_dir, overwrite=args.overwrite)
-    print((folder / "tables.md").read_text())  # as saved, not rendered twice
-    print(f"\nresults, records and figures saved to {folder}")
+    result = run_benchmark(config, progress=not args.quiet)  # None on ranks > 0 under torchrun
+    _save_and_print(result, config.out_dir, args.overwrite)
     return 0
 
 
@@ -442,19 +450,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
     try:
-        if args.command in ("train", "evaluate"):
-            from . import distributed as ddp
+        if args.command in ("report", "sweep"):  # a sweep's engines run their own processes
+            return {"report": _cmd_report, "sweep": _cmd_sweep}[args.command](args)
+        from . import distributed as ddp
 
-            # joins torchrun's process group (a no-op in a plain process)
-            with ddp.process_group(args.dist_backend):
-                return (_cmd_train if args.command == "train" else _cmd_evaluate)(args)
-        if args.command == "report":
-            return _cmd_report(args)
-        if args.command == "compare":
-            return _cmd_compare(args)
-        if args.command == "sweep":
-            return _cmd_sweep(args)
-        return _cmd_bench(args)
+        commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
+                    "bench": _cmd_bench}
+        # joins torchrun's process group (a no-op in a plain process)
+        with ddp.process_group(args.dist_backend):
+            return commands[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"rvi {args.command}: error: {err}", file=sys.stderr)
         return 2

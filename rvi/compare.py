@@ -24,6 +24,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from . import distributed as ddp
 from ._checks import check_images, check_int
 from ._modelstate import model_device, preserved_state
 from .aggregate import ModelSet
@@ -45,7 +46,8 @@ CHECK_IMAGES = 8
 def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: torch.Tensor,
             config: Optional[BenchmarkConfig] = None, *, reference: Optional[str] = None,
             num_classes: Optional[int] = None, sources: Optional[dict] = None,
-            data_name: str = "the given images", progress: bool = False) -> BenchmarkResult:
+            data_name: str = "the given images", progress: bool = False,
+            distributed: Optional[bool] = None) -> Optional[BenchmarkResult]:
     """Compare named models on the given images, as :func:`rvi.run_benchmark` compares the
     natural and robust models it trains.
 
@@ -71,11 +73,15 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
             from).
         data_name: what the images are, for the tables' header.
         progress: show progress bars.
+        distributed: None (default): shard the images when a process group of 2+ processes
+            exists (every rank calls this with the same models and arguments; see
+            :func:`rvi.benchmark.score_model_set`); False: this process works alone; True:
+            requires a process group.
 
     Returns:
         A :class:`~rvi.result.BenchmarkResult` whose ``models`` names the compared models, the
         reference and the controls, with each model's class, parameter count and weights
-        fingerprint (sha256 of its ``state_dict``).
+        fingerprint (sha256 of its ``state_dict``); None on ranks other than 0 when sharded.
 
     Raises:
         ValueError: bad models (not a module, no parameters, wrong output shape, non-finite
@@ -84,6 +90,7 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
             outside [0, 1], bad labels, reference or config; raised before any work.
     """
     started = time.perf_counter()
+    distributed = ddp.active(distributed)
     sets = _model_sets(models)
     names = list(sets[0])
     if config is None:
@@ -124,7 +131,9 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
                       **({"source": sources[name]} if sources and name in sources else {}))
                  for name, model in trained.items()]
         parts.append(score_model_set(config, seed, trained, control, model_set, images, labels,
-                                     num_classes, timings, progress))
+                                     num_classes, timings, progress, distributed))
+    if distributed and not ddp.is_main():
+        return None
     timings["total"] = time.perf_counter() - started
     device = str(model_device(sets[0][names[0]]))
     meta = {"kind": "compare", "data": data_name, "n_test": n, "num_classes": num_classes,

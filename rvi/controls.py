@@ -176,7 +176,7 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
     return rows
 
 
-def image_map(images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+def image_map(images: torch.Tensor, *, seed: int = 0, offset: int = 0) -> torch.Tensor:
     """The trivial explainer "the image itself": the sum over channels.
 
     Shape:
@@ -189,7 +189,7 @@ def image_map(images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
-def edge_map(images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+def edge_map(images: torch.Tensor, *, seed: int = 0, offset: int = 0) -> torch.Tensor:
     """The trivial explainer "edges": Sobel gradient magnitude per channel, summed over
     channels (edge-replicated padding, so image borders add no edges).
 
@@ -205,21 +205,26 @@ def edge_map(images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     return magnitude.reshape(n, c, h, w).sum(1, keepdim=True)
 
 
-def noise_map(images: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+def noise_map(images: torch.Tensor, *, seed: int = 0, offset: int = 0) -> torch.Tensor:
     """The trivial explainer "noise": uniform [0, 1) values from a generator seeded with
-    ``seed`` (the global RNG is not used), independent of the image.
+    ``seed`` (the global RNG is not used), independent of the image. ``offset``: index of
+    ``images[0]`` in a larger set (a rank's shard); image ``i`` gets the noise of image
+    ``offset + i`` of one call on the whole set.
 
     Shape:
         images: (N, C, H, W) float in [0, 1]. Returns (N, 1, H, W).
     """
     check_images(images)
     check_int("seed", seed, 0)
+    check_int("offset", offset, 0)
     generator = torch.Generator().manual_seed(seed)
     n, _, h, w = images.shape
-    return torch.rand((n, 1, h, w), generator=generator, dtype=images.dtype).to(images.device)
+    noise = torch.rand((offset + n, 1, h, w), generator=generator, dtype=images.dtype)
+    return noise[offset:].to(images.device)
 
 
-#: Explainers that never look at the model: ``name -> fn(images, *, seed) -> (N, 1, H, W)``.
+#: Explainers that never look at the model: ``name -> fn(images, *, seed, offset) -> (N, 1, H, W)``
+#: (``offset``: index of ``images[0]`` in a sharded set; only ``noise`` depends on it).
 TRIVIAL_EXPLAINERS: dict = {"image": image_map, "edge": edge_map, "noise": noise_map}
 
 

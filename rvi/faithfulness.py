@@ -28,7 +28,7 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
-from ._checks import check_choice, check_images, check_int
+from ._checks import check_choice, check_images, check_int, chunks
 from ._modelstate import model_device, preserved_state
 from .saliency import METHODS, explain
 
@@ -44,7 +44,7 @@ PERTURB_SAMPLES = 10
 
 def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                         targets: torch.Tensor, mode: str = "deletion", *, steps: int = CURVE_STEPS,
-                        baseline: float = 0.0, batch_size: int = 256) -> tuple:
+                        baseline: float = 0.0, batch_size: int = 256, offset: int = 0) -> tuple:
     """Deletion or insertion curves: target-class softmax probability against the fraction of
     pixels changed, most relevant pixels first.
 
@@ -59,6 +59,9 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
         targets: (N,) int64. Returns ``(fractions, probs)``: (steps + 1,) float64 fractions
         ``n_k / (H W)`` from 0 to 1 (CPU), and (N, steps + 1) float probabilities in [0, 1].
 
+    ``offset``: index of ``images[0]`` in a larger set scored in parts (a rank's shard); model
+    calls take the images of one call on the whole set (the first may take fewer).
+
     Raises:
         ValueError: bad images, maps, targets, mode, steps, baseline or batch size.
     """
@@ -68,6 +71,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     _check_maps(maps, images)
     check_int("steps", steps, 1)
     check_int("batch_size", batch_size, 1)
+    check_int("offset", offset, 0)
     if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) \
             or not 0.0 <= baseline <= 1.0:
         raise ValueError(f"baseline must be a number in [0, 1], got {baseline!r}")
@@ -86,8 +90,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     with preserved_state(model), torch.no_grad():
         model.eval()
         num_classes = None
-        for start in range(0, n, per_call):
-            part = slice(start, start + per_call)
+        for part in chunks(n, per_call, offset):
             x = images[part].detach().to(device)
             m, c = x.shape[:2]
             changed = (rank[part].to(device)[:, None, :] < counts[None, :, None])[:, :, None, :]
@@ -97,7 +100,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
                 else torch.where(changed, flat, base)
             logits = model(batch.reshape(m * (steps + 1), c, height, width))
             num_classes = _check_logits(logits, m * (steps + 1))
-            if start == 0:
+            if part.start == 0:
                 _check_targets(targets, n, num_classes)
             target = targets[part].to(device).repeat_interleave(steps + 1)
             picked = logits.softmax(1).gather(1, target[:, None])
@@ -106,8 +109,8 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
 
 
 def deletion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-             *, steps: int = CURVE_STEPS, baseline: float = 0.0, batch_size: int = 256
-             ) -> torch.Tensor:
+             *, steps: int = CURVE_STEPS, baseline: float = 0.0, batch_size: int = 256,
+             offset: int = 0) -> torch.Tensor:
     """Deletion AUC (Petsiuk et al. 2018): area under the target-class probability as the most
     relevant pixels are set to ``baseline`` (0, black), trapezoid rule over the fraction removed
     in [0, 1]. **Lower is better** (a faithful map removes the evidence first).
@@ -115,12 +118,12 @@ def deletion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets
     Shape:
         see :func:`perturbation_curves`. Returns (N,) float in [0, 1].
     """
-    return _auc(model, images, maps, targets, "deletion", steps, baseline, batch_size)
+    return _auc(model, images, maps, targets, "deletion", steps, baseline, batch_size, offset)
 
 
 def insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-              *, steps: int = CURVE_STEPS, baseline: float = 0.0, batch_size: int = 256
-              ) -> torch.Tensor:
+              *, steps: int = CURVE_STEPS, baseline: float = 0.0, batch_size: int = 256,
+              offset: int = 0) -> torch.Tensor:
     """Insertion AUC (Petsiuk et al. 2018): area under the target-class probability as the most
     relevant pixels are copied into an all-``baseline`` image, trapezoid rule over the fraction
     inserted in [0, 1]. **Higher is better**.
@@ -128,20 +131,21 @@ def insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target
     Shape:
         see :func:`perturbation_curves`. Returns (N,) float in [0, 1].
     """
-    return _auc(model, images, maps, targets, "insertion", steps, baseline, batch_size)
+    return _auc(model, images, maps, targets, "insertion", steps, baseline, batch_size, offset)
 
 
 def _auc(model, images, maps, targets, mode: str, steps: int, baseline: float,
-         batch_size: int) -> torch.Tensor:
+         batch_size: int, offset: int = 0) -> torch.Tensor:
     """Trapezoid area under :func:`perturbation_curves` over the fraction changed in [0, 1]."""
     fractions, probs = perturbation_curves(model, images, maps, targets, mode, steps=steps,
-                                           baseline=baseline, batch_size=batch_size)
+                                           baseline=baseline, batch_size=batch_size,
+                                           offset=offset)
     return torch.trapezoid(probs, fractions.to(probs), dim=1)
 
 
 def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = PERTURB_SAMPLES,
-               seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+               seed: int = 0, batch_size: int = 256, offset: int = 0) -> torch.Tensor:
     """Captum's normalized explanation infidelity (Yeh et al. 2019) of the target logit.
 
     ``E_I[(beta <I, s> - (f_t(x) - f_t(x - I)))^2]`` with ``I ~ N(0, noise_std^2)`` per pixel,
@@ -153,6 +157,10 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
     Shape:
         images: (N, C, H, W) float in [0, 1]; maps: (N, 1 or C, H, W); targets: (N,) int64.
         Returns (N,) float >= 0.
+
+    ``offset`` is the index of ``images[0]`` in a larger set scored in parts (a rank's shard):
+    image ``i`` draws the perturbations of image ``offset + i``, and model calls take the images
+    of one call on the whole set (the first may take fewer).
     """
     check_images(images)
     _check_maps(maps, images)
@@ -160,6 +168,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)
     check_int("batch_size", batch_size, 1)
+    check_int("offset", offset, 0)
     device = model_device(model)
     maps = maps.expand_as(images) if maps.shape[1] != images.shape[1] else maps
     per_call = max(1, batch_size // n_perturb_samples)
@@ -169,10 +178,10 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
         for param in model.parameters():
             param.requires_grad_(False)
         _check_targets(targets, len(images), _num_classes(model, images[:1].to(device)))
-        for start in range(0, len(images), per_call):
-            part = slice(start, start + per_call)
+        for part in chunks(len(images), per_call, offset):
             x = images[part].detach().to(device)
-            perturb = _gaussian_perturbation(seed, start, len(x), n_perturb_samples, noise_std)
+            perturb = _gaussian_perturbation(seed, offset + part.start, len(x),
+                                             n_perturb_samples, noise_std)
             scores = captum_infidelity(model, perturb, x, maps[part].detach().to(x),
                                        target=targets[part].to(device),
                                        n_perturb_samples=n_perturb_samples, normalize=True)
@@ -183,7 +192,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
 def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                     method: str = "guided_backprop", *, radius: float = SENSITIVITY_RADIUS,
                     n_perturb_samples: int = PERTURB_SAMPLES, absolute: bool = True, seed: int = 0,
-                    batch_size: int = 256) -> torch.Tensor:
+                    batch_size: int = 256, offset: int = 0) -> torch.Tensor:
     """Captum's max-sensitivity (Yeh et al. 2019) of ``method``'s maps.
 
     ``max_j ||s(x + d_j) - s(x)||_F / ||s(x)||_F`` over ``n_perturb_samples`` draws ``d_j``
@@ -194,6 +203,8 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
 
     Shape:
         images: (N, C, H, W) float in [0, 1]; targets: (N,) int64. Returns (N,) float >= 0.
+
+    ``offset``: as in :func:`infidelity`.
     """
     check_images(images)
     check_choice("method", method, METHODS)
@@ -201,6 +212,7 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)
     check_int("batch_size", batch_size, 1)
+    check_int("offset", offset, 0)
     device = model_device(model)
     with preserved_state(model):
         model.eval()
@@ -208,12 +220,12 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
 
     per_call = max(1, batch_size // n_perturb_samples)
     out = []
-    for start in range(0, len(images), per_call):
-        part = slice(start, start + per_call)
+    for part in chunks(len(images), per_call, offset):
         x = images[part].detach().to(device)
         explanation = _explanation(model, targets[part].to(device), method, absolute, seed,
                                    batch_size)
-        perturb = _uniform_perturbation(seed, start, len(x), n_perturb_samples, radius)
+        perturb = _uniform_perturbation(seed, offset + part.start, len(x), n_perturb_samples,
+                                        radius)
         scores = captum_sensitivity_max(explanation, x, perturb_func=perturb,
                                         n_perturb_samples=n_perturb_samples)
         out.append(scores.to(images.device))

@@ -126,7 +126,8 @@ METRICS = {
 
 def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
           model: Optional[nn.Module] = None, targets: Optional[torch.Tensor] = None,
-          method: Optional[str] = None, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+          method: Optional[str] = None, seed: int = 0, batch_size: int = 256,
+          offset: int = 0) -> torch.Tensor:
     """One score per image for any metric in :data:`METRICS`.
 
     Shape:
@@ -142,6 +143,9 @@ def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
         method: a key of :data:`rvi.saliency.METHODS` (``needs_method``).
         seed: seeds the random perturbations of ``infidelity`` and ``sensitivity_max``.
         batch_size: the most inputs the model sees in one pass.
+        offset: index of ``images[0]`` in a larger set scored in parts (a rank's shard): the
+            random perturbations of image ``i`` are those of image ``offset + i``, and batched
+            faithfulness metrics cut their model calls as one call on the whole set would.
 
     Raises:
         ValueError: unknown ``kind``, a missing model/targets/method/maps, or bad inputs.
@@ -167,13 +171,13 @@ def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
         return alignment(model, images, batch_size=batch_size)
     if kind == "sensitivity_max":
         return faithfulness.sensitivity_max(model, images, targets, method, seed=seed,
-                                            batch_size=batch_size)
+                                            batch_size=batch_size, offset=offset)
     if kind == "infidelity":
         return faithfulness.infidelity(model, images, maps, targets, seed=seed,
-                                       batch_size=batch_size)
+                                       batch_size=batch_size, offset=offset)
     if kind in ("deletion", "insertion"):
         scorer = faithfulness.deletion if kind == "deletion" else faithfulness.insertion
-        return scorer(model, images, maps, targets, batch_size=batch_size)
+        return scorer(model, images, maps, targets, batch_size=batch_size, offset=offset)
     s, x = _check_pair(maps, images)
     if kind == "gini":
         return faithfulness.gini(s)

@@ -36,7 +36,8 @@ from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Salien
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._checks import METHODS, check_bool, check_choice, check_images, check_int, check_model, seeded
+from ._checks import (METHODS, check_bool, check_choice, check_images, check_int, check_model,
+                      chunks, seeded)
 from ._modelstate import model_device, preserved_state
 from .distributed import unwrap
 
@@ -98,7 +99,8 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
             method: str = "guided_backprop", *, labels: Optional[torch.Tensor] = None,
             absolute: bool = True, batch_size: int = 256, smoothgrad_noise: float = 0.15,
             smoothgrad_samples: int = 50, ig_steps: int = 50,
-            baseline: Union[float, torch.Tensor] = 0.0, seed: Optional[int] = 0) -> Attribution:
+            baseline: Union[float, torch.Tensor] = 0.0, seed: Optional[int] = 0,
+            offset: int = 0) -> Attribution:
     """Saliency maps of ``model`` for images ``x``, made by Captum.
 
     Shape:
@@ -128,6 +130,11 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
             image, by default) or a tensor of shape (C, H, W), (1, C, H, W) or (N, C, H, W).
         seed: seeds SmoothGrad's noise without touching the caller's RNG stream (None: draw
             from the global RNG as it stands). Other methods are deterministic.
+        offset: index of ``x[0]`` in a larger set explained in parts (a rank's shard): Captum
+            calls take the images of one call on the whole set (the first may take fewer), and
+            SmoothGrad first skips the noise that the ``offset`` images before would draw, so
+            each image gets the map of one call on the whole set. For SmoothGrad it must be a
+            multiple of the images per Captum call, ``max(1, batch_size // smoothgrad_samples)``.
 
     Returns:
         An :class:`Attribution` holding the maps, the target used and how it was chosen.
@@ -160,6 +167,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
                          f"got {smoothgrad_noise!r}")
     if seed is not None:
         check_int("seed", seed, 0)
+    check_int("offset", offset, 0)
     if labels is not None:
         check_images(x, labels, name="x")
     baseline = _check_baseline(baseline, x)
@@ -178,16 +186,18 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
             per_call = max(1, batch_size // ig_steps)
         elif method == "smoothgrad":
             per_call = max(1, batch_size // smoothgrad_samples)
-        chunks = []
+        pieces = []
         with torch.enable_grad(), seeded(seed if method == "smoothgrad" else None, device):
-            for start in range(0, len(x), per_call):
-                part = slice(start, start + per_call)
+            if method == "smoothgrad" and offset:
+                _skip_smoothgrad_noise(offset, per_call, smoothgrad_samples, x.shape[1:],
+                                       smoothgrad_noise, device)
+            for part in chunks(len(x), per_call, offset):
                 inputs = x[part].detach().to(device).clone().requires_grad_(True)
                 base = baseline[part] if baseline.shape[0] > 1 else baseline
                 attr = _attribute(model, method, inputs, target[part].to(device),
                                   smoothgrad_noise, smoothgrad_samples, ig_steps, base.to(device))
-                chunks.append(attr.detach())
-    attributions = torch.cat(chunks)
+                pieces.append(attr.detach())
+    attributions = torch.cat(pieces)
     maps = attributions.abs().sum(1, keepdim=True) if absolute \
         else attributions.sum(1, keepdim=True)
     settings = {}
@@ -198,6 +208,18 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
         settings = {"ig_steps": ig_steps, "baseline": _describe_baseline(baseline)}
     return Attribution(maps=maps.to(x.device), target=target.cpu(), target_kind=kind,
                        predicted=predicted, method=method, absolute=absolute, settings=settings)
+
+
+def _skip_smoothgrad_noise(offset: int, per_call: int, samples: int, shape, noise: float,
+                           device) -> None:
+    """Advance the global RNG past the noise that SmoothGrad draws for ``offset`` images before
+    (whole Captum calls of ``per_call`` images, each drawing as ``NoiseTunnel`` does)."""
+    if offset % per_call:
+        raise ValueError(f"offset must be a multiple of {per_call} (images per SmoothGrad call) "
+                         f"for SmoothGrad, got {offset}")
+    std = torch.full((per_call * samples, *shape), float(noise * PIXEL_RANGE), device=device)
+    for _ in range(offset // per_call):
+        torch.normal(0, std)
 
 
 def _attribute(model: nn.Module, method: str, inputs: torch.Tensor, target: torch.Tensor,

@@ -34,8 +34,8 @@ MODEL_EXPLAINER = "model"
 def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
                 methods: Sequence[str], metrics: Sequence[str],
                 target: Union[str, torch.Tensor] = "true", labels: Optional[torch.Tensor] = None,
-                seed: int = 0, batch_size: int = 256, faithfulness_n: Optional[int] = None
-                ) -> tuple:
+                seed: int = 0, batch_size: int = 256, faithfulness_n: Optional[int] = None,
+                offset: int = 0) -> tuple:
     """Per-image scores of ``model``'s maps of ``inputs``.
 
     Shape:
@@ -48,6 +48,9 @@ def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
         metrics: keys of :data:`rvi.metrics.METRICS`.
         target, labels: see the module docstring.
         faithfulness_n: score faithfulness metrics on the first N images only (the rest NaN).
+        offset: index of ``inputs[0]`` in a larger set scored in parts (a rank's shard): seeded
+            randomness (SmoothGrad noise, faithfulness perturbations) and ``faithfulness_n``
+            follow the global image index, so each image scores as in one call on the whole set.
 
     Returns:
         ``(scores, attributions)``: ``{ScoreKey: (N,) float32 array}`` and
@@ -60,7 +63,7 @@ def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
     scores, attributions = {}, {}
     for method in methods:
         attribution = explain(model, inputs, target, method, labels=labels,
-                              batch_size=batch_size, seed=seed)
+                              batch_size=batch_size, seed=seed, offset=offset)
         attributions[method] = attribution
         for metric in metrics:
             info = METRICS[metric]
@@ -71,12 +74,14 @@ def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
                     scores[ScoreKey(method, metric, name)] = _array(score(metric, attribution.maps,
                                                                           image, model=model))
                 continue
-            count = len(inputs) if faithfulness_n is None else min(faithfulness_n, len(inputs))
+            count = len(inputs) if faithfulness_n is None else \
+                max(0, min(faithfulness_n - offset, len(inputs)))
             values = np.full(len(inputs), np.nan, dtype=np.float32)
-            values[:count] = _array(score(
-                metric, attribution.maps[:count], inputs[:count], model=model,
-                targets=attribution.target[:count].to(inputs.device), method=method, seed=seed,
-                batch_size=batch_size))
+            if count:
+                values[:count] = _array(score(
+                    metric, attribution.maps[:count], inputs[:count], model=model,
+                    targets=attribution.target[:count].to(inputs.device), method=method,
+                    seed=seed, batch_size=batch_size, offset=offset))
             scores[ScoreKey(method, metric, seen)] = values
     for metric in metrics:
         if not METRICS[metric].uses_map:

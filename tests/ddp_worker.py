@@ -1,11 +1,13 @@
 """Run under torchrun by tests/test_distributed.py:
-``ddp_worker.py train OUT_DIR`` or ``ddp_worker.py evaluate OUT_DIR CHECKPOINT``.
+``ddp_worker.py train OUT_DIR``, ``ddp_worker.py evaluate OUT_DIR CHECKPOINT`` or
+``ddp_worker.py bench OUT_DIR`` (after the test filled the model cache of :func:`bench_config`).
 
 Every rank does the same calls; rank 0 writes what the test compares with single-process runs
-into OUT_DIR (``train.pt`` or ``evaluate.json``).
+into OUT_DIR (``train.pt``, ``evaluate.json`` or ``bench.pt``).
 """
 
 import json
+import pickle
 import sys
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import torch
 import rvi
 import rvi.cli
 from rvi import distributed as ddp
-from rvi.config import AttackConfig, TrainConfig
+from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
 
 torch.set_num_threads(1)
 
@@ -24,6 +26,42 @@ N_TRAIN, N_TEST, BATCH = 253, 10, 63
 TRAIN_ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
 EVAL_ATTACKS = (AttackConfig(name="fgsm", eps=0.1), AttackConfig(eps=0.1, alpha=0.05, steps=3))
 EVAL_BATCH = 20
+
+
+BENCH_ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
+
+
+def bench_config(out: Path) -> BenchmarkConfig:
+    """The sharded benchmark: 48 images in blocks of 16 (rank 0: 0-31, rank 1: 32-47);
+    SmoothGrad's noise, infidelity's perturbations, the noise explainer and faithfulness_n=40
+    depend on the global image index."""
+    return BenchmarkConfig(
+        dataset="synthetic", natural=TrainConfig(epochs=2, lr=3e-3),
+        robust=TrainConfig(adversarial=True, epochs=2, lr=3e-3, attack=BENCH_ATTACK),
+        attack=BENCH_ATTACK, n_test=48, batch_size=16, methods=("guided_backprop", "smoothgrad"),
+        metrics=("cosine", "foreground_mass", "infidelity", "alignment"), faithfulness_n=40,
+        controls=("random_weights", "image", "noise", "cascading"), cascade_n=8, grid_images=3,
+        bootstrap=200, cache_dir=str(out / "cache"), out_dir=str(out / "cli"))
+
+
+def compare_config() -> BenchmarkConfig:
+    """rvi.compare: 75 images in blocks of 70 (rank 0: 0-69, rank 1: 70-74), so that rank 1
+    starts inside a deletion batch (3 images a call; sensitivity-max takes 7); transferred
+    attacks, predicted targets, a multi-restart PGD on the first 72 images and figures of 72
+    images (more than rank 0's shard)."""
+    return BenchmarkConfig(
+        seeds=(3,), attack=BENCH_ATTACK, n_test=75, batch_size=70, transfer=True,
+        target="predicted", methods=("saliency",),
+        metrics=("cosine", "deletion", "sensitivity_max", "gini"),
+        eval_attacks=("fgsm", "pgd", "pgd-2x2"), eval_n=72,
+        controls=("random_weights", "edge", "independent"), cascade_n=6, grid_images=72,
+        bootstrap=200)
+
+
+def compare_models(out: Path) -> dict:
+    """The two cached models of :func:`bench_config`, as ``{"a": ..., "b": ...}``."""
+    paths = sorted((out / "cache").glob("*.pt"))
+    return {name: rvi.load_model(path) for name, path in zip("ab", paths)}
 
 
 def configs():
@@ -119,8 +157,22 @@ def evaluate(out: Path, checkpoint: str) -> None:
             {"world_size": ddp.world_size(), "ranks": every_rank, "records": gathered}))
 
 
+def bench(out: Path) -> None:
+    """run_benchmark and rvi.compare, every rank with the same arguments."""
+    config = bench_config(out)
+    benchmark = rvi.run_benchmark(config)
+    data = rvi.data.make_synthetic()
+    compared = rvi.compare(compare_models(out), data.test_images, data.test_labels,
+                           compare_config())
+    nothing = [benchmark is None, compared is None]
+    every_rank = ddp.gather_records([{"rank": ddp.rank(), "none": nothing}])
+    if ddp.is_main():
+        (out / "bench.pkl").write_bytes(pickle.dumps(
+            {"benchmark": benchmark, "compare": compared, "ranks": every_rank}))
+
+
 if __name__ == "__main__":
     scenario, out, *rest = sys.argv[1:]
     with ddp.process_group("gloo") as distributed:
         assert distributed, "run me under torchrun with 2+ processes"
-        {"train": train, "evaluate": evaluate}[scenario](Path(out), *rest)
+        {"train": train, "evaluate": evaluate, "bench": bench}[scenario](Path(out), *rest)

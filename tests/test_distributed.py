@@ -4,21 +4,28 @@ The multi-process tests start two CPU processes with ``python -m torch.distribut
 gloo backend) and compare what they write with the same work done here in one process.
 """
 
+import dataclasses
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
 
 import rvi
 from rvi import distributed as ddp
+from rvi._checks import chunks
 from rvi.attacks import skip_random_starts
+from rvi.benchmark import shard_align
 from rvi.cli import main
 from rvi.config import AttackConfig, TrainConfig
+from rvi.result import BenchmarkResult
 from rvi.train import save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -30,6 +37,9 @@ WORKER = Path(__file__).parent / "ddp_worker.py"
 #: the order of float sums). Drawing each rank's PGD noise without skipping the other ranks'
 #: noise gave 2e-2, so the tolerance separates the two by far.
 WEIGHT_TOLERANCE = 1e-6
+#: Deletion AUCs of the images a shard starts with inside a deletion batch (model called on
+#: fewer images than in one process): float32 rounding only.
+DELETION_TOLERANCE = 1e-5
 
 
 def _torchrun(*args, timeout=300):
@@ -145,6 +155,46 @@ def test_skipping_random_starts_gives_each_image_its_one_call_noise(lenet, batch
         rvi.attack(lenet, images, labels, AttackConfig(name="autoattack"), offset=3)
 
 
+def test_offsets_give_each_image_its_one_call_draws(lenet, batch):
+    """The basis of the sharded benchmark: SmoothGrad noise, faithfulness perturbations and the
+    noise explainer of images [k:] with offset=k equal what one call on all images gives them."""
+    images, labels = batch
+    smooth = dict(method="smoothgrad", batch_size=20, smoothgrad_samples=5, seed=2)  # 4 a call
+    whole = rvi.explain(lenet, images, "true", labels=labels, **smooth).maps
+    targets = labels.clone()
+    infidelity = rvi.faithfulness.infidelity(lenet, images, whole, targets, seed=2, batch_size=30)
+    noise = rvi.controls.noise_map(images, seed=2)
+    for k in (4, 12):
+        part = rvi.explain(lenet, images[k:], "true", labels=labels[k:], offset=k, **smooth).maps
+        assert torch.equal(part, whole[k:]), k
+        assert torch.equal(rvi.faithfulness.infidelity(lenet, images[k:], whole[k:], targets[k:],
+                                                       seed=2, batch_size=30, offset=k),
+                           infidelity[k:]), k
+        assert torch.equal(rvi.controls.noise_map(images[k:], seed=2, offset=k), noise[k:]), k
+    unaligned = rvi.explain(lenet, images[4:], "true", labels=labels[4:], **smooth).maps
+    assert not torch.equal(unaligned, whole[4:])  # without the offset the noise differs
+    with pytest.raises(ValueError, match=r"offset must be a multiple of 4 \(images per "
+                                         r"SmoothGrad call\) for SmoothGrad, got 6"):
+        rvi.explain(lenet, images, "true", labels=labels, offset=6, **smooth)
+
+
+def test_shard_blocks_fit_every_random_stream():
+    config = rvi.BenchmarkConfig(batch_size=100, methods=("integrated_gradients",),
+                                 metrics=("deletion", "infidelity", "sensitivity_max"))
+    assert shard_align(config) == 100  # 2 images per IG call, 10 per infidelity call
+    assert shard_align(dataclasses.replace(config, methods=("smoothgrad",))) == 100
+    assert shard_align(dataclasses.replace(config, batch_size=96, methods=("smoothgrad",))) \
+        == 288  # 1 image per SmoothGrad call, 9 per sensitivity-max call
+    assert shard_align(dataclasses.replace(config, batch_size=12, methods=("smoothgrad",))) == 12
+    assert shard_align(dataclasses.replace(config, batch_size=120, methods=("smoothgrad",))) \
+        == 120  # 2 images per SmoothGrad call, 12 per sensitivity-max call
+    assert shard_align(dataclasses.replace(config, batch_size=64, methods=("smoothgrad",))) \
+        == 192  # 1 and 6 images per call
+    assert shard_align(dataclasses.replace(config, eval_attacks=("autoattack",))) == 500
+    assert list(chunks(10, 4, offset=6)) == [slice(0, 2), slice(2, 6), slice(6, 10)]
+    assert list(chunks(5, 4)) == [slice(0, 4), slice(4, 5)]
+
+
 def test_cli_refuses_an_unknown_backend(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--dist-backend", "mpi"])
@@ -229,3 +279,69 @@ def test_torchrun_entry_trains_adversarially_like_one_process(tmp_path):
     history = rvi.train_model(model, data.train_images, data.train_labels, config, quiet=True)
     assert _max_difference(model.state_dict(), state["model"]) < WEIGHT_TOLERANCE
     assert state["history"][0]["accuracy"] == history[0]["accuracy"]
+
+
+def _without_machine_lines(markdown: str) -> str:
+    """The Markdown report less the lines about the run itself (machine, wall time)."""
+    return "\n".join(line for line in markdown.splitlines()
+                     if not line.startswith(("- machine:", "- wall time:")))
+
+
+def _assert_same_result(got, expected, close=()):
+    """Records, accuracy and randomization tables, figures' examples and the Markdown report
+    of a sharded run equal the single-process run's exactly; the record columns in ``close``
+    within float32 rounding (DELETION_TOLERANCE)."""
+    for column in close:
+        np.testing.assert_allclose(got.records[column], expected.records[column],
+                                   rtol=DELETION_TOLERANCE, atol=DELETION_TOLERANCE)
+    pd.testing.assert_frame_equal(got.records.drop(columns=list(close)),
+                                  expected.records.drop(columns=list(close)), check_exact=True)
+    pd.testing.assert_frame_equal(got.accuracy, expected.accuracy, check_exact=True)
+    pd.testing.assert_frame_equal(got.cascading, expected.cascading, check_exact=True)
+    assert got.examples == expected.examples
+    assert got.models == expected.models
+    assert _without_machine_lines(got.to_markdown()) == \
+        _without_machine_lines(expected.to_markdown())
+
+
+def test_sharded_benchmark_and_compare_equal_one_process(tmp_path):
+    """run_benchmark and rvi.compare in 2 gloo processes (each rank attacks, explains and
+    scores its shard; rank 0 gathers) give the single-process records and tables
+    exactly (compare's deletion scores, where rank 1 starts inside a batch of 3, within
+    DELETION_TOLERANCE). The models come from the cache that the single-process run fills."""
+    config = ddp_worker.bench_config(tmp_path)
+    assert shard_align(config) == 16 and shard_align(ddp_worker.compare_config()) == 70
+    expected = rvi.run_benchmark(config)
+    data = rvi.data.make_synthetic()
+    expected_compare = rvi.compare(ddp_worker.compare_models(tmp_path), data.test_images,
+                                   data.test_labels, ddp_worker.compare_config())
+    _torchrun(WORKER, "bench", tmp_path)
+    got = pickle.loads((tmp_path / "bench.pkl").read_bytes())
+    assert got["ranks"] == [{"rank": 0, "none": [False, False]},
+                            {"rank": 1, "none": [True, True]}]  # rank 0 alone aggregates
+    # both ranks worked: image 47's scores come from rank 1, and faithfulness_n holds there too
+    records = got["benchmark"].records
+    assert records["guided_backprop/infidelity/clean"].iloc[:40].notna().all()
+    assert records[records["image"] >= 40]["guided_backprop/infidelity/clean"].isna().all()
+    _assert_same_result(got["benchmark"], expected)
+    deletion = [c for c in expected_compare.records if "/deletion/" in c]
+    _assert_same_result(got["compare"], expected_compare, close=deletion)
+
+
+def test_torchrun_entry_benchmarks_like_one_process(tmp_path):
+    """`torchrun --nproc_per_node=2 -m rvi bench --config ...`: rank 0 alone writes the result
+    folder and prints the tables, which equal a single-process run's (cached models)."""
+    config = dataclasses.replace(
+        ddp_worker.bench_config(tmp_path), methods=("saliency",), metrics=("cosine", "gini"),
+        controls=("random_weights", "noise"), eval_attacks=("fgsm",))
+    expected = rvi.run_benchmark(config)  # also fills the model cache for the 2 processes
+    (tmp_path / "bench.json").write_text(config.to_json())
+    stdout = _torchrun("-m", "rvi", "bench", "--config", tmp_path / "bench.json", "--quiet",
+                       "--dist-backend", "gloo")
+    assert stdout.count("results, records and figures saved to") == 1
+    expected.save(tmp_path / "one-process")  # both through the same files
+    _assert_same_result(BenchmarkResult.load(config.out_dir),
+                        BenchmarkResult.load(tmp_path / "one-process"))
+    printed = stdout[:stdout.index("\nresults, records and figures saved to")]
+    assert _without_machine_lines(printed.strip()) == \
+        _without_machine_lines(expected.to_markdown()).strip()
