@@ -68,13 +68,16 @@ def main() -> None:
         wall = statistics.median(t[1] for t in times[processes, threads])
         rows.append((processes, threads, epoch, wall, n_images / epoch))
     base = rows[0][2]
+    load_note = (". Other work shared the machine while this ran."
+                 if max(load_before[0], load_after[0]) >= 1
+                 else " (below 1 on 2 cores: the machine was otherwise idle).")
     text = [f"# 1 vs 2 data-parallel processes: one adversarial epoch on {args.dataset}", "",
             f"`python benchmarks/ddp_speed.py --dataset {args.dataset} --rounds {args.rounds} "
             f"--cores {args.cores}`", "",
             f"Machine: {machine('cpu')}.",
             f"Load average (1, 5, 15 min) before: {load_before[0]:.2f} {load_before[1]:.2f} "
             f"{load_before[2]:.2f}; after: {load_after[0]:.2f} {load_after[1]:.2f} "
-            f"{load_after[2]:.2f}. Other work shared the machine while this ran.", "",
+            f"{load_after[2]:.2f}{load_note}", "",
             f"`rvi train --adversarial --epochs 1` (LeNet, PGD-7 eps 0.3 alpha 0.1, batch 128, "
             f"{n_images} images), median of {args.rounds} interleaved rounds:", "",
             "| processes | threads each | epoch seconds | wall seconds (with start) | images/s "
