@@ -220,21 +220,21 @@ def run_sweep(config: SweepConfig, *, progress: bool = False):
         raise ValueError(f"config must be a SweepConfig, got {type(config).__name__}")
     cache_dir = str(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
     config_jobs = make_jobs(replace(config, cache_dir=cache_dir))
-    data = _load(config_jobs[0])
-    paths, todo = {}, []
+    data_info = _load(config_jobs[0]).info()  # the training-data hash, once for every job
+    targets, todo = {}, []  # (eps, seed) -> (record path, record key)
     for job in config_jobs:
         recipe = sweep_recipe(job["eps"], job["seed"], job["epochs"])
-        path = record_path(config.out_dir, job,
-                           record_key(job, cache_key(data, job["model"], recipe)))
-        paths[(job["eps"], job["seed"])] = path
+        key = record_key(job, cache_key(data_info, job["model"], recipe))
+        path = record_path(config.out_dir, job, key)
+        targets[(job["eps"], job["seed"])] = path, key
         if not path.exists():
             todo.append(job)
     log.info("sweep: %d jobs, %d already done", len(config_jobs), len(config_jobs) - len(todo))
 
     def finished(job: dict, record: dict) -> None:
-        path = paths[(job["eps"], job["seed"])]
-        write_record(path, {**record, "key": path.name[:-len(".json.gz")].rsplit("-", 1)[-1]})
+        path, key = targets[(job["eps"], job["seed"])]
+        write_record(path, {**record, "key": key})
 
     failed = run_jobs(todo, config, finished, progress=progress)
-    records = [read_record(p) for p in paths.values() if p.exists()]
+    records = [read_record(path) for path, _ in targets.values() if path.exists()]
     return SweepResult(config=config, records=records, failed=failed)
