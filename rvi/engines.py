@@ -37,6 +37,9 @@ def cores() -> int:
 class _InProcess:
     """Runs each job at once in this process; the result comes back as a finished future."""
 
+    #: ``submit`` runs the job, so one at a time: its record is written before the next starts
+    capacity = 1
+
     def __init__(self, threads: int):
         self.threads = threads
 
@@ -58,7 +61,7 @@ class _Pool:
     """A ``spawn`` process pool (CUDA cannot be forked); one job per process at a time."""
 
     def __init__(self, workers: int, threads: int):
-        self.threads = threads
+        self.threads, self.capacity = threads, workers
         self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
     def submit(self, job: dict) -> cf.Future:
@@ -94,6 +97,7 @@ class _Ray:
         if not ray.is_initialized():
             ray.init(address=address)
         self.ray, self.threads, self.refs = ray, threads, []
+        self.capacity = float("inf")  # Ray queues the tasks its cluster cannot start yet
         self.task = ray.remote(run_job).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
 
     def submit(self, job: dict) -> cf.Future:
@@ -132,10 +136,13 @@ def run_jobs(jobs: list, config, finished: Callable[[dict, dict], None], *,
         return []
     engine = make_engine(config)
     failed, aborted = [], True
+    queue, pending = list(jobs), {}
     try:
-        pending = {engine.submit(job): (job, 1) for job in jobs}
         with tqdm(total=len(jobs), desc="sweep jobs", disable=not progress, unit="job") as bar:
-            while pending:
+            while queue or pending:
+                while queue and len(pending) < engine.capacity:  # no more than can run at once
+                    job = queue.pop(0)
+                    pending[engine.submit(job)] = (job, 1)
                 done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     job, attempt = pending.pop(future)

@@ -32,6 +32,26 @@ def test_local_engine_sizes(monkeypatch):
         default.close()
 
 
+def test_in_process_engine_hands_each_record_back_before_the_next_job(monkeypatch):
+    """An interrupted in-process sweep keeps every record finished so far: job i + 1 starts only
+    after job i's record reached ``finished`` (which writes it)."""
+    started, written = [], []
+
+    def fake_run_job(job):
+        assert written == started  # every job started before this one is already written
+        started.append(job["seed"])
+        if job["seed"] == 2:
+            raise KeyboardInterrupt
+        return {"seed": job["seed"]}
+
+    monkeypatch.setattr(rvi.sweep, "run_job", fake_run_job)
+    jobs = [{"seed": seed} for seed in range(4)]
+    with pytest.raises(KeyboardInterrupt):
+        engines.run_jobs(jobs, rvi.SweepConfig(workers=1),
+                         lambda job, record: written.append(record["seed"]))
+    assert started == [0, 1, 2] and written == [0, 1]
+
+
 def test_ray_backend_without_ray_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ValueError, match=r'pip install "rvi\[ray\]"'):
