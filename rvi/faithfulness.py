@@ -29,7 +29,7 @@ from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
 from ._checks import check_choice, check_images, check_int, chunks
-from ._modelstate import model_device, preserved_state
+from ._modelstate import channels_last, model_device, preserved_state
 from .saliency import METHODS, explain
 
 #: Default number of equal steps of the deletion/insertion curves (5% of the pixels each).
@@ -87,7 +87,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     counts = counts.to(device)
     per_call = max(1, batch_size // (steps + 1))
     probs = []
-    with preserved_state(model), torch.no_grad():
+    with preserved_state(model), channels_last(model), torch.no_grad():
         model.eval()
         num_classes = None
         for part in chunks(n, per_call, offset):
@@ -173,7 +173,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
     maps = maps.expand_as(images) if maps.shape[1] != images.shape[1] else maps
     per_call = max(1, batch_size // n_perturb_samples)
     out = []
-    with preserved_state(model):
+    with preserved_state(model), channels_last(model):
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)

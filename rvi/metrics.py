@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._checks import check_int, check_model
-from ._modelstate import model_device, preserved_state
+from ._modelstate import channels_last, model_device, preserved_state
 
 FAMILIES = ("cleanliness", "faithfulness")
 
@@ -304,7 +304,7 @@ def _alignment(model: nn.Module, images: torch.Tensor, batch_size: int, margin: 
     check_int("batch_size", batch_size, 1)
     device = model_device(model)
     scores = []
-    with preserved_state(model), torch.enable_grad():
+    with preserved_state(model), channels_last(model), torch.enable_grad():
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)

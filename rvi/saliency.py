@@ -38,7 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from ._checks import (METHODS, check_bool, check_choice, check_images, check_int, check_model,
                       chunks, seeded)
-from ._modelstate import model_device, preserved_state
+from ._modelstate import channels_last, model_device, preserved_state
 from .distributed import unwrap
 
 TARGETS = ("true", "predicted")
@@ -173,7 +173,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
     baseline = _check_baseline(baseline, x)
 
     device = model_device(model)
-    with preserved_state(model):
+    with preserved_state(model), channels_last(model):
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)
@@ -197,7 +197,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
                 attr = _attribute(model, method, inputs, target[part].to(device),
                                   smoothgrad_noise, smoothgrad_samples, ig_steps, base.to(device))
                 pieces.append(attr.detach())
-    attributions = torch.cat(pieces)
+    attributions = torch.cat(pieces).contiguous()
     maps = attributions.abs().sum(1, keepdim=True) if absolute \
         else attributions.sum(1, keepdim=True)
     settings = {}

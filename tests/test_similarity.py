@@ -40,6 +40,22 @@ def test_spearman_matches_scipy_and_independent_maps_are_near_zero():
     torch.testing.assert_close(spearman(a, a.sqrt() + 1), torch.ones(50, dtype=torch.float64))
 
 
+def test_hog_reference_rows_are_reused_only_for_the_same_unchanged_tensor(monkeypatch):
+    import rvi.similarity as similarity
+
+    a, b, c = _maps(3, 1), _maps(3, 2), _maps(3, 3)
+    expected = [hog_similarity(x.clone(), ref.clone()) for x, ref in ((a, b), (c, b), (a, c))]
+    calls = []
+    real = similarity._hog_rows
+    monkeypatch.setattr(similarity, "_hog_rows", lambda scaled: calls.append(1) or real(scaled))
+    torch.testing.assert_close(hog_similarity(a, b), expected[0])
+    torch.testing.assert_close(hog_similarity(c, b), expected[1])
+    assert len(calls) == 3  # b described once
+    b.copy_(c)  # changed in place: described again
+    torch.testing.assert_close(hog_similarity(a, b), expected[2])
+    assert len(calls) == 5
+
+
 def test_constant_map_has_zero_similarity_to_other_maps():
     a = _maps(2)
     b = torch.ones_like(a)

@@ -1,0 +1,83 @@
+"""Channels-last weights while rvi runs a CPU model: same values back, same results as the plain
+(contiguous) path within float-rounding tolerance."""
+
+import pytest
+import torch
+
+import rvi
+from rvi._modelstate import channels_last
+
+
+def _trained_ish_lenet(in_channels=1):
+    torch.manual_seed(0)
+    return rvi.build_model("lenet", in_channels=in_channels).eval()
+
+
+@pytest.fixture
+def plain_path(monkeypatch):
+    """Switch the channels-last context off (rvi 0.3's layout)."""
+    return lambda: monkeypatch.setattr(rvi._modelstate, "CPU_CHANNELS_LAST", False)
+
+
+def test_weights_come_back_as_they_were():
+    model = _trained_ish_lenet()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with channels_last(model):
+        assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+        assert not model[3].weight.is_contiguous()
+    for key, value in model.state_dict().items():
+        assert value.is_contiguous()
+        assert torch.equal(value, before[key])
+
+
+def test_restored_when_the_body_raises():
+    model = _trained_ish_lenet()
+    with pytest.raises(RuntimeError):
+        with channels_last(model):
+            raise RuntimeError("boom")
+    assert model[3].weight.is_contiguous()
+
+
+def test_a_caller_chosen_layout_is_left_alone():
+    model = _trained_ish_lenet().to(memory_format=torch.channels_last)
+    with channels_last(model):
+        pass
+    assert not model[3].weight.is_contiguous()
+    assert model[3].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_disabled_does_nothing():
+    model = _trained_ish_lenet()
+    with channels_last(model, enabled=False):
+        assert model[3].weight.is_contiguous()
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+def test_results_match_the_plain_path(plain_path, in_channels):
+    model = _trained_ish_lenet(in_channels)
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(40, in_channels, 28, 28, generator=gen)
+    labels = torch.randint(0, 10, (40,), generator=gen)
+    config = rvi.AttackConfig(eps=0.3, alpha=0.1, steps=7)
+
+    def run():
+        maps = rvi.explain(model, images, "true", "guided_backprop", labels=labels,
+                           batch_size=16).maps
+        return {"maps": maps,
+                "deletion": rvi.faithfulness.deletion(model, images, maps, labels, batch_size=64),
+                "alignment": rvi.metrics.alignment(model, images, batch_size=16),
+                "pgd": rvi.attack(model, images, labels, config, batch_size=16),
+                "predicted": rvi.predict(model, images)}
+
+    fast = run()
+    plain_path()
+    plain = run()
+    assert fast["maps"].is_contiguous()
+    torch.testing.assert_close(fast["maps"], plain["maps"], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast["deletion"], plain["deletion"], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(fast["alignment"], plain["alignment"], rtol=1e-4, atol=1e-5)
+    assert torch.equal(fast["predicted"], plain["predicted"])
+    # PGD steps by the sign of the gradient: a component within rounding of 0 may flip
+    differs = (fast["pgd"] - plain["pgd"]).abs() > 1e-6
+    assert differs.float().mean() < 0.01
+    assert ((fast["pgd"] - images).abs() <= 0.3 + 1e-6).all()
