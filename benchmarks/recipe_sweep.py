@@ -2,7 +2,9 @@
 PGD-7 (eps 0.3, alpha 0.1) and natural recipes on full MNIST, each scored on the 10,000 test
 images (clean, FGSM, PGD-7). The recipes' accuracy does not depend on the device, so the sweep can
 run on a GPU; rvi's defaults (``TrainConfig()``) were chosen from it. The committed runs were made
-on one H100 lent by the workplace's device tool, by a copy of this loop, in two calls.
+on one H100 lent by the workplace's device tool, by a copy of this loop, in two calls; the CPU
+runs (``cpu-run1.jsonl``) by a copy that trained through ``rvi.cache.get_trained_model`` with one
+thread each, two runs at a time on the 2-core machine.
 
     python benchmarks/recipe_sweep.py --data-dir ../shared/data --device cuda   # run, append
     python benchmarks/recipe_sweep.py --render                                  # table only
@@ -37,7 +39,7 @@ RECIPES = [(f"{'rob' if adversarial else 'nat'} bs{batch} lr{lr:g} E{epochs} s{s
                (True, 512, 3e-3, 10, 0), (True, 512, 3e-3, 12, 0), (True, 512, 3e-3, 12, 1),
                (True, 512, 3e-3, 12, 2), (True, 512, 4e-3, 12, 0), (True, 512, 4e-3, 12, 1),
                (True, 512, 6e-3, 12, 0), (True, 512, 6e-3, 16, 0), (True, 512, 6e-3, 16, 1),
-               (True, 512, 6e-3, 20, 0)]]
+               (True, 512, 6e-3, 20, 0), (True, 128, 3e-3, 20, 0)]]
 
 
 def run(args) -> None:
@@ -47,11 +49,14 @@ def run(args) -> None:
     test = data.test_images.to(device), data.test_labels.to(device)
     attacks = [parse_eval_attack("fgsm", ATTACK), parse_eval_attack("pgd", ATTACK)]
     for name, config in RECIPES:
+        if args.only and name not in args.only:
+            continue
         model = rvi.new_model("lenet", config).to(device)
         started = time.perf_counter()
         history = rvi.train_model(model, *train, config, quiet=True)
         row = {"name": name, "train_s": round(time.perf_counter() - started, 1),
-               "device": torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu",
+               "device": (torch.cuda.get_device_name(0) if device.type == "cuda"
+                          else f"cpu, {torch.get_num_threads()} threads"),
                **rvi.evaluate(model, *test, attacks, batch_size=2500),
                "final_train_accuracy": history[-1]["accuracy"]}
         print(json.dumps(row), flush=True)
@@ -65,7 +70,9 @@ def render(run_files: list) -> str:
              "Full MNIST, LeNet, Adam with a one-cycle schedule; robust recipes train on "
              "torchattacks PGD-7 (eps 0.3, alpha 0.1). Accuracy on the 10,000 test images. "
              "Targets: natural >= 99.0% clean; robust >= 98.5% clean, >= 93.9% FGSM, >= 91.6% "
-             "PGD-7. `images` = epochs x 60,000 (what a CPU pays for). Written by "
+             "PGD-7. `images` = epochs x 60,000 (what a CPU pays for). `bf16`: "
+             "`precision=\"bfloat16\"`. `train s` compares runs on one device only; the CPU "
+             "runs shared the 2 cores two at a time. Written by "
              "`benchmarks/recipe_sweep.py --render` from the run files in "
              "`benchmarks/results/recipe_sweep/`.", "",
              "| recipe (bs batch, lr peak, E epochs, s seed) | device | train s | images | clean "
@@ -86,6 +93,8 @@ def main() -> None:
     p.add_argument("--runs", default=str(RESULTS / "recipe_sweep" / "runs.jsonl"),
                    help="JSON-lines file each finished recipe is appended to")
     p.add_argument("--render", action="store_true", help="only write the table from the runs")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="run only these recipes, named as in the table (e.g. 'rob bs128 lr0.003 E20 s0')")
     args = p.parse_args()
     if not args.render:
         torch.set_num_threads(args.threads)

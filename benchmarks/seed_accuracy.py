@@ -1,9 +1,11 @@
 """Reproduce the seed study's accuracy table on full MNIST (10,000 test images).
 
-Trains (or loads from ``--cache-dir``) the natural and the PGD-7-trained LeNet with the recipes in
-``recipes.py``, evaluates them under FGSM and PGD-7 (eps 0.3) as the seed did, plus stronger
-attacks (PGD-40 with 5 restarts; AutoAttack on a subset), and writes
-``benchmarks/results/seed_accuracy.md``.
+Trains (or loads from ``--cache-dir``) the natural LeNet and the PGD-7-trained LeNet with the
+recipes ``NATURAL`` and ``ROBUST_20`` in ``recipes.py`` (20 adversarial epochs: rvi's default 15
+fall short of the seed's numbers, see ``README.md``), evaluates them under FGSM and PGD-7
+(eps 0.3) as the seed did, plus stronger attacks (PGD-40 with 5 restarts; AutoAttack on a
+subset), and writes ``benchmarks/results/seed_accuracy.md`` with each model's training and
+evaluation time and whether it was trained in this run or loaded from the cache.
 
     python benchmarks/seed_accuracy.py --data-dir ../shared/data
 """
@@ -14,11 +16,11 @@ from pathlib import Path
 import torch
 
 import rvi
-from rvi.cache import get_trained_model
+from rvi.cache import cached_model_path, get_trained_model
 from rvi.config import parse_eval_attack
 
 from _common import RESULTS, machine, parser, write_text
-from recipes import NATURAL, ROBUST, SEED_ATTACK
+from recipes import NATURAL, ROBUST_20, SEED_ATTACK
 
 SEED_REPORTED = {"natural": {"clean": 99.08, "FGSM": 12.69, "PGD-7": 0.00},
                  "robust": {"clean": 98.51, "FGSM": 93.92, "PGD-7": 91.64}}
@@ -33,12 +35,15 @@ def main() -> None:
     p.add_argument("--out", default=str(RESULTS / "seed_accuracy.md"))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    script_started = time.perf_counter()
     data = rvi.load_dataset("mnist", args.data_dir, download=False)
     attacks = {"FGSM": parse_eval_attack("fgsm", SEED_ATTACK),
                "PGD-7": parse_eval_attack("pgd", SEED_ATTACK),
                "PGD-40 x5": parse_eval_attack("pgd-40x5", SEED_ATTACK)}
     rows, notes = {}, []
-    for kind, recipe in (("natural", NATURAL), ("robust", ROBUST)):
+    recipes = {"natural": NATURAL, "robust": ROBUST_20}
+    for kind, recipe in recipes.items():
+        cached = cached_model_path(args.cache_dir, data, "lenet", recipe).exists()
         model, history, path = get_trained_model(data, "lenet", recipe, args.cache_dir,
                                                  device=args.device)
         train_seconds = sum(h["seconds"] for h in history)
@@ -54,9 +59,12 @@ def main() -> None:
             row["AutoAttack"] = 100 * aa["AutoAttack eps=0.3"]
         eval_seconds = time.perf_counter() - started
         rows[kind] = row
-        notes.append(f"- {kind}: {recipe.label}; trained {len(history)} epochs in "
-                     f"{train_seconds / 60:.1f} min (checkpoint `{path.name}`), evaluated in "
-                     f"{eval_seconds / 60:.1f} min")
+        trained = (f"loaded from the cache (its checkpoint records {len(history)} epochs in "
+                   f"{train_seconds / 60:.1f} min, timed when it was trained, under whatever "
+                   "load the machine had then)" if cached else
+                   f"trained in this run: {len(history)} epochs in {train_seconds / 60:.1f} min")
+        notes.append(f"- {kind}: {recipe.label}; {trained}; checkpoint `{path.name}`; evaluated "
+                     f"in {eval_seconds / 60:.1f} min")
         print(kind, {k: round(v, 2) for k, v in row.items()}, flush=True)
 
     aa_col = f" AutoAttack (first {args.autoattack_n}) |" if args.autoattack_n else ""
@@ -67,20 +75,24 @@ def main() -> None:
              f"| model | clean | FGSM | PGD-7 (alpha 0.1) | PGD-40 x5 restarts |{aa_col} "
              "seed reported (clean / FGSM / PGD-7) | targets met |",
              "| --- | --- | --- | --- | --- |" + (" --- |" if aa_col else "") + " --- | --- |"]
-    all_met = True
+    meeting = []
     for kind, row in rows.items():
         met = []
         for column, (op, bound) in TARGETS[kind].items():
             ok = row[column] >= bound if op == ">=" else row[column] <= bound
-            all_met &= ok
             met.append(f"{column} {op} {bound}: {'yes' if ok else 'NO'}")
+        if all("yes" in m for m in met):
+            meeting.append(kind)
         seed = SEED_REPORTED[kind]
         aa = f" {row['AutoAttack']:.2f}% |" if aa_col else ""
         lines.append(f"| {kind} LeNet | {row['clean']:.2f}% | {row['FGSM']:.2f}% | "
                      f"{row['PGD-7']:.2f}% | {row['PGD-40 x5']:.2f}% |{aa} "
                      f"{seed['clean']:.2f} / {seed['FGSM']:.2f} / {seed['PGD-7']:.2f}% | "
                      f"{'; '.join(met)} |")
-    lines += ["", f"All targets met: {'yes' if all_met else 'NO'}.", "", "## Recipe", ""] + notes
+    lines += ["", f"Models that meet every target: {', '.join(meeting) or 'none'}.", "",
+              "## Recipes and times", ""]
+    lines += notes + ["", f"Whole script: {(time.perf_counter() - script_started) / 60:.1f} min "
+                      "(loading the data, training what the cache lacked, every evaluation)."]
     lines += ["", "The seed trained 50 epochs of Adam at a constant 1e-3; these recipes use a "
               "one-cycle schedule (peak 3e-3) to get there in fewer epochs. Attacks: "
               "torchattacks FGSM, PGD (random start, seed 0), PGD-40 with step 2.5*eps/40 and 5 "

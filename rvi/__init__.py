@@ -19,7 +19,7 @@ from .sweep import run_sweep
 from .sweep_result import SweepResult
 from .train import load_checkpoint, load_model, new_model, train_model, training_summary
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
