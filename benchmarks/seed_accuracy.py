@@ -42,8 +42,9 @@ def main() -> None:
                "PGD-40 x5": parse_eval_attack("pgd-40x5", SEED_ATTACK)}
     rows, notes = {}, []
     recipes = {"natural": NATURAL, "robust": ROBUST_20}
+    info = data.info()  # one hash of the training images for every cache check below
     for kind, recipe in recipes.items():
-        cached = cached_model_path(args.cache_dir, data, "lenet", recipe).exists()
+        cached = cached_model_path(args.cache_dir, info, "lenet", recipe).exists()
         model, history, path = get_trained_model(data, "lenet", recipe, args.cache_dir,
                                                  device=args.device)
         train_seconds = sum(h["seconds"] for h in history)

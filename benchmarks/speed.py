@@ -120,8 +120,8 @@ def attribution_rows(model, data, n: int, rounds: int) -> list:
         plain, fast = _timed_pair(lambda: rvi.explain(model, images, "true", method, labels=labels,
                                                       batch_size=250), rounds)
         rows.append(f"| {method} | {n / plain:.0f} | {n / fast:.0f} | {plain / fast:.2f}x |")
+    maps = rvi.explain(model, images, "true", labels=labels, batch_size=250).maps
     for metric in ("deletion", "infidelity"):
-        maps = rvi.explain(model, images, "true", labels=labels, batch_size=250).maps
         plain, fast = _timed_pair(lambda: rvi.metrics.score(
             metric, maps, images, model=model, targets=labels, batch_size=250), rounds)
         rows.append(f"| {metric} (scores/s) | {n / plain:.0f} | {n / fast:.0f} | "
