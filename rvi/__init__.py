@@ -5,6 +5,7 @@ scores how clean their saliency maps are (with sanity controls) and reports the 
 """
 
 from . import controls, distributed, faithfulness, similarity
+from ._modelstate import prefer_channels_last
 from .attacks import attack
 from .benchmark import run_benchmark
 from .compare import compare
@@ -19,12 +20,13 @@ from .sweep import run_sweep
 from .sweep_result import SweepResult
 from .train import load_checkpoint, load_model, new_model, train_model, training_summary
 
-__version__ = "0.4.0"
+__version__ = "0.4.1"
 
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
     "METHODS", "METRICS", "MODELS", "SweepConfig", "SweepResult", "TrainConfig", "attack",
     "build_model", "cleanliness", "compare", "controls", "distributed", "evaluate", "explain",
     "faithfulness", "load_checkpoint", "load_dataset", "load_model", "new_model", "predict",
-    "run_benchmark", "run_sweep", "score", "similarity", "train_model", "training_summary",
+    "prefer_channels_last", "run_benchmark", "run_sweep", "score", "similarity", "train_model",
+    "training_summary",
 ]

@@ -24,16 +24,51 @@ def preserved_state(model: nn.Module) -> Iterator[nn.Module]:
             param.requires_grad_(requires_grad)
 
 
-#: Whether :func:`channels_last` with ``enabled=None`` converts CPU models (what rvi's attacks,
-#: attributions and metrics use); False gives the layout of rvi 0.3 and earlier, for comparisons.
+#: Whether :func:`channels_last` with ``enabled=None`` converts CPU models that prefer it (what
+#: rvi's attacks, attributions and metrics use); False gives the layout of rvi 0.3 and earlier,
+#: for comparisons.
 CPU_CHANNELS_LAST = True
+
+#: The attribute :func:`prefer_channels_last` sets on a model.
+PREFERS_CHANNELS_LAST = "rvi_prefers_channels_last"
+
+
+def prefer_channels_last(model: nn.Module) -> nn.Module:
+    """Mark ``model`` as one that rvi may hold in channels-last order on the CPU; returns it.
+
+    rvi's builders mark the architectures whose speed-up ``benchmarks/speed.py`` measures (LeNet
+    and the Madry CNN: 5x5 convolutions only). Nothing else is marked: oneDNN's channels-last
+    kernels have crashed, hung or returned wrong gradients for some shapes on some CPUs (a 1x1
+    convolution with stride 2 and fewer input channels than the kernel's block, torch 2.13-2.14;
+    ``docs/usage.md``, "Speed on the CPU"), so a user's model keeps the layout it came with unless
+    the user marks it, or puts its weights in channels-last order, themselves.
+    """
+    setattr(model, PREFERS_CHANNELS_LAST, True)
+    return model
+
+
+def wants_channels_last(model: nn.Module) -> bool:
+    """Whether rvi runs ``model`` in channels-last order by default: it is on the CPU,
+    :data:`CPU_CHANNELS_LAST` is set, and it was marked by :func:`prefer_channels_last`."""
+    return (CPU_CHANNELS_LAST and getattr(model, PREFERS_CHANNELS_LAST, False)
+            and model_device(model).type == "cpu")
+
+
+def has_channels_last_weights(model: nn.Module) -> bool:
+    """Whether some 4-d weight or buffer of ``model`` is in channels-last (not plain) order,
+    i.e. the caller chose that layout."""
+    import torch
+
+    return any(w.ndim == 4 and w.is_contiguous(memory_format=torch.channels_last)
+               and not w.is_contiguous()
+               for w in list(model.parameters()) + list(model.buffers()))
 
 
 @contextlib.contextmanager
 def channels_last(model: nn.Module, enabled: Optional[bool] = None) -> Iterator[nn.Module]:
     """Context manager: hold the model's 4-d weights in channels-last memory order for the body
-    (``enabled`` None: when the model is on the CPU and :data:`CPU_CHANNELS_LAST` is set), and in
-    the default order again afterwards, also when the body raises.
+    (``enabled`` None: when :func:`wants_channels_last`), and in the default order again
+    afterwards, also when the body raises.
 
     oneDNN's convolutions then produce channels-last activations, which run faster on the CPU
     for small convolutions, above all a one-channel first layer (``benchmarks/speed.py``
@@ -44,11 +79,9 @@ def channels_last(model: nn.Module, enabled: Optional[bool] = None) -> Iterator[
     import torch
 
     if enabled is None:
-        enabled = CPU_CHANNELS_LAST and model_device(model).type == "cpu"
-    weights = [p for p in list(model.parameters()) + list(model.buffers()) if p.ndim == 4]
-    if not enabled or not weights or any(
-            w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
-            for w in weights):
+        enabled = wants_channels_last(model)
+    if not enabled or has_channels_last_weights(model) or not any(
+            w.ndim == 4 for w in list(model.parameters()) + list(model.buffers())):
         yield model
         return
     model.to(memory_format=torch.channels_last)

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ._checks import MODELS, check_int
+from ._modelstate import prefer_channels_last
 
 #: Per-channel mean and std of the CIFAR-10 training images (the ResNet's default normalization
 #: for 3-channel inputs; other channel counts use 0.5 and 0.25 per channel).
@@ -24,26 +25,28 @@ RESNET_STAGES = (1, 2, 4, 8)
 
 
 def lenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
-    """The seed study's LeNet for 28x28 inputs: (N, C, 28, 28) -> (N, num_classes) logits."""
-    return nn.Sequential(
+    """The seed study's LeNet for 28x28 inputs: (N, C, 28, 28) -> (N, num_classes) logits.
+    Marked for channels-last on the CPU (:func:`rvi.prefer_channels_last`)."""
+    return prefer_channels_last(nn.Sequential(
         nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.AvgPool2d(2),
         nn.Flatten(),
         nn.Linear(400, 120), nn.ReLU(),
         nn.Linear(120, 84), nn.ReLU(),
         nn.Linear(84, num_classes),
-    )
+    ))
 
 
 def madry_cnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
-    """Madry et al. (2018)'s MNIST CNN for 28x28 inputs: 2 conv(5x5)+maxpool blocks, FC 1024."""
-    return nn.Sequential(
+    """Madry et al. (2018)'s MNIST CNN for 28x28 inputs: 2 conv(5x5)+maxpool blocks, FC 1024.
+    Marked for channels-last on the CPU, as :func:`lenet`."""
+    return prefer_channels_last(nn.Sequential(
         nn.Conv2d(in_channels, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Flatten(),
         nn.Linear(7 * 7 * 64, 1024), nn.ReLU(),
         nn.Linear(1024, num_classes),
-    )
+    ))
 
 
 class Normalize(nn.Module):

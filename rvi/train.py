@@ -30,7 +30,8 @@ from . import distributed as ddp
 from ._io import atomic_write
 from ._checks import check_images, check_model, check_path, seeded
 from ._modelstate import channels_last as channels_last_weights
-from ._modelstate import check_model_labels, model_device, preserved_state
+from ._modelstate import (check_model_labels, has_channels_last_weights, model_device,
+                          preserved_state, wants_channels_last)
 from .attacks import build_attack, skip_random_starts
 from .config import TrainConfig
 from .models import build_model
@@ -71,7 +72,9 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         quiet: hide the progress bar.
         on_epoch_end: called with each epoch's metrics dict after its checkpoint is written.
         channels_last: hold weights and batches in channels-last memory order while training
-            (None: on the CPU for (N, C, H, W) images). It changes only the order of float
+            (None: for (N, C, H, W) images when the model's weights already are channels-last,
+            or when :func:`rvi._modelstate.wants_channels_last` says so: rvi's LeNet and Madry
+            CNN on the CPU, never a user's model unmarked). It changes only the order of float
             sums, not what is computed; ``False`` gives rvi's layout before version 0.2.
         dataset_info: what the images are (e.g. :meth:`rvi.data.Dataset.info`: name, split,
             fingerprint), stored in the checkpoint so that ``rvi evaluate`` can refuse to score
@@ -122,7 +125,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if sync and _needs_cuda() and device.type != "cuda":
         raise ValueError(f"model must be on a CUDA device for the nccl backend, got {device}")
     world = ddp.world_size() if sync else 1
-    layout = _memory_format(images, device, channels_last)
+    layout = _memory_format(model, images, channels_last)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                               enabled=config.precision == "bfloat16")
     with preserved_state(model), \
@@ -229,12 +232,14 @@ def training_summary(history: list, config: TrainConfig, n_images: int) -> str:
     return text
 
 
-def _memory_format(images: torch.Tensor, device: torch.device,
+def _memory_format(model: nn.Module, images: torch.Tensor,
                    channels_last: Optional[bool]) -> torch.memory_format:
-    """channels_last for image batches on the CPU unless told otherwise: oneDNN's convolutions,
-    above all the input gradient of a one-channel first layer, run several times faster in it."""
+    """channels_last for image batches when asked, or (None) when the caller put the weights in
+    that order or the model prefers it on the CPU: oneDNN's convolutions, above all the input
+    gradient of a one-channel first layer, run several times faster in it."""
     if channels_last is None:
-        channels_last = device.type == "cpu" and images.ndim == 4
+        channels_last = images.ndim == 4 and (has_channels_last_weights(model)
+                                              or wants_channels_last(model))
     return torch.channels_last if channels_last else torch.contiguous_format
 
 

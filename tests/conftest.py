@@ -6,8 +6,17 @@ import torch
 import rvi
 from rvi.data import make_synthetic
 
-# Two cores: keep intra-op threads small so parallel work does not oversubscribe.
-torch.set_num_threads(2)
+# Two cores: keep intra-op threads small so parallel work does not oversubscribe; fewer when
+# asked (OMP_NUM_THREADS=1 runs the suite on one thread, as CI does once).
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Slow (real-data) tests may take 4x the per-test time limit of setup.cfg."""
+    limit = float(config.getini("timeout") or 0)
+    for item in items:
+        if limit and item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(4 * limit))
 
 
 @pytest.fixture(scope="session")

@@ -32,11 +32,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ddp_worker  # noqa: E402
 
 WORKER = Path(__file__).parent / "ddp_worker.py"
-#: Largest weight difference allowed between a 2-process and a 1-process run of the same recipe.
-#: Measured: 5e-8 (natural and PGD training alike; the gradient average over ranks only changes
-#: the order of float sums). Drawing each rank's PGD noise without skipping the other ranks'
-#: noise gave 2e-2, so the tolerance separates the two by far.
-WEIGHT_TOLERANCE = 1e-6
+#: Largest weight difference allowed between a 2-process and a 1-process run of the same recipe
+#: (the gradient average over ranks only changes the order of float sums). Measured by
+#: benchmarks/float_spread.py over 9 runs (oneDNN held to AMX/AVX-512, AVX-512 and AVX2; 1 thread,
+#: 2 threads, 2 processes) on an Intel Xeon: at most 1.6e-7 natural and 1.2e-6 PGD; an AMD EPYC
+#: with 2 threads differed from 2 processes by 1.4e-6. The tolerance is 7x the largest of these.
+#: Drawing each rank's PGD noise without skipping the other ranks' noise gave 2e-2, so the
+#: tolerance still separates the two by far.
+WEIGHT_TOLERANCE = 1e-5
+#: Per-epoch training loss: at most 6.0e-7 apart in the same 9 runs.
+LOSS_TOLERANCE = 1e-5
 #: Deletion AUCs of the images a shard starts with inside a deletion batch (model called on
 #: fewer images than in one process): float32 rounding only.
 DELETION_TOLERANCE = 1e-5
@@ -217,9 +222,11 @@ def test_two_process_training_matches_one_process(tmp_path):
         model = rvi.new_model("lenet", config)
         history = rvi.train_model(model, data.train_images, data.train_labels, config, quiet=True)
         assert _max_difference(model.state_dict(), got[name]["weights"]) < WEIGHT_TOLERANCE, name
-        assert [h["accuracy"] for h in history] == [h["accuracy"] for h in got[name]["history"]]
         for ours, theirs in zip(history, got[name]["history"]):
-            assert ours["loss"] == pytest.approx(theirs["loss"], abs=1e-6)
+            assert ours["loss"] == pytest.approx(theirs["loss"], abs=LOSS_TOLERANCE)
+            # equal in all 9 measured runs; one image's prediction may flip on another CPU
+            assert ours["accuracy"] == pytest.approx(theirs["accuracy"],
+                                                     abs=1.01 / ddp_worker.N_TRAIN)
     resumed, full = got["resumed"], got["adversarial"]
     assert resumed["interrupted_epochs"] == 1 and len(resumed["history"]) == 2
     for key, value in full["weights"].items():
@@ -278,7 +285,8 @@ def test_torchrun_entry_trains_adversarially_like_one_process(tmp_path):
     model = rvi.new_model("lenet", config)
     history = rvi.train_model(model, data.train_images, data.train_labels, config, quiet=True)
     assert _max_difference(model.state_dict(), state["model"]) < WEIGHT_TOLERANCE
-    assert state["history"][0]["accuracy"] == history[0]["accuracy"]
+    assert state["history"][0]["accuracy"] == pytest.approx(history[0]["accuracy"],
+                                                            abs=1.01 / len(data.train_images))
 
 
 def _without_machine_lines(markdown: str) -> str:

@@ -1,11 +1,18 @@
 """Channels-last weights while rvi runs a CPU model: same values back, same results as the plain
 (contiguous) path within float-rounding tolerance."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 import rvi
-from rvi._modelstate import channels_last
+from rvi._modelstate import channels_last, wants_channels_last
+
+WORKER = Path(__file__).with_name("fragile_layout_worker.py")
 
 
 def _trained_ish_lenet(in_channels=1):
@@ -81,3 +88,50 @@ def test_results_match_the_plain_path(plain_path, in_channels):
     differs = (fast["pgd"] - plain["pgd"]).abs() > 1e-6
     assert differs.float().mean() < 0.01
     assert ((fast["pgd"] - images).abs() <= 0.3 + 1e-6).all()
+
+
+def test_only_rvis_measured_architectures_prefer_channels_last():
+    assert wants_channels_last(rvi.build_model("lenet"))
+    assert wants_channels_last(rvi.build_model("madry-cnn"))
+    assert not wants_channels_last(rvi.build_model("resnet18", 3, width=4))
+    user_model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+                                     torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    assert not wants_channels_last(user_model)
+    assert wants_channels_last(rvi.prefer_channels_last(user_model))  # the user's opt-in
+
+
+def test_training_follows_the_models_layout(synthetic):
+    """A user's model trains in its own layout: plain unless its weights are channels-last."""
+    formats = []
+
+    def record(module, inputs, output):  # a 4-channel output shows the layout (1 channel can't)
+        formats.append(output.is_contiguous())
+
+    config = rvi.TrainConfig(epochs=1, batch_size=64)
+    for to_channels_last in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(),
+                                    torch.nn.Conv2d(4, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                    torch.nn.Linear(4 * 24 * 24, 10))
+        if to_channels_last:
+            model.to(memory_format=torch.channels_last)
+        model[2].register_forward_hook(record)
+        formats.clear()
+        rvi.train_model(model, synthetic.train_images[:128], synthetic.train_labels[:128], config,
+                        quiet=True)
+        assert formats and all(f == (not to_channels_last) for f in formats)
+        assert model[2].weight.is_contiguous() != to_channels_last  # the layout it came with
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_channels_last_fragile_user_model_runs_through_rvi(threads):
+    """torch's minimal crash case (a strided 1x1 convolution with 4 input channels, see
+    fragile_layout_worker.py) through train_model, attack, explain, score and compare, in a
+    subprocess. oneDNN's AVX2 kernels are forced (ONEDNN_MAX_CPU_ISA), where the bug shows on
+    every x86-64 CPU: with rvi 0.4's layout this aborted with one thread and fed the layer
+    channels-last inputs (wrong weight gradients) with two."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(WORKER), str(threads)], env=env,
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith("ok")

@@ -186,10 +186,13 @@ def test_training_summary_points_to_the_recommended_recipe():
 
 @pytest.mark.parametrize("adversarial", [False, True])
 def test_fast_paths_agree_with_the_plain_path(synthetic, adversarial):
-    """channels-last changes only the order of float sums: same weights to 1e-5, same
-    predictions and maps. bfloat16 autocast changes the arithmetic: after 2 epochs the weights
-    differ by < 10% (relative L2 per tensor), predictions agree on >= 97% of test images and
-    every Guided Backprop map has cosine > 0.9 with the float32 model's."""
+    """channels-last changes only the order of float sums: same weights to 1e-4, same
+    predictions and maps. The weight tolerance is 10x the largest difference measured between
+    the two layouts: 6.2e-7 on an Intel Xeon under every oneDNN instruction set and thread count
+    (benchmarks/float_spread.py), 1.04e-5 on an AMD EPYC. bfloat16 autocast changes the
+    arithmetic: after 2 epochs the weights differ by < 10% (relative L2 per tensor), predictions
+    agree on >= 97% of test images and every Guided Backprop map has cosine > 0.9 with the
+    float32 model's."""
     attack = AttackConfig(eps=0.3, alpha=0.1, steps=2)
     config = TrainConfig(adversarial=adversarial, attack=attack, epochs=2)
     plain, _ = _train(synthetic, config, channels_last=False)
@@ -202,7 +205,7 @@ def test_fast_paths_agree_with_the_plain_path(synthetic, adversarial):
         for p, q in zip(plain.parameters(), model.parameters()):
             p, q = p.detach(), q.detach()
             if weight_tol is None:
-                torch.testing.assert_close(q, p, atol=1e-5, rtol=0)
+                torch.testing.assert_close(q, p, atol=1e-4, rtol=0)
             else:
                 assert float((p - q).norm() / p.norm()) < weight_tol
         same = (rvi.predict(plain, images) == rvi.predict(model, images)).float().mean()
