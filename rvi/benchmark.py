@@ -26,7 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed as ddp
-from .aggregate import NATURAL_ROBUST, ModelSet
+from .records import NATURAL_ROBUST, ModelSet
 from .attacks import attack
 from .cache import get_trained_model
 from .config import BenchmarkConfig, parse_eval_attack

@@ -27,7 +27,7 @@ from torch import nn
 from . import distributed as ddp
 from ._checks import check_images, check_int
 from ._modelstate import model_device, preserved_state
-from .aggregate import ModelSet
+from .records import ModelSet
 from .benchmark import (RANDOMIZATION_MODES, assemble, describe_model, environment,
                         score_model_set)
 from .config import BenchmarkConfig

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from .aggregate import LEVEL
+from .stats import LEVEL
 
 
 def _check(points, x, y) -> tuple:

@@ -1,7 +1,7 @@
 """Tables (Markdown, LaTeX, CSV) and seaborn figures, rendered from a result's records.
 
 Nothing here computes a model output: every number comes from the records through
-:mod:`rvi.aggregate`, so a saved result can be re-rendered at any time.
+:mod:`rvi.stats` and :mod:`rvi.verdicts`, so a saved result can be re-rendered at any time.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import stats as scipy_stats
 
 from ._io import atomic_write
-from . import aggregate
-from .aggregate import ALPHA, RANDOMIZATION_RULE, randomization_test
+from .records import NATURAL_ROBUST
+from .stats import LEVEL
+from .verdicts import ALPHA, RANDOMIZATION_RULE, randomization_test
 from .metrics import METRICS
 
 CELL_ORDER = [("natural", "natural"), ("natural", "adversarial"), ("robust", "natural"),
@@ -43,7 +44,8 @@ def _cell_label(model: str, input_kind: str) -> str:
     return f"{model_name(model)} model, {input_kind} input"
 
 
-def _fmt(mean: float, low: float, high: float) -> str:
+def format_interval(mean: float, low: float, high: float) -> str:
+    """"mean [low, high]" with 3 decimals (1 for numbers of 100 or more)."""
     digits = 3 if max(abs(mean), abs(high)) < 100 else 1
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
@@ -54,7 +56,7 @@ def _seeds(count) -> str:
 
 def _fmt_cell(row) -> str:
     """"mean [95% interval] (S seeds)"."""
-    return f"{_fmt(row['mean'], row['ci_low'], row['ci_high'])} ({_seeds(row['seeds'])})"
+    return f"{format_interval(row['mean'], row['ci_low'], row['ci_high'])} ({_seeds(row['seeds'])})"
 
 
 def _direction(metric: str) -> str:
@@ -119,7 +121,7 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
 
 def _difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
     out = frame[columns].copy()
-    out["difference [95% interval]"] = [_fmt(r["difference"], r["ci_low"], r["ci_high"])
+    out["difference [95% interval]"] = [format_interval(r["difference"], r["ci_low"], r["ci_high"])
                                         for _, r in frame.iterrows()]
     out["seeds"] = frame["seeds"].astype(int)
     out["images per seed"] = frame["n_per_seed"].astype(int)
@@ -216,7 +218,7 @@ def markdown(result) -> str:
     models = result.model_set
     if not main.empty:
         several = len(models.compared) > 1
-        title = "Robust - natural" if models == aggregate.NATURAL_ROBUST else \
+        title = "Robust - natural" if models == NATURAL_ROBUST else \
             f"Each model - {models.reference}"
         parts += ["", f"## {title}, paired over the same images (raw 95% intervals; "
                       "p (Holm) only for the tests the verdicts use)", "",
@@ -262,7 +264,7 @@ def _randomization_markdown(result) -> list:
     if not test.empty:
         text = test.copy()
         text["similarity at full randomization [95% interval]"] = [
-            _fmt(r["mean"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
+            format_interval(r["mean"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
         parts += ["", "## Model-randomization test (Adebayo et al. 2018)", "",
                   RANDOMIZATION_RULE, "",
                   text[["model", "method", "measure",
@@ -277,8 +279,8 @@ def latex(result) -> str:
     acc = accuracy_table(result)
     acc = acc.apply(lambda col: col.map(lambda v: f"{v:.2f}" if isinstance(v, float) else v))
     clean = cleanliness_table(result, result.config.methods[0])
-    return (_tex_frame(acc).to_latex(index=False, escape=False, caption=tex_escape("Accuracy (%)"))
-            + "\n" + _tex_frame(clean).to_latex(
+    return (tex_frame(acc).to_latex(index=False, escape=False, caption=tex_escape("Accuracy (%)"))
+            + "\n" + tex_frame(clean).to_latex(
                 index=False, escape=False, caption=tex_escape(
                     f"Cleanliness of {result.config.methods[0]} maps (mean [95% CI])")))
 
@@ -293,7 +295,8 @@ def tex_escape(text) -> str:
     return "".join(_TEX.get(char, char) for char in str(text))
 
 
-def _tex_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def tex_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of a frame of strings with every cell and column name escaped for LaTeX."""
     out = frame.apply(lambda col: col.map(tex_escape))
     out.columns = [tex_escape(c) for c in frame.columns]
     return out
@@ -465,7 +468,7 @@ def cascading_chart(result):
         pick = casc[(casc["kind"] == kind) & (casc["metric"] == metric)]
         seeds = pick["seed"].nunique()
         # the tables' seed-level interval (Student-t over per-seed means), not a bootstrap
-        band = ("se", stats.t.ppf(0.5 + aggregate.LEVEL / 2, seeds - 1)) if seeds > 1 else None
+        band = ("se", scipy_stats.t.ppf(0.5 + LEVEL / 2, seeds - 1)) if seeds > 1 else None
         sns.lineplot(data=pick, x="step", y="mean", hue="model", marker="o", ax=ax,
                      errorbar=band)
         layers = pick.drop_duplicates("step").sort_values("step")["layer"].tolist()

@@ -7,10 +7,8 @@ without touching a model.
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -19,17 +17,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Optional, Union
 
-import numpy as np
 import pandas as pd
 
-from . import aggregate, report
+from . import report, stats, verdicts
+from .records import (NATURAL_ROBUST, ModelSet, frame_from_json, frame_to_json, json_rows,
+                      seed_mean_table)
 from ._checks import check_bool, check_path
 from ._io import atomic_write
 from .config import BenchmarkConfig
 
 RESULT_FORMAT = "rvi-result-3"
 #: Formats :meth:`BenchmarkResult.from_json` reads (1 stored numbers as JSON lists; 1 and 2 have
-#: no ``models`` entry: they are natural vs robust, :data:`rvi.aggregate.NATURAL_ROBUST`).
+#: no ``models`` entry: they are natural vs robust, :data:`rvi.records.NATURAL_ROBUST`).
 READABLE_FORMATS = ("rvi-result-1", "rvi-result-2", RESULT_FORMAT)
 RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
@@ -51,7 +50,7 @@ class BenchmarkResult:
             output down re-initialized (step 0: none).
         examples: a few test images, their adversarial versions and maps, for the figures.
         meta: versions, machine, timings and training summaries.
-        models: which models were compared (:meth:`rvi.aggregate.ModelSet.to_dict`: ``trained``,
+        models: which models were compared (:meth:`rvi.records.ModelSet.to_dict`: ``trained``,
             ``reference``, ``random_weights``) and ``info``, one row per (seed, trained model):
             class, parameter count and weights fingerprint (:func:`rvi.benchmark.describe_model`);
             None for results from before model sets (natural vs robust).
@@ -66,11 +65,11 @@ class BenchmarkResult:
     models: Optional[dict] = None
 
     @property
-    def model_set(self) -> aggregate.ModelSet:
+    def model_set(self) -> ModelSet:
         """The compared models, their reference and random-weights controls."""
         if self.models is None:
-            return aggregate.NATURAL_ROBUST
-        return aggregate.ModelSet.from_dict(self.models)
+            return NATURAL_ROBUST
+        return ModelSet.from_dict(self.models)
 
     @property
     def model_info(self) -> pd.DataFrame:
@@ -83,18 +82,18 @@ class BenchmarkResult:
     @cached_property
     def summary(self) -> pd.DataFrame:
         """Mean and 95% interval per (model, input, explainer, metric, reference): over
-        per-seed means with several seeds, over images with one (:func:`rvi.aggregate.summarize`)."""
-        return aggregate.summarize(self.records, self.config.bootstrap)
+        per-seed means with several seeds, over images with one (:func:`rvi.stats.summarize`)."""
+        return stats.summarize(self.records, self.config.bootstrap)
 
     @cached_property
     def tests(self) -> tuple:
         """``(differences, control_differences)`` with Holm-adjusted ``p_holm`` over the family
-        the verdicts check (:func:`rvi.aggregate.with_holm`)."""
+        the verdicts check (:func:`rvi.verdicts.with_holm`)."""
         models = self.model_set
-        differences = aggregate.model_differences(self.records, models, self.config.bootstrap)
-        controls = aggregate.control_differences(self.records, self.config.methods[0],
-                                                 self.config.bootstrap, self.cascading, models)
-        return aggregate.with_holm(differences, controls, self.config.methods[0], models)
+        differences = stats.model_differences(self.records, models, self.config.bootstrap)
+        controls = verdicts.control_differences(self.records, self.config.methods[0],
+                                                self.config.bootstrap, self.cascading, models)
+        return verdicts.with_holm(differences, controls, self.config.methods[0], models)
 
     @property
     def differences(self) -> pd.DataFrame:
@@ -110,10 +109,10 @@ class BenchmarkResult:
 
     @cached_property
     def verdicts(self) -> list:
-        """One line per metric, computed from the numbers (:data:`rvi.aggregate.VERDICT_RULES`)."""
-        return aggregate.verdicts(self.differences, self.control_differences,
-                                  self.config.methods[0], self.accuracy, self.config.attack.label,
-                                  self.model_set)
+        """One line per metric, computed from the numbers (:data:`rvi.verdicts.VERDICT_RULES`)."""
+        return verdicts.verdicts(self.differences, self.control_differences,
+                                 self.config.methods[0], self.accuracy, self.config.attack.label,
+                                 self.model_set)
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (model, input, explainer, metric, reference) with ``mean``,
@@ -136,8 +135,8 @@ class BenchmarkResult:
         """Everything needed to rebuild the result (derived tables are recomputed on load)."""
         return json.dumps({
             "format": RESULT_FORMAT, "config": self.config.to_dict(), "meta": self.meta,
-            "records": _frame_to_json(self.records), "accuracy": _frame_to_json(self.accuracy),
-            "cascading": _frame_to_json(self.cascading), "examples": self.examples,
+            "records": frame_to_json(self.records), "accuracy": frame_to_json(self.accuracy),
+            "cascading": frame_to_json(self.cascading), "examples": self.examples,
             "models": self.models}, allow_nan=False)
 
     @classmethod
@@ -150,9 +149,9 @@ class BenchmarkResult:
         if missing:
             raise ValueError(f"missing key(s): {', '.join(missing)}")
         return cls(config=BenchmarkConfig.from_dict(data["config"]),
-                   records=_frame_from_json(data["records"]),
-                   accuracy=_frame_from_json(data["accuracy"]),
-                   cascading=_frame_from_json(data["cascading"]),
+                   records=frame_from_json(data["records"]),
+                   accuracy=frame_from_json(data["accuracy"]),
+                   cascading=frame_from_json(data["cascading"]),
                    examples=data["examples"], meta=data["meta"], models=_models(data))
 
     def save(self, folder: Union[str, Path], *, overwrite: bool = False,
@@ -226,29 +225,16 @@ class BenchmarkResult:
         return written
 
     def seed_means(self) -> pd.DataFrame:
-        """Per seed and cell, the mean and count of every score over the images: the numbers
-        every seed-level interval is built from (a compact stand-in for the per-image records).
-        Columns: ``seed, model, input, explainer, metric, reference, mean, n``."""
-        keys = aggregate.score_keys(self.records)
-        cells = ["seed", "model", "input"]
-        grouped = self.records.groupby(cells, sort=False)[list(keys)]
-        means = grouped.mean().reset_index().melt(id_vars=cells, var_name="column",
-                                                  value_name="mean")
-        counts = grouped.count().reset_index().melt(id_vars=cells, var_name="column",
-                                                    value_name="n")
-        table = means.merge(counts, on=cells + ["column"])
-        table = table[table["n"] > 0]
-        parts = pd.DataFrame([keys[c] for c in table["column"]], index=table.index,
-                             columns=["explainer", "metric", "reference"])
-        return pd.concat([table[cells], parts, table[["mean", "n"]]], axis=1) \
-            .reset_index(drop=True)
+        """Per seed and cell, the mean and count of every score over the images
+        (:func:`rvi.records.seed_mean_table`)."""
+        return seed_mean_table(self.records)
 
     def summary_dict(self) -> dict:
         """The small, readable summary saved as ``summary.json`` (floats, not strings)."""
         return {"config": self.config.to_dict(), "meta": self.meta,
-                "accuracy": _clean_rows(self.accuracy), "cells": _clean_rows(self.summary),
-                "models": self.models, "robust_minus_natural": _clean_rows(self.differences),
-                "controls": _clean_rows(self.control_differences), "verdicts": self.verdicts}
+                "accuracy": json_rows(self.accuracy), "cells": json_rows(self.summary),
+                "models": self.models, "robust_minus_natural": json_rows(self.differences),
+                "controls": json_rows(self.control_differences), "verdicts": self.verdicts}
 
     @classmethod
     def load(cls, folder: Union[str, Path]) -> "BenchmarkResult":
@@ -297,55 +283,9 @@ def _models(data: dict) -> Optional[dict]:
     if data["format"] != RESULT_FORMAT or data.get("models") is None:
         return None
     models = data["models"]
-    aggregate.ModelSet.from_dict(models)  # KeyError/TypeError on a damaged entry
+    ModelSet.from_dict(models)  # KeyError/TypeError on a damaged entry
     return models
 
 
 def _describe(err: Exception) -> str:
     return f"missing key {err}" if isinstance(err, KeyError) else str(err)
-
-
-def _py(value):
-    """A JSON-safe Python scalar: numpy types unwrapped, NaN -> None."""
-    if isinstance(value, (np.generic,)):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _column_to_json(column: pd.Series):
-    """Numeric columns as base64 of their little-endian bytes (exact, compact, fast); others
-    as a list of JSON values."""
-    values = column.to_numpy()
-    if values.dtype.kind in "fiub":
-        return {"base64": base64.b64encode(values.astype(values.dtype.newbyteorder("<"))
-                                           .tobytes()).decode("ascii")}
-    return [_py(v) for v in column.tolist()]
-
-
-def _column_from_json(data, dtype: str):
-    if isinstance(data, dict):
-        return np.frombuffer(base64.b64decode(data["base64"]), dtype=np.dtype(dtype)
-                             .newbyteorder("<")).astype(dtype)
-    return data
-
-
-def _frame_to_json(frame: pd.DataFrame) -> dict:
-    return {"columns": list(frame.columns),
-            "dtypes": [str(t) for t in frame.dtypes],
-            "data": {c: _column_to_json(frame[c]) for c in frame.columns}}
-
-
-def _frame_from_json(data: dict) -> pd.DataFrame:
-    frame = pd.DataFrame({c: _column_from_json(data["data"][c], t)
-                          for c, t in zip(data["columns"], data["dtypes"])},
-                         columns=data["columns"])
-    for column, dtype in zip(data["columns"], data["dtypes"]):
-        if dtype.startswith(("float", "int", "bool")):
-            frame[column] = frame[column].astype(dtype)
-    return frame
-
-
-def _clean_rows(frame: pd.DataFrame) -> list:
-    return [{k: _py(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]

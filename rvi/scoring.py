@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .aggregate import ScoreKey
+from .records import ScoreKey
 from .metrics import METRICS, score
 from .saliency import explain
 

@@ -178,7 +178,7 @@ def _scores(job: dict, model, images, labels, adversarial) -> tuple:
     import pandas as pd
 
     from .evaluate import predict
-    from .result import _frame_to_json
+    from .records import frame_to_json
     from .scoring import score_model
 
     frames, means = {}, {}
@@ -194,7 +194,7 @@ def _scores(job: dict, model, images, labels, adversarial) -> tuple:
                               "prediction": predict(model, inputs).numpy()})
         for key, values in scores.items():
             frame[key.column] = values
-        frames[kind] = _frame_to_json(frame)
+        frames[kind] = frame_to_json(frame)
         means[kind] = {key.column: None if np.isnan(values).all() else float(np.nanmean(values))
                        for key, values in scores.items()}
     return frames, means

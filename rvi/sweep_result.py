@@ -2,7 +2,7 @@
 
 Job records (:func:`rvi.sweep.run_job`) are the source of truth; everything here is a pure
 function of them, so the same records give the same tables whichever engine computed them.
-Intervals over seeds are Student-t intervals over per-seed values (:func:`rvi.aggregate.t_interval`);
+Intervals over seeds are Student-t intervals over per-seed values (:func:`rvi.stats.t_interval`);
 rank correlations come from :func:`rvi.correlation.point_spearman`. A model whose clean test
 accuracy is below :data:`FAILED_FACTOR` x chance is *failed*: flagged in every table and left out
 of every mean, interval and correlation.
@@ -21,12 +21,12 @@ import pandas as pd
 
 from ._checks import check_path
 from ._io import atomic_write
-from .aggregate import ScoreKey, t_interval
 from .config import SweepConfig
 from .correlation import point_spearman
 from .metrics import METRICS
-from .report import _fmt, _tex_frame, tex_escape
-from .result import _clean_rows, _frame_from_json
+from .records import ScoreKey, frame_from_json, json_rows
+from .report import format_interval, tex_escape, tex_frame
+from .stats import t_interval
 
 #: A model is failed when its clean accuracy is below this many times chance (1 / classes).
 FAILED_FACTOR = 2.0
@@ -131,7 +131,7 @@ class SweepResult:
         frames = []
         for rec in self.records:
             for kind, data in rec["images"].items():
-                frame = _frame_from_json(data)
+                frame = frame_from_json(data)
                 frame.insert(0, "input", kind)
                 frame.insert(0, "seed", rec["job"]["seed"])
                 frame.insert(0, "eps", rec["job"]["eps"])
@@ -236,7 +236,7 @@ class SweepResult:
               & (s["reference"] == "clean")]
         if s.empty:
             return pd.DataFrame()
-        s = s.assign(text=[("—" if n == 0 else _fmt(m, lo, hi))
+        s = s.assign(text=[("—" if n == 0 else format_interval(m, lo, hi))
                            for m, lo, hi, n in zip(s["mean"], s["ci_low"], s["ci_high"], s["seeds"])])
         table = s.pivot(index="eps", columns="metric", values="text")
         table.index.name = "train eps"
@@ -284,19 +284,19 @@ class SweepResult:
 
     def to_latex(self) -> str:
         """Accuracy and rank-correlation tables as LaTeX ``tabular`` environments."""
-        parts = [_tex_frame(self.accuracy_table().astype(str)).to_latex(
+        parts = [tex_frame(self.accuracy_table().astype(str)).to_latex(
             index=False, escape=False, caption=tex_escape("Accuracy (%, mean [95% CI])"))]
         corr = self.correlation_table()
         if not corr.empty:
-            parts.append(_tex_frame(corr.astype(str)).to_latex(
+            parts.append(tex_frame(corr.astype(str)).to_latex(
                 index=False, escape=False, caption=tex_escape("Spearman rank correlations")))
         return "\n".join(parts)
 
     def summary_dict(self) -> dict:
         return {"config": self.config.to_dict(), "failed_jobs": self.failed,
-                "models": _clean_rows(self.models), "accuracy": _clean_rows(self.accuracy_summary),
-                "scores": _clean_rows(self.score_summary),
-                "correlations": _clean_rows(self.correlations)}
+                "models": json_rows(self.models), "accuracy": json_rows(self.accuracy_summary),
+                "scores": json_rows(self.score_summary),
+                "correlations": json_rows(self.correlations)}
 
     # --- files ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 import rvi
-from rvi import aggregate, report
+from rvi import records, report, stats, verdicts
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
 
 ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
@@ -72,7 +72,7 @@ def test_paired_differences_equal_difference_of_per_image_scores(result):
 
 def test_trivial_explainers_only_compared_on_scale_free_metrics(result):
     controls = result.control_differences
-    cascade = aggregate.CASCADING  # the fully randomized end of cascading randomization
+    cascade = verdicts.CASCADING  # the fully randomized end of cascading randomization
     for model in ("natural", "robust"):  # trivial scores are stored once, paired with both
         assert set(controls.query(f"metric == 'cosine' and model == '{model}'")["control"]) == {
             "random weights", "plain gradient", "image", "edge", "noise", cascade}
@@ -237,9 +237,9 @@ def test_verdicts_follow_the_numbers():
                                   "image": np.arange(n), "m/cosine/clean": base + shift,
                                   "noise/cosine/clean": base - 0.3}))
     records = pd.concat(rows, ignore_index=True)
-    diffs = aggregate.robust_minus_natural(records, 200)
-    controls = aggregate.control_differences(records, "m", 200)
-    (line,) = aggregate.verdicts(diffs, controls, "m")
+    diffs = stats.robust_minus_natural(records, 200)
+    controls = verdicts.control_differences(records, "m", 200)
+    (line,) = verdicts.verdicts(diffs, controls, "m")
     assert line.startswith("cosine (m, natural input): robust cleaner than natural by +0.1")
     assert "not distinguishable from the random-weights control" in line
     assert "robust not above: random weights" in line and "noise" not in line.split("not above")[1]
@@ -336,7 +336,7 @@ def test_seed_means_are_the_per_seed_cell_means(result):
 
 
 def test_result_names_its_model_set_and_describes_the_trained_models(result):
-    assert result.model_set == aggregate.NATURAL_ROBUST
+    assert result.model_set == records.NATURAL_ROBUST
     info = result.model_info
     assert list(info["model"]) == ["natural", "robust"] and set(info["seed"]) == {0}
     assert (info["parameters"] > 0).all() and info["fingerprint"].str.len().eq(64).all()

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import rvi
-from rvi import aggregate
+from rvi import records, stats
 from rvi.benchmark import weights_fingerprint
 from rvi.cli import main
 from rvi.config import AttackConfig, BenchmarkConfig
@@ -81,7 +81,7 @@ def test_three_named_models_on_colour_images_fill_every_cell(result):
     assert cells == {(m, i) for m in names for i in ("natural", "adversarial")} | {
         (f"random_weights:{m}", "natural") for m in names}
     assert result.records.groupby(["model", "input"]).size().eq(20).all()
-    assert result.model_set == aggregate.ModelSet(
+    assert result.model_set == records.ModelSet(
         names, "natural", {m: f"random_weights:{m}" for m in names})
     assert set(result.accuracy["model"]) == set(names)
     assert set(result.cascading["model"]) == set(names)
@@ -99,7 +99,7 @@ def test_each_model_is_compared_with_the_reference_on_the_same_images(result):
         row = diffs.query(f"model == '{model}' and input == 'natural' and metric == 'cosine' "
                           "and reference == 'clean'").iloc[0]
         assert row["difference"] == pytest.approx(float((own - natural).mean()), rel=1e-6)
-        assert row["interval"] == aggregate.IMAGES_INTERVAL and row["seeds"] == 1
+        assert row["interval"] == stats.IMAGES_INTERVAL and row["seeds"] == 1
 
 
 def test_holm_runs_over_every_model_at_once(result):
@@ -113,7 +113,7 @@ def test_holm_runs_over_every_model_at_once(result):
     assert tested == len(main) + len(required)
     assert controls.query("model == 'natural'")["p_holm"].isna().all()  # the reference's own
     raw = np.concatenate([main["p"].to_numpy(), required["p"].to_numpy()])
-    assert np.sort(aggregate.holm(raw)) == pytest.approx(
+    assert np.sort(stats.holm(raw)) == pytest.approx(
         np.sort(np.concatenate([main["p_holm"], required["p_holm"]])))
 
 
@@ -183,7 +183,7 @@ def test_older_result_formats_still_read_as_natural_vs_robust(result, tmp_path):
     data["format"] = "rvi-result-2"
     del data["models"]
     old = rvi.BenchmarkResult.from_json(json.dumps(data))
-    assert old.models is None and old.model_set == aggregate.NATURAL_ROBUST
+    assert old.models is None and old.model_set == records.NATURAL_ROBUST
 
 
 def test_reference_can_be_named(three, colour):
@@ -205,7 +205,7 @@ def test_a_list_of_model_sets_gives_seed_level_intervals(colour):
     assert sorted(out.records["seed"].unique()) == [3, 4]
     row = out.differences.query("input == 'natural' and metric == 'cosine' and "
                                 "explainer == 'guided_backprop'").iloc[0]
-    assert row["seeds"] == 2 and row["interval"] == aggregate.SEEDS_INTERVAL
+    assert row["seeds"] == 2 and row["interval"] == stats.SEEDS_INTERVAL
     assert len(out.model_info) == 4
     with pytest.raises(ValueError, match=r"config.seeds must have one seed per model set \(2\)"):
         rvi.compare(sets, images[:8], labels[:8], config())

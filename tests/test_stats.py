@@ -1,14 +1,14 @@
-"""Statistics of rvi.aggregate: seed-level intervals, the bootstrap, Holm and the verdict rule."""
+"""rvi.stats and rvi.verdicts: seed-level intervals, the bootstrap, Holm and the verdict rule."""
 
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import stats as scipy_stats
 
-from rvi import aggregate
-from rvi.aggregate import ScoreKey
+from rvi import stats, verdicts
+from rvi.records import ScoreKey
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 CELLS = (("natural", "natural"), ("robust", "natural"), ("random_weights", "natural"))
@@ -53,10 +53,10 @@ def cascading_frame(seeds: int, trained: float = 0.6, end: float = 0.3):
 
 
 def verdict_lines(records, seeds: int, **accuracy):
-    diffs = aggregate.robust_minus_natural(records, 300)
-    controls = aggregate.control_differences(records, "m", 300, cascading_frame(seeds))
-    diffs, controls = aggregate.with_holm(diffs, controls, "m")
-    return aggregate.verdicts(diffs, controls, "m", accuracy_frame(seeds, **accuracy), "PGD")
+    diffs = stats.robust_minus_natural(records, 300)
+    controls = verdicts.control_differences(records, "m", 300, cascading_frame(seeds))
+    diffs, controls = verdicts.with_holm(diffs, controls, "m")
+    return verdicts.verdicts(diffs, controls, "m", accuracy_frame(seeds, **accuracy), "PGD")
 
 
 CLEAN_STUDY = {("robust", "m/cosine/clean"): 0.2, ("natural", "saliency/cosine/clean"): -0.1,
@@ -81,8 +81,8 @@ def test_seed_interval_covers_the_true_difference_and_the_pooled_bootstrap_does_
             frames.append(pd.DataFrame(scores, columns=[f"m{r}/cosine/clean" for r in range(reps)])
                           .assign(seed=seed, model=model, input="natural", image=np.arange(n)))
     records = pd.concat(frames, ignore_index=True)
-    diffs = aggregate.robust_minus_natural(records, 200)
-    assert len(diffs) == reps and (diffs["interval"] == aggregate.SEEDS_INTERVAL).all()
+    diffs = stats.robust_minus_natural(records, 200)
+    assert len(diffs) == reps and (diffs["interval"] == stats.SEEDS_INTERVAL).all()
     assert (diffs["seeds"] == seeds).all() and (diffs["n_per_seed"] == n).all()
     new = ((diffs["ci_low"] <= delta) & (delta <= diffs["ci_high"])).mean()
     # The old statistic: a percentile bootstrap over all (seed, image) rows, seeds pooled.
@@ -90,7 +90,7 @@ def test_seed_interval_covers_the_true_difference_and_the_pooled_bootstrap_does_
     natural = records[records["model"] == "natural"].sort_values(["seed", "image"])
     columns = [f"m{r}/cosine/clean" for r in range(reps)]
     pooled = robust[columns].to_numpy() - natural[columns].to_numpy()
-    _, low, high = aggregate.bootstrap_interval(pooled, 500, seed=2)
+    _, low, high = stats.bootstrap_interval(pooled, 500, seed=2)
     old = ((low <= delta) & (delta <= high)).mean()
     print(f"coverage of delta: seed-level t {new:.3f}, pooled image bootstrap {old:.3f}")
     assert 0.90 <= new <= 0.99
@@ -102,25 +102,26 @@ def test_seed_interval_covers_the_true_difference_and_the_pooled_bootstrap_does_
 def test_seed_interval_is_scipy_t_interval_over_per_seed_means():
     records = make_records({("robust", "m/cosine/clean"): 0.1, ("natural", "m/cosine/clean"): 0},
                            seed_effects=[0.05, -0.04, 0.02, 0.0], n=30)
-    row = aggregate.robust_minus_natural(records, 200).iloc[0]
+    row = stats.robust_minus_natural(records, 200).iloc[0]
     robust = records[records["model"] == "robust"]
     natural = records[records["model"] == "natural"]
     per_seed = [(robust[robust["seed"] == s]["m/cosine/clean"].to_numpy()
                  - natural[natural["seed"] == s]["m/cosine/clean"].to_numpy()).mean()
                 for s in range(4)]
-    low, high = stats.t.interval(0.95, 3, loc=np.mean(per_seed), scale=stats.sem(per_seed))
+    low, high = scipy_stats.t.interval(0.95, 3, loc=np.mean(per_seed),
+                                       scale=scipy_stats.sem(per_seed))
     assert row["difference"] == pytest.approx(np.mean(per_seed))
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
-    assert row["p"] == pytest.approx(stats.ttest_1samp(per_seed, 0.0).pvalue)
+    assert row["p"] == pytest.approx(scipy_stats.ttest_1samp(per_seed, 0.0).pvalue)
     assert row["seeds"] == 4 and row["n"] == 120 and row["n_per_seed"] == 30
 
 
 def test_vectorized_bootstrap_agrees_with_scipy():
     rng = np.random.default_rng(3)
     values = rng.exponential(1.0, 80)
-    mean, low, high = aggregate.mean_ci(values, resamples=4000, seed=5)
-    ref = stats.bootstrap((values,), np.mean, n_resamples=4000, method="percentile",
-                          random_state=np.random.default_rng(6)).confidence_interval
+    mean, low, high = stats.mean_ci(values, resamples=4000, seed=5)
+    ref = scipy_stats.bootstrap((values,), np.mean, n_resamples=4000, method="percentile",
+                                random_state=np.random.default_rng(6)).confidence_interval
     se = values.std(ddof=1) / np.sqrt(len(values))
     assert mean == pytest.approx(values.mean())
     # Two independent Monte-Carlo estimates of the same quantiles: agree within 0.1 se.
@@ -131,9 +132,9 @@ def test_bootstrap_shares_one_weight_matrix_across_columns_and_ignores_nan():
     rng = np.random.default_rng(4)
     values = rng.normal(size=(40, 3))
     values[:5, 2] = np.nan
-    mean, low, high = aggregate.bootstrap_interval(values, 500, seed=0)
+    mean, low, high = stats.bootstrap_interval(values, 500, seed=0)
     # Column 1 is column 0 shifted: with shared weights its interval is shifted exactly.
-    shifted = aggregate.bootstrap_interval(np.c_[values[:, 0], values[:, 0] + 1], 500, seed=0)
+    shifted = stats.bootstrap_interval(np.c_[values[:, 0], values[:, 0] + 1], 500, seed=0)
     assert shifted[1][1] - shifted[1][0] == pytest.approx(1.0)
     assert mean[2] == pytest.approx(np.nanmean(values[:, 2]))
     assert low[2] < mean[2] < high[2]
@@ -141,13 +142,14 @@ def test_bootstrap_shares_one_weight_matrix_across_columns_and_ignores_nan():
 
 def test_one_seed_uses_the_image_bootstrap_and_says_so():
     records = make_records({("robust", "m/cosine/clean"): 0.1, ("natural", "m/cosine/clean"): 0})
-    row = aggregate.robust_minus_natural(records, 300).iloc[0]
-    assert row["interval"] == aggregate.IMAGES_INTERVAL and row["seeds"] == 1
+    row = stats.robust_minus_natural(records, 300).iloc[0]
+    assert row["interval"] == stats.IMAGES_INTERVAL and row["seeds"] == 1
     diff = records[records["model"] == "robust"]["m/cosine/clean"].to_numpy() \
         - records[records["model"] == "natural"]["m/cosine/clean"].to_numpy()
-    assert row["p"] == pytest.approx(2 * stats.norm.sf(abs(diff.mean()) / stats.sem(diff)))
-    summary = aggregate.summarize(records, 300)
-    assert (summary["interval"] == aggregate.IMAGES_INTERVAL).all()
+    assert row["p"] == pytest.approx(
+        2 * scipy_stats.norm.sf(abs(diff.mean()) / scipy_stats.sem(diff)))
+    summary = stats.summarize(records, 300)
+    assert (summary["interval"] == stats.IMAGES_INTERVAL).all()
     assert summary["seed_std"].isna().all()
 
 
@@ -157,24 +159,24 @@ def test_holm_matches_a_hand_computation():
     p = np.array([0.01, 0.04, np.nan, 0.03, 0.005])
     # Sorted: 0.005, 0.01, 0.03, 0.04 (m = 4) -> 4*0.005, 3*0.01, 2*0.03, max(0.06, 1*0.04).
     expected = [0.03, 0.06, np.nan, 0.06, 0.02]
-    assert np.allclose(aggregate.holm(p), expected, equal_nan=True)
-    assert aggregate.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
+    assert np.allclose(stats.holm(p), expected, equal_nan=True)
+    assert stats.holm([0.5, 0.9]).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="p-values must be in"):
-        aggregate.holm([1.5])
+        stats.holm([1.5])
 
 
 def test_holm_family_is_what_the_verdicts_check():
     records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
-    diffs = aggregate.robust_minus_natural(records, 200)
-    controls = aggregate.control_differences(records, "m", 200, cascading_frame(3))
-    diffs, controls = aggregate.with_holm(diffs, controls, "m")
+    diffs = stats.robust_minus_natural(records, 200)
+    controls = verdicts.control_differences(records, "m", 200, cascading_frame(3))
+    diffs, controls = verdicts.with_holm(diffs, controls, "m")
     tested = controls[controls["p_holm"].notna()]
     assert set(tested["model"]) == {"robust"} and not tested["ceiling"].any()
     assert set(tested["control"]) == {"random weights", "plain gradient", "noise",
-                                      aggregate.CASCADING}
+                                      verdicts.CASCADING}
     family = np.r_[diffs["p_holm"].dropna(), tested["p_holm"]]
     raw = np.r_[diffs.loc[diffs["p_holm"].notna(), "p"], tested["p"]]
-    assert np.allclose(family, aggregate.holm(raw))
+    assert np.allclose(family, stats.holm(raw))
 
 
 # --- the verdict rule ---------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def test_fewer_than_three_seeds_speak_of_the_given_models_only(seeds):
 
 def test_ceiling_control_is_reported_but_not_required():
     records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
-    controls = aggregate.control_differences(records, "m", 200)
+    controls = verdicts.control_differences(records, "m", 200)
     image = controls[controls["control"] == "image"]
     assert image["ceiling"].all() and (image["difference"] < 0).all()  # robust below the image
     (line,) = verdict_lines(records, 3)
@@ -214,15 +216,15 @@ def test_ceiling_control_is_reported_but_not_required():
 def test_scale_dependent_metric_is_not_compared_with_trivial_explainers():
     shifts = {("robust", "m/inner/clean"): 5.0, ("natural", "noise/inner/clean"): 1.0,
               ("natural", "image/inner/clean"): 1.0, ("natural", "saliency/inner/clean"): 1.0}
-    controls = aggregate.control_differences(make_records(shifts), "m", 200)
+    controls = verdicts.control_differences(make_records(shifts), "m", 200)
     assert set(controls["control"]) == {"random weights", "plain gradient"}
 
 
 def test_cascading_end_and_accuracy_rules_are_checked():
     records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
-    diffs = aggregate.robust_minus_natural(records, 200)
-    flat = aggregate.control_differences(records, "m", 200, cascading_frame(3, 0.6, 0.6 + 1e-3))
-    (line,) = aggregate.verdicts(diffs, flat, "m", accuracy_frame(3), "PGD")
+    diffs = stats.robust_minus_natural(records, 200)
+    flat = verdicts.control_differences(records, "m", 200, cascading_frame(3, 0.6, 0.6 + 1e-3))
+    (line,) = verdicts.verdicts(diffs, flat, "m", accuracy_frame(3), "PGD")
     assert "the metric does not depend on the weights here" in line and "fails: cascading" in line
     (line,) = verdict_lines(records, 3, robust_clean=0.9)
     assert "fails the rule" in line and "fails: accuracy" in line
@@ -232,9 +234,9 @@ def test_cascading_end_and_accuracy_rules_are_checked():
 
 def test_docs_hold_every_rule_verbatim():
     text = " ".join((DOCS / "metrics.md").read_text().split())
-    for rule in aggregate.VERDICT_RULES:
+    for rule in verdicts.VERDICT_RULES:
         assert rule.text in text, rule.key
-    assert aggregate.RANDOMIZATION_RULE in text
+    assert verdicts.RANDOMIZATION_RULE in text
 
 
 def _randomization_rows(similarities: list, model: str = "robust", sd: float = 0.1) -> pd.DataFrame:
@@ -254,15 +256,15 @@ def _randomization_rows(similarities: list, model: str = "robust", sd: float = 0
     ([0.30, 0.70, 0.45, 0.62, 0.41], "inconclusive"),
 ])
 def test_randomization_test_outcomes(ends, outcome):
-    test = aggregate.randomization_test(_randomization_rows(ends))
+    test = verdicts.randomization_test(_randomization_rows(ends))
     row = test.iloc[0]
     assert row["outcome"] == outcome and row["seeds"] == 5
-    expected = stats.t.interval(0.95, 4, loc=np.mean(ends), scale=stats.sem(ends))
+    expected = scipy_stats.t.interval(0.95, 4, loc=np.mean(ends), scale=scipy_stats.sem(ends))
     assert (row["ci_low"], row["ci_high"]) == pytest.approx(expected)
 
 
 def test_randomization_test_with_one_seed_uses_the_images():
-    test = aggregate.randomization_test(_randomization_rows([0.2], sd=0.5))
+    test = verdicts.randomization_test(_randomization_rows([0.2], sd=0.5))
     row = test.iloc[0]
     half = 1.96 * 0.5 / np.sqrt(400)
     assert (row["ci_low"], row["ci_high"]) == pytest.approx((0.2 - half, 0.2 + half))
@@ -282,8 +284,8 @@ def test_metrics_missing_from_the_registry_are_skipped():
     shifts = dict(CLEAN_STUDY)
     shifts[("robust", "m/deletion_auc_new/clean")] = 0.1
     records = make_records(shifts, seed_effects=[0, 0.01, -0.01])
-    assert "deletion_auc_new" in set(aggregate.summarize(records, 200)["metric"])
-    controls = aggregate.control_differences(records, "m", 200)
+    assert "deletion_auc_new" in set(stats.summarize(records, 200)["metric"])
+    controls = verdicts.control_differences(records, "m", 200)
     assert "deletion_auc_new" not in set(controls["metric"])
     lines = verdict_lines(records, 3)
     assert [line.split(" ")[0] for line in lines] == ["cosine"]
@@ -291,9 +293,9 @@ def test_metrics_missing_from_the_registry_are_skipped():
 
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match=r"seeds must have shape \(3,\), got \(2,\)"):
-        aggregate.interval_stats(np.zeros((3, 1)), [0, 1])
+        stats.interval_stats(np.zeros((3, 1)), [0, 1])
     with pytest.raises(ValueError, match="resamples must be >= 1, got 0"):
-        aggregate.bootstrap_interval(np.zeros(3), 0)
+        stats.bootstrap_interval(np.zeros(3), 0)
     with pytest.raises(ValueError, match="pairs and labels must have the same length"):
-        aggregate.paired_stats(make_records({("robust", "m/cosine/clean"): 0}),
-                               {"model": "robust"}, {"model": "natural"}, [("a", "a")], [])
+        stats.paired_stats(make_records({("robust", "m/cosine/clean"): 0}),
+                           {"model": "robust"}, {"model": "natural"}, [("a", "a")], [])
