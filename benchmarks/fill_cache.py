@@ -11,29 +11,30 @@ processes share one GPU well here because a LeNet step is launch-bound, not comp
 """
 
 import json
-import multiprocessing
 import time
 
 import torch
 
 import rvi
-from rvi.cache import get_trained_model
-from rvi.sweep import EPS_GRIDS, sweep_recipe
+from rvi.cache import default_cache_dir, get_trained_model
+from rvi.engines import run_jobs
+from rvi.sweep import EPS_GRIDS, make_jobs, sweep_recipe
 
 from _common import parser
 
 
-def train_one(job: dict) -> dict:
-    """Train (or load) one sweep point; returns a JSON-able summary."""
-    torch.set_num_threads(job["threads"])
-    data = rvi.load_dataset(job["dataset"], job["data_dir"], download=False)
-    config = sweep_recipe(job["eps"], job["seed"])
+def train_one(job) -> dict:
+    """Train (or load) one sweep point (an :class:`rvi.sweep_job.SweepJob`); returns a JSON-able
+    summary."""
+    torch.set_num_threads(job.threads)
+    data = rvi.load_dataset(job.dataset, job.data_dir, download=False)
+    config = sweep_recipe(job.eps, job.seed)
     started = time.perf_counter()
-    _, history, path = get_trained_model(data, job["model"], config, job["cache_dir"],
-                                         device=job["device"], quiet=True)
-    return {**{k: job[k] for k in ("dataset", "model", "eps", "seed")}, "path": path.name,
-            "seconds": round(time.perf_counter() - started, 1), "epochs": len(history),
-            "final_train_accuracy": history[-1]["accuracy"]}
+    _, history, path = get_trained_model(data, job.model, config, job.cache_dir,
+                                         device=job.device, quiet=True)
+    return {"dataset": job.dataset, "model": job.model, "eps": job.eps, "seed": job.seed,
+            "path": path.name, "seconds": round(time.perf_counter() - started, 1),
+            "epochs": len(history), "final_train_accuracy": history[-1]["accuracy"]}
 
 
 def main() -> None:
@@ -46,15 +47,15 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1, help="processes training at once")
     args = p.parse_args()
     grid = args.eps if args.eps is not None else EPS_GRIDS[args.dataset]
-    # adversarial jobs first: they are the long ones
-    jobs = [{"dataset": args.dataset, "model": args.model, "eps": eps, "seed": seed,
-             "data_dir": args.data_dir, "cache_dir": args.cache_dir, "device": args.device,
-             "threads": args.threads}
-            for eps in sorted(grid, reverse=True) for seed in args.seeds]
-    context = multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    with context.Pool(args.workers) as pool:
-        for summary in pool.imap_unordered(train_one, jobs):
-            print(json.dumps(summary), flush=True)
+    config = rvi.SweepConfig(dataset=args.dataset, model=args.model, eps=tuple(grid),
+                             seeds=tuple(args.seeds), data_dir=args.data_dir,
+                             cache_dir=str(args.cache_dir or default_cache_dir()),
+                             device=args.device, workers=args.workers, threads=args.threads)
+    # rvi's own engine (a spawn pool, or in-process for one worker), adversarial jobs first
+    failed = run_jobs(make_jobs(config), train_one, config,
+                      lambda job, summary: print(json.dumps(summary), flush=True))
+    for failure in failed:
+        print(f"failed: eps {failure['job'].eps}, seed {failure['job'].seed}: {failure['error']}")
 
 
 if __name__ == "__main__":

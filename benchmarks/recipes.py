@@ -4,7 +4,8 @@ They are rvi's defaults (``TrainConfig()``: Adam, one-cycle to 3e-3, batch 128) 
 written out: 6 natural and 15 adversarial epochs on full MNIST. ``ROBUST_20`` trains the robust
 model 20 epochs, the fewest tried on the CPU that reach the seed study's accuracy table
 (``recipe_sweep.md``, ``seed_accuracy.md``; 15 epochs fall short for each of 5 seeds). The seed
-study's own recipes (Adam at a constant 1e-3, 50 epochs each) are ``rvi.config.SEED_RECIPES``.
+study's own recipes were Adam at a constant 1e-3, batch 128, 50 epochs each
+(``TrainConfig(epochs=50, lr=1e-3, schedule="constant")``, adversarial or not).
 """
 
 from rvi import AttackConfig, TrainConfig

@@ -19,8 +19,8 @@ from .saliency import METHODS, Attribution, explain
 from .sweep import run_sweep
 from .sweep_result import SweepResult
 from .train import load_checkpoint, load_model, new_model, train_model, training_summary
+from .version import __version__  # noqa: F401 (rvi.__version__)
 
-__version__ = "0.4.1"
 
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",

@@ -1,8 +1,9 @@
-"""Argument and tensor checks, the seeded-RNG context manager and the name registries.
+"""Argument and tensor checks, the seeded-RNG context manager and the fixed name lists.
 
 A leaf module: it imports nothing from rvi, so config, data, models, attacks, saliency, metrics and
 controls can all use it without import circles. Every check raises ``ValueError`` naming the
-argument, the value and what was expected.
+argument, the value and what was expected. Attribution methods and metrics are not listed here:
+they are objects in :mod:`rvi.registry`, registered where their code is.
 """
 
 from __future__ import annotations
@@ -18,11 +19,6 @@ import torch
 DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "cifar10", "synthetic")
 #: Architecture names understood by :func:`rvi.build_model`.
 MODELS = ("lenet", "madry-cnn", "resnet18")
-#: Attribution methods understood by :func:`rvi.explain`.
-METHODS = ("guided_backprop", "saliency", "integrated_gradients", "smoothgrad")
-#: Metric names; :data:`rvi.metrics.METRICS` holds one ``MetricInfo`` per name.
-METRIC_NAMES = ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment",
-                "alignment_margin", "gini", "deletion", "insertion", "infidelity", "sensitivity_max")
 #: Controls a benchmark can run.
 CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent")
 ATTACKS = ("fgsm", "pgd", "autoattack")
@@ -127,6 +123,52 @@ def check_labels(labels: torch.Tensor, num_classes: int, name: str = "labels") -
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= num_classes:
         raise ValueError(f"{name} must be in [0, {num_classes}), got values in [{low}, {high}]")
+
+
+def describe(value) -> str:
+    """A tensor as ``dtype of shape (...)``, anything else as its ``repr``."""
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} of shape {tuple(value.shape)}"
+    return repr(value)
+
+
+def check_map(saliency, name: str = "saliency") -> torch.Tensor:
+    """Return ``saliency`` after checking it is a finite (N, C, H, W) float tensor."""
+    if not isinstance(saliency, torch.Tensor) or saliency.ndim != 4 \
+            or not saliency.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor of shape (N, C, H, W), got "
+                         f"{describe(saliency)}")
+    if not torch.isfinite(saliency).all():
+        raise ValueError(f"{name} must be finite, got NaN or infinite values")
+    return saliency
+
+
+def check_scored_image(image, name: str = "image") -> torch.Tensor:
+    """Return ``image`` after checking it is a finite, non-negative (N, C, H, W) float tensor
+    (the images a metric compares maps with; unlike :func:`check_images`, no upper bound)."""
+    check_map(image, name)
+    if len(image) and float(image.min()) < 0:
+        raise ValueError(f"{name} must be non-negative, got a minimum of {float(image.min()):.4g}")
+    return image
+
+
+def check_map_pair(saliency, image) -> tuple:
+    """Checked ``(map, image)``, the image cast to the map's dtype and reduced to its channel
+    mean when the map has one channel.
+
+    Shape:
+        saliency: (N, 1 or C, H, W); image: (N, C, H, W). Returns both as (N, 1 or C, H, W).
+    """
+    check_map(saliency)
+    check_scored_image(image)
+    if saliency.shape != image.shape:
+        if saliency.shape[1] == 1 and saliency.shape[:1] + saliency.shape[2:] \
+                == image.shape[:1] + image.shape[2:]:
+            image = image.mean(1, keepdim=True)
+        else:
+            raise ValueError(f"saliency and image must have matching shapes (N, 1 or C, H, W), "
+                             f"got {tuple(saliency.shape)} and {tuple(image.shape)}")
+    return saliency, image.to(saliency.dtype)
 
 
 def chunks(n: int, size: int, offset: int = 0):

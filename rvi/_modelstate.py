@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 from typing import Iterator, Optional
 
+import torch
 from torch import nn
+
+from ._checks import check_labels
 
 
 @contextlib.contextmanager
@@ -57,8 +60,6 @@ def wants_channels_last(model: nn.Module) -> bool:
 def has_channels_last_weights(model: nn.Module) -> bool:
     """Whether some 4-d weight or buffer of ``model`` is in channels-last (not plain) order,
     i.e. the caller chose that layout."""
-    import torch
-
     return any(w.ndim == 4 and w.is_contiguous(memory_format=torch.channels_last)
                and not w.is_contiguous()
                for w in list(model.parameters()) + list(model.buffers()))
@@ -76,8 +77,6 @@ def channels_last(model: nn.Module, enabled: Optional[bool] = None) -> Iterator[
     float sums, not what is computed. Nothing is done when ``enabled`` is False, or when some
     4-d weight is already channels-last (the caller chose a layout).
     """
-    import torch
-
     if enabled is None:
         enabled = wants_channels_last(model)
     if not enabled or has_channels_last_weights(model) or not any(
@@ -93,8 +92,6 @@ def channels_last(model: nn.Module, enabled: Optional[bool] = None) -> Iterator[
 
 def model_device(model: nn.Module):
     """The device of the model's first parameter (CPU for a parameter-free model)."""
-    import torch
-
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
@@ -102,10 +99,6 @@ def model_device(model: nn.Module):
 def check_model_labels(model: nn.Module, images, labels) -> int:
     """Raise ``ValueError`` unless every label indexes one of the model's outputs; returns the
     number of outputs (one eval-mode forward pass on the first image, state restored)."""
-    import torch
-
-    from ._checks import check_labels
-
     with preserved_state(model), torch.no_grad():
         model.eval()
         out = model(images[:1].to(model_device(model)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Union
@@ -20,6 +21,13 @@ from ._checks import MODELS, check_choice
 from .config import TrainConfig
 from .data import Dataset
 from .train import CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model, train_model
+
+
+def default_cache_dir() -> Path:
+    """``$RVI_CACHE_DIR`` if set, else ``~/.cache/rvi/models``."""
+    if os.environ.get("RVI_CACHE_DIR"):
+        return Path(os.environ["RVI_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rvi" / "models"
 
 
 def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig) -> str:

@@ -17,7 +17,20 @@ import typing
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .config import AttackConfig, TrainConfig
+import torch
+
+from . import distributed as ddp
+from .benchmark import run_benchmark
+from .cache import cached_model_path
+from .compare import compare, load_images_file, load_user_model
+from .config import AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig
+from .data import DATASETS, image_hashes, load_dataset
+from .evaluate import evaluate
+from .models import MODELS
+from .result import BenchmarkResult, check_out_folder
+from .sweep import run_sweep
+from .sweep_result import SWEEP_FILE, SweepResult
+from .train import load_checkpoint, load_model, new_model, train_model, training_summary
 
 
 def _flag(prefix: str, name: str) -> str:
@@ -109,8 +122,6 @@ def _read_config_file(path: str) -> dict:
 
 
 def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) -> None:
-    from .data import DATASETS
-    from .models import MODELS
 
     if evaluate:
         parser.add_argument("--dataset", default=None, choices=DATASETS,
@@ -140,7 +151,6 @@ def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from .benchmark import BenchmarkConfig
 
     parser = argparse.ArgumentParser(prog="rvi", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
@@ -199,8 +209,6 @@ COMPARE_SKIP = ("dataset", "data_dir", "download", "model", "natural", "robust",
 
 
 def _add_compare_parser(commands) -> None:
-    from .benchmark import BenchmarkConfig
-    from .data import DATASETS
 
     compare = commands.add_parser(
         "compare", allow_abbrev=False,
@@ -238,10 +246,6 @@ def _add_compare_parser(commands) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .benchmark import BenchmarkConfig
-    from .compare import compare, load_images_file, load_user_model
-    from .data import load_dataset
-    from .result import check_out_folder
 
     config = _merged_config(BenchmarkConfig, args, skip=COMPARE_SKIP, file_path=args.config)
     num_classes = args.num_classes
@@ -273,7 +277,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _save_and_print(result, out_dir, overwrite: bool) -> None:
     """Rank 0 saves ``result`` (atomically; the other ranks, which hold None, wait) and prints."""
-    from . import distributed as ddp
 
     folder = ddp.on_main(lambda: result.save(out_dir, overwrite=overwrite))
     if ddp.is_main():
@@ -282,8 +285,6 @@ def _save_and_print(result, out_dir, overwrite: bool) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .result import BenchmarkResult
-    from .sweep_result import SWEEP_FILE, SweepResult
 
     if (Path(args.folder) / SWEEP_FILE).is_file():
         sweep = SweepResult.load(args.folder)
@@ -298,13 +299,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from . import distributed as ddp
-    from .cache import cached_model_path
-    from .data import load_dataset
-    from .train import new_model, train_model, training_summary
-
     config = _merged_config(TrainConfig, args)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out must be a folder, got the file {args.out!r}")
@@ -327,7 +321,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _main_print(*args, **kwargs) -> None:
     """print() on rank 0 only (every process of a torchrun job runs this module)."""
-    from . import distributed as ddp
 
     if ddp.is_main():
         print(*args, **kwargs)
@@ -336,7 +329,6 @@ def _main_print(*args, **kwargs) -> None:
 def _evaluation_data(args: argparse.Namespace, state: dict):
     """The dataset ``rvi evaluate`` scores, and the images/labels of the chosen split; refuses
     images the checkpoint was trained on unless ``--allow-train-split``."""
-    from .data import image_hashes
 
     recorded = state.get("dataset")
     if args.model is not None and args.model != state["architecture"]:
@@ -378,7 +370,6 @@ def _evaluation_data(args: argparse.Namespace, state: dict):
 
 def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
     """``load_dataset(name)``; ``synthetic`` at the size the checkpoint records, if it does."""
-    from .data import load_dataset
 
     split = (recorded or {}).get("split")
     if name == "synthetic" and (recorded or {}).get("name") == "synthetic" and isinstance(split, dict):
@@ -388,9 +379,6 @@ def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import distributed as ddp
-    from .evaluate import evaluate
-    from .train import load_checkpoint, load_model
 
     state = load_checkpoint(args.checkpoint)
     data, images, labels = _evaluation_data(args, state)
@@ -408,10 +396,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .benchmark import BenchmarkConfig, run_benchmark
-
-    from .result import check_out_folder
-
     config = _merged_config(BenchmarkConfig, args, file_path=args.config)
     check_out_folder(config.out_dir, args.overwrite)  # before hours of work, not after
     result = run_benchmark(config, progress=not args.quiet)  # None on ranks > 0 under torchrun
@@ -420,7 +404,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _add_sweep_parser(commands) -> None:
-    from .config import SweepConfig
 
     sweep = commands.add_parser("sweep", help="models over a grid of training eps x seeds: "
                                               "robust accuracy, every metric, rank correlations",
@@ -432,8 +415,6 @@ def _add_sweep_parser(commands) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .config import SweepConfig
-    from .sweep import run_sweep
 
     config = _merged_config(SweepConfig, args, file_path=args.config)
     result = run_sweep(config, progress=not args.quiet)
@@ -452,7 +433,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command in ("report", "sweep"):  # a sweep's engines run their own processes
             return {"report": _cmd_report, "sweep": _cmd_sweep}[args.command](args)
-        from . import distributed as ddp
 
         commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
                     "bench": _cmd_bench}

@@ -5,7 +5,7 @@ models the user gives.
 (N, C, H, W) inputs in [0, 1] to (N, K) logits; normalization belongs inside the model), runs
 the Guided Backprop pre-flight, builds each model's random-weights control (a copy with
 ``reset_parameters()`` called on every submodule that owns parameters, seeded), and scores the
-set through :func:`rvi.benchmark.score_model_set`, the path :func:`rvi.run_benchmark` uses.
+set through :func:`rvi.pipeline.score_model_set`, the path :func:`rvi.run_benchmark` uses.
 
 One dict of models is one "seed": intervals are then a bootstrap over images and describe these
 models only. A list of dicts (one set of models per training seed, the same names in each) gives
@@ -27,13 +27,15 @@ from torch import nn
 from . import distributed as ddp
 from ._checks import check_images, check_int
 from ._modelstate import model_device, preserved_state
-from .records import ModelSet
-from .benchmark import (RANDOMIZATION_MODES, assemble, describe_model, environment,
-                        score_model_set)
+from .benchmark import assemble, describe_model, environment
 from .config import BenchmarkConfig
-from .controls import random_weights_model
+from .controls import RANDOMIZATION_MODES, random_weights_model
+from .models import build_model
+from .pipeline import CellSpec, score_model_set
+from .records import ModelSet
 from .result import BenchmarkResult
 from .saliency import check_guided_backprop_model
+from .train import CHECKPOINT_FORMAT, load_checkpoint
 
 #: Prefix of the random-weights control of model NAME in the records: ``random_weights:NAME``.
 RANDOM_PREFIX = "random_weights"
@@ -75,7 +77,7 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
         progress: show progress bars.
         distributed: None (default): shard the images when a process group of 2+ processes
             exists (every rank calls this with the same models and arguments; see
-            :func:`rvi.benchmark.score_model_set`); False: this process works alone; True:
+            :func:`rvi.pipeline.score_model_set`); False: this process works alone; True:
             requires a process group.
 
     Returns:
@@ -125,12 +127,13 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
     with_control = "random_weights" in config.controls
     model_set = ModelSet(tuple(names), reference,
                          {m: _control_name(m) if with_control else None for m in names})
+    spec = CellSpec.from_benchmark(config, n)
     timings, parts, info = {}, [], []
     for trained, control, seed in zip(sets, controls, config.seeds):
         info += [dict(seed=seed, **describe_model(name, model),
                       **({"source": sources[name]} if sources and name in sources else {}))
                  for name, model in trained.items()]
-        parts.append(score_model_set(config, seed, trained, control, model_set, images, labels,
+        parts.append(score_model_set(spec, seed, trained, control, model_set, images, labels,
                                      num_classes, timings, progress, distributed))
     if distributed and not ddp.is_main():
         return None
@@ -253,8 +256,6 @@ def load_user_model(path, *, trust_pickle: bool = False, num_classes: Optional[i
         FileNotFoundError: no such file.
         ValueError: none of the above, or a pickled module without ``trust_pickle``.
     """
-    from .train import CHECKPOINT_FORMAT, load_checkpoint
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path}")
@@ -280,8 +281,6 @@ def load_user_model(path, *, trust_pickle: bool = False, num_classes: Optional[i
             raise ValueError(f"{path} holds a {type(model).__name__}, not an nn.Module") from err
         return model.eval()
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
-        from .models import build_model
-
         if num_classes is None:
             num_classes = int([v for v in state["model"].values() if v.ndim == 2][-1].shape[0])
         model = build_model(state["architecture"], in_channels=in_channels,

@@ -12,12 +12,35 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ._checks import (ATTACKS, CONTROLS, DATASETS, EPS_GRIDS, METHODS,  # noqa: F401 (re-exported)
-                      METRIC_NAMES, MODELS, OPTIMIZERS, REFERENCE_EPS, SCHEDULES, check_bool,
-                      check_int, optional_int)
+from ._checks import (ATTACKS, CONTROLS, DATASETS, EPS_GRIDS, MODELS,  # noqa: F401 (re-exported)
+                      OPTIMIZERS, REFERENCE_EPS, SCHEDULES, check_bool, check_int, optional_int)
 from ._checks import check_choice as _check_choice
 from ._checks import check_range as _check_range
+from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Registry
+
 PRECISIONS = ("float32", "bfloat16")
+#: The metrics a benchmark and a sweep score by default.
+DEFAULT_METRICS = ("cosine", "foreground_mass", "inner", "gini", "alignment_logit",
+                   "alignment_margin", "deletion", "insertion", "infidelity")
+
+
+def _registered(registry: Registry) -> tuple:
+    """The names in ``registry``; a config is checked against the methods and metrics that
+    :mod:`rvi.saliency`, :mod:`rvi.metrics` and :mod:`rvi.faithfulness` register on import."""
+    names = registry.names()
+    if not names:
+        raise RuntimeError(f"no {registry.kind} is registered yet: a config was built while rvi "
+                           f"was being imported")
+    return names
+
+
+def __getattr__(name: str):
+    """``METHODS`` and ``METRIC_NAMES``: the registered names (rvi 0.4 re-exported them here)."""
+    if name == "METHODS":
+        return METHOD_REGISTRY.names()
+    if name == "METRIC_NAMES":
+        return METRIC_REGISTRY.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _help(text: str, **kwargs: Any) -> Any:
@@ -168,14 +191,6 @@ class TrainConfig(_Config):
         return f"{self.recipe_label}, seed {self.seed}"
 
 
-#: The seed study's published recipes (Adam at a constant 1e-3, batch 128, 50 epochs each; the
-#: robust one on torchattacks PGD(eps=0.3, alpha=0.1, steps=7)), kept by name for comparison.
-SEED_RECIPES = {
-    "natural": TrainConfig(epochs=50, lr=1e-3, schedule="constant"),
-    "robust": TrainConfig(adversarial=True, epochs=50, lr=1e-3, schedule="constant"),
-}
-
-
 def _default_natural() -> TrainConfig:
     return TrainConfig()
 
@@ -216,8 +231,7 @@ class BenchmarkConfig(_Config):
         "map metrics (docs/metrics.md): cleanliness inner, cosine, foreground_mass, gini; model "
         "gradient alignment_logit, alignment_margin; faithfulness deletion, insertion, "
         "infidelity, sensitivity_max",
-        default=("cosine", "foreground_mass", "inner", "gini", "alignment_logit",
-                 "alignment_margin", "deletion", "insertion", "infidelity"))
+        default=DEFAULT_METRICS)
     faithfulness_n: Optional[int] = _help(
         "score the faithfulness metrics on the first N test images of each cell only (they "
         "query the model many times per image; default: all)", default=1000)
@@ -250,7 +264,8 @@ class BenchmarkConfig(_Config):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
         check_bool("transfer", self.transfer)
         check_bool("download", self.download)
-        for name, choices in (("methods", METHODS), ("metrics", METRIC_NAMES),
+        for name, choices in (("methods", _registered(METHOD_REGISTRY)),
+                              ("metrics", _registered(METRIC_REGISTRY)),
                               ("controls", CONTROLS)):
             values = getattr(self, name)
             if not isinstance(values, tuple) or not values or len(set(values)) != len(values):
@@ -333,7 +348,7 @@ class SweepConfig(_Config):
     methods: tuple[str, ...] = _help("attribution methods (Captum)",
                                      default=("guided_backprop", "saliency"))
     metrics: tuple[str, ...] = _help("map metrics (docs/metrics.md)",
-                                     default=BenchmarkConfig().metrics)
+                                     default=DEFAULT_METRICS)
     target: str = _help("class each map explains: true or predicted", default="true")
     n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
     eval_n: Optional[int] = _help("run autoattack and pgd-SxR on the first N test images only "
@@ -380,7 +395,8 @@ class SweepConfig(_Config):
         for seed in self.seeds:
             check_int("seeds entry", seed, 0)
         optional_int(self.epochs, "epochs")
-        for name, choices in (("methods", METHODS), ("metrics", METRIC_NAMES),
+        for name, choices in (("methods", _registered(METHOD_REGISTRY)),
+                              ("metrics", _registered(METRIC_REGISTRY)),
                               ("eval_attacks", None)):
             values = getattr(self, name)
             if not isinstance(values, tuple) or not values or len(set(values)) != len(values):

@@ -28,6 +28,10 @@ from .metrics import METRICS, score
 from .models import build_model
 from .saliency import METHODS, explain
 from .scoring import score_maps, score_model
+from .similarity import SIMILARITIES
+
+#: Modes of the layer randomization test (Adebayo et al. 2018), also names of controls.
+RANDOMIZATION_MODES = ("cascading", "independent")
 
 
 def random_weights_model(architecture_or_model: Union[str, nn.Module], seed: int = 0, *,
@@ -122,7 +126,7 @@ def randomized_maps(model: nn.Module, images: torch.Tensor,
         ``"none"``), step ``i`` has the ``i``-th layer from the output re-initialized.
     """
     check_images(images, labels)
-    if mode not in ("cascading", "independent"):
+    if mode not in RANDOMIZATION_MODES:
         raise ValueError(f"mode must be cascading or independent, got {mode!r}")
     check_choice("method", method, METHODS)
     check_int("seed", seed, 0)
@@ -153,8 +157,6 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
         each measure of :data:`rvi.similarity.SIMILARITIES` between the step's maps and the
         trained model's (1 at step 0). ``mean``/``sd`` are over the N images.
     """
-    from .similarity import SIMILARITIES
-
     for metric in metrics:
         _check_metric_method(metric, method)
     rows, original = [], None
@@ -174,6 +176,48 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
                              metric=name, mean=float(scores.mean()),
                              sd=float(scores.std()) if len(scores) > 1 else 0.0, n=len(scores)))
     return rows
+
+
+def randomization_similarity(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
+                             method: str = "guided_backprop", mode: str = "cascading", *,
+                             seed: int = 0, measures: Sequence[str] = tuple(SIMILARITIES),
+                             absolute: bool = True, batch_size: int = 256) -> list:
+    """Adebayo et al. (2018)'s model-parameter randomization test, as map similarities.
+
+    Layers (modules owning parameters) are re-initialized on a deep copy of ``model`` with
+    their own ``reset_parameters()``, from the output layer down. ``"cascading"``: cumulative
+    (after step ``i`` the top ``i + 1`` layers are random); ``"independent"``: one layer at a
+    time, the others trained. Layer ``i`` (counted from the output) is re-initialized with seed
+    ``seed + i`` in both modes. Targets stay fixed.
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1]; targets: (N,) int64.
+
+    Returns:
+        ``[(layer name, {measure: (N,) float64 similarity of the randomized map to the
+        original map})]``, output layer first. A method that passes the test drops towards 0.
+
+    Raises:
+        ValueError: bad images, targets, method, mode, measures or seed; a layer without
+            ``reset_parameters()``.
+    """
+    check_images(images, targets)
+    if mode not in RANDOMIZATION_MODES:
+        raise ValueError(f"mode must be one of {', '.join(RANDOMIZATION_MODES)}; got {mode!r}")
+    measures = tuple(measures)
+    if not measures or any(m not in SIMILARITIES for m in measures):
+        raise ValueError(f"measures must be a non-empty subset of {', '.join(SIMILARITIES)}; "
+                         f"got {measures!r}")
+    results, original = [], None
+    for step, layer, _, attribution in randomized_maps(
+            model, images, targets, method=method, mode=mode, seed=seed, absolute=absolute,
+            batch_size=batch_size):
+        maps = attribution.maps.cpu()
+        if step == 0:
+            original = maps
+            continue
+        results.append((layer, {m: SIMILARITIES[m](maps, original) for m in measures}))
+    return results
 
 
 def image_map(images: torch.Tensor, *, seed: int = 0, offset: int = 0) -> torch.Tensor:

@@ -1,8 +1,8 @@
 """Engines that run sweep jobs: a local process pool, or Ray tasks; one retry loop for both.
 
-A job is a JSON-able dict and :func:`rvi.sweep.run_job` a pure function of it, so an engine only
-has to call that function somewhere and hand back the record as a
-:class:`concurrent.futures.Future`:
+A job is a frozen dataclass (:class:`rvi.sweep_job.SweepJob`) and the function that runs it
+(:func:`rvi.sweep_job.run_job`) a pure function of it, so an engine only has to call that
+function somewhere and hand back the record as a :class:`concurrent.futures.Future`:
 
 - ``local``: a ``spawn`` process pool of ``workers`` processes (default: one per core), each job
   with ``threads`` torch threads (default: cores / workers); ``workers=1`` runs the jobs one
@@ -18,7 +18,10 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import os
+from dataclasses import replace
 from typing import Callable
+
+from tqdm.auto import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +43,13 @@ class _InProcess:
     #: ``submit`` runs the job, so one at a time: its record is written before the next starts
     capacity = 1
 
-    def __init__(self, threads: int):
-        self.threads = threads
+    def __init__(self, run: Callable, threads: int):
+        self.run, self.threads = run, threads
 
-    def submit(self, job: dict) -> cf.Future:
-        from .sweep import run_job
-
+    def submit(self, job) -> cf.Future:
         future: cf.Future = cf.Future()
         try:
-            future.set_result(run_job({**job, "threads": self.threads}))
+            future.set_result(self.run(replace(job, threads=self.threads)))
         except Exception as err:  # noqa: BLE001 (reported and retried by the caller)
             future.set_exception(err)
         return future
@@ -60,14 +61,12 @@ class _InProcess:
 class _Pool:
     """A ``spawn`` process pool (CUDA cannot be forked); one job per process at a time."""
 
-    def __init__(self, workers: int, threads: int):
-        self.threads, self.capacity = threads, workers
+    def __init__(self, run: Callable, workers: int, threads: int):
+        self.run, self.threads, self.capacity = run, threads, workers
         self.pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
-    def submit(self, job: dict) -> cf.Future:
-        from .sweep import run_job
-
-        return self.pool.submit(run_job, {**job, "threads": self.threads})
+    def submit(self, job) -> cf.Future:
+        return self.pool.submit(self.run, replace(job, threads=self.threads))
 
     def close(self, abort: bool = False) -> None:
         """Shut the pool down; ``abort`` (an interrupt or an error in the driver) also stops
@@ -87,21 +86,19 @@ class _Pool:
 class _Ray:
     """Each job a Ray task with its CPU (and GPU) request."""
 
-    def __init__(self, address, threads: int, gpus: float):
+    def __init__(self, run: Callable, address, threads: int, gpus: float):
         try:
-            import ray
+            import ray  # optional (the ray extra), so imported only when this backend is chosen
         except ImportError as err:
             raise ValueError('backend "ray" needs ray: pip install "rvi[ray]"') from err
-        from .sweep import run_job
-
         if not ray.is_initialized():
             ray.init(address=address)
         self.ray, self.threads, self.refs = ray, threads, []
         self.capacity = float("inf")  # Ray queues the tasks its cluster cannot start yet
-        self.task = ray.remote(run_job).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
+        self.task = ray.remote(run).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
 
-    def submit(self, job: dict) -> cf.Future:
-        ref = self.task.remote({**job, "threads": self.threads})
+    def submit(self, job) -> cf.Future:
+        ref = self.task.remote(replace(job, threads=self.threads))
         self.refs.append(ref)
         return ref.future()
 
@@ -112,29 +109,30 @@ class _Ray:
                 self.ray.cancel(ref, force=True)
 
 
-def make_engine(config):
-    """The engine ``config.backend`` names, sized from ``config.workers``/``threads``."""
+def make_engine(run: Callable, config):
+    """The engine ``config.backend`` names, running ``run(job)`` for each job, sized from
+    ``config.workers``/``threads``."""
     if config.backend == "ray":
         gpus = config.gpus_per_job if config.device.startswith("cuda") else 0
-        return _Ray(config.ray_address, config.threads or 1, gpus)
+        return _Ray(run, config.ray_address, config.threads or 1, gpus)
     workers = config.workers or cores()
     threads = config.threads or max(1, cores() // workers)
-    return _InProcess(threads) if workers == 1 else _Pool(workers, threads)
+    return _InProcess(run, threads) if workers == 1 else _Pool(run, workers, threads)
 
 
-def run_jobs(jobs: list, config, finished: Callable[[dict, dict], None], *,
+def run_jobs(jobs: list, run: Callable, config, finished: Callable, *,
              progress: bool = False) -> list:
-    """Run ``jobs`` on ``config``'s engine, calling ``finished(job, record)`` for each record as
+    """Run ``run(job)`` for each of ``jobs`` (frozen dataclasses with a ``threads`` field, e.g.
+    :class:`rvi.sweep_job.SweepJob`; ``run`` a module-level function, so that process pools and
+    Ray can ship it) on ``config``'s engine, calling ``finished(job, record)`` for each record as
     it arrives. A failed job is logged with its config and submitted once more.
 
     Returns:
         ``[{"job": job, "error": text}]`` for the jobs that failed :data:`ATTEMPTS` times.
     """
-    from tqdm.auto import tqdm
-
     if not jobs:
         return []
-    engine = make_engine(config)
+    engine = make_engine(run, config)
     failed, aborted = [], True
     queue, pending = list(jobs), {}
     try:

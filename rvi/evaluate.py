@@ -80,13 +80,13 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             align = math.lcm(batch_size, AUTOATTACK_CHUNK)
         part = ddp.shard(total, align=align)
     images, labels = images[part], labels[part]
-    counts = [_correct(model, images, labels, batch_size)]
+    counts = [count_correct(model, images, labels, batch_size)]
     for config in attacks:
         adversarial = images
         if len(images):  # a rank's shard may be empty
             adversarial = attack(model, images, labels, config, batch_size=batch_size, seed=seed,
                                  offset=part.start)
-        counts.append(_correct(model, adversarial, labels, batch_size))
+        counts.append(count_correct(model, adversarial, labels, batch_size))
     if sync:
         counts = ddp.all_sum(counts)
     # float32 count / n is what the mean of the (N,) float32 correctness vector gives
@@ -95,8 +95,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             **{config.label: acc for config, acc in zip(attacks, accuracies[1:])}}
 
 
-def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> int:
-    """How many of ``images`` ``model`` classifies as ``labels`` (0 for no images)."""
+def count_correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  batch_size: int = 1000) -> int:
+    """How many of ``images`` ``model`` classifies as ``labels`` (0 for no images): the one
+    place rvi counts correct predictions (:func:`evaluate`, the studies' accuracy rows)."""
     if not len(images):
         return 0
     return int((predict(model, images, batch_size) == labels.cpu()).sum())

@@ -11,6 +11,9 @@ Each function returns one float per image, (N,), on the images' device:
   (:func:`rvi.saliency.explain`) on seeded, slightly perturbed copies of each image.
 - :func:`gini`: the Gini index of ``|map|`` (sparseness; Chalasani et al. 2020). Computed here.
 
+Each score is registered in :data:`rvi.metrics.METRICS` (:mod:`rvi.registry`) next to its
+function, after the metrics of :mod:`rvi.metrics`.
+
 Random draws come from one generator per image, seeded from ``(seed, image index)``, so results
 do not depend on ``batch_size`` and the caller's RNG stream is never touched. The model is put in
 ``eval()`` and its parameters stop requiring gradients during a call; both are restored.
@@ -28,9 +31,10 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
-from ._checks import check_choice, check_images, check_int, chunks
+from ._checks import check_choice, check_images, check_int, check_map_pair, chunks
 from ._modelstate import channels_last, model_device, preserved_state
-from .saliency import METHODS, explain
+from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Metric
+from .saliency import explain
 
 #: Default number of equal steps of the deletion/insertion curves (5% of the pixels each).
 CURVE_STEPS = 20
@@ -40,6 +44,36 @@ INFIDELITY_NOISE_STD = 0.1
 SENSITIVITY_RADIUS = 0.02
 #: Perturbed copies per image for infidelity and sensitivity_max (Captum's default).
 PERTURB_SAMPLES = 10
+
+
+def gini(maps: torch.Tensor) -> torch.Tensor:
+    """Gini index of ``|s|`` per map (sparseness; Chalasani et al. 2020). **Higher = sparser**.
+
+    ``G = sum_k (2k - n - 1) a_(k) / (n sum_k a_(k))`` with ``a_(1) <= ... <= a_(n)`` the sorted
+    ``|s|`` over all n entries: 0 for a uniform map, ``1 - 1/n`` for a map with one non-zero
+    entry; 0.0 for an all-zero map.
+
+    Shape:
+        maps: (N, C, H, W) float, finite. Returns (N,) in [0, 1 - 1/n].
+    """
+    _check_maps(maps)
+    a = maps.detach().abs().flatten(1).double().sort(dim=1).values
+    n = a.shape[1]
+    k = torch.arange(1, n + 1, dtype=torch.float64, device=a.device)
+    total = a.sum(1)
+    g = ((2 * k - n - 1) * a).sum(1) / (n * total.clamp_min(torch.finfo(torch.float64).tiny))
+    return torch.where(total > 0, g, torch.zeros_like(g)).to(maps.dtype)
+
+
+def _score_gini(maps, images, **_) -> torch.Tensor:
+    return gini(check_map_pair(maps, images)[0])
+
+
+METRIC_REGISTRY.register(Metric(
+    "gini", 0.0, 1.0, True, False, True,
+    "Gini index of |s| (sparseness; Chalasani et al. 2020)",
+    "where the mass lies or whether it reflects the model (one bright pixel is maximal)",
+    function=_score_gini))
 
 
 def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
@@ -121,6 +155,19 @@ def deletion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets
     return _auc(model, images, maps, targets, "deletion", steps, baseline, batch_size, offset)
 
 
+def _score_deletion(maps, images, *, model, targets, batch_size, offset, **_) -> torch.Tensor:
+    return deletion(model, images, maps, targets, batch_size=batch_size, offset=offset)
+
+
+METRIC_REGISTRY.register(Metric(
+    "deletion", 0.0, 1.0, False, True, True,
+    "AUC of the target probability as top-ranked pixels are set to 0 (Petsiuk et al. 2018)",
+    "anything off the data: zeroed images are out of distribution, and the order of pixels "
+    "of equal rank is arbitrary", family="faithfulness", needs_targets=True,
+    function=_score_deletion, uses_sign=True, expansion=CURVE_STEPS + 1,
+    passes_per_image=CURVE_STEPS + 1))
+
+
 def insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
               *, steps: int = CURVE_STEPS, baseline: float = 0.0, batch_size: int = 256,
               offset: int = 0) -> torch.Tensor:
@@ -132,6 +179,18 @@ def insertion(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target
         see :func:`perturbation_curves`. Returns (N,) float in [0, 1].
     """
     return _auc(model, images, maps, targets, "insertion", steps, baseline, batch_size, offset)
+
+
+def _score_insertion(maps, images, *, model, targets, batch_size, offset, **_) -> torch.Tensor:
+    return insertion(model, images, maps, targets, batch_size=batch_size, offset=offset)
+
+
+METRIC_REGISTRY.register(Metric(
+    "insertion", 0.0, 1.0, True, True, True,
+    "AUC of the target probability as top-ranked pixels are inserted into a black image",
+    "anything off the data: partly inserted images are out of distribution",
+    family="faithfulness", needs_targets=True, function=_score_insertion, uses_sign=True,
+    expansion=CURVE_STEPS + 1, passes_per_image=CURVE_STEPS + 1))
 
 
 def _auc(model, images, maps, targets, mode: str, steps: int, baseline: float,
@@ -189,6 +248,22 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
     return torch.cat(out)
 
 
+def _score_infidelity(maps, images, *, model, targets, seed, batch_size, offset, **_
+                      ) -> torch.Tensor:
+    return infidelity(model, images, maps, targets, seed=seed, batch_size=batch_size,
+                      offset=offset)
+
+
+# Captum evaluates the originals once and the PERTURB_SAMPLES perturbed copies per image.
+METRIC_REGISTRY.register(Metric(
+    "infidelity", 0.0, math.inf, False, True, True,
+    "Captum infidelity (normalized) of the target logit under Gaussian noise (Yeh et al. 2019)",
+    "faithfulness to large changes; the sign is lost when maps are absolute",
+    family="faithfulness", needs_targets=True, function=_score_infidelity, uses_sign=True,
+    random_draws=True, expansion=PERTURB_SAMPLES, passes_per_image=PERTURB_SAMPLES + 1,
+    align_shards=True))
+
+
 def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                     method: str = "guided_backprop", *, radius: float = SENSITIVITY_RADIUS,
                     n_perturb_samples: int = PERTURB_SAMPLES, absolute: bool = True, seed: int = 0,
@@ -207,7 +282,7 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     ``offset``: as in :func:`infidelity`.
     """
     check_images(images)
-    check_choice("method", method, METHODS)
+    check_choice("method", method, METHOD_REGISTRY.names())
     _check_positive("radius", radius)
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)
@@ -232,23 +307,20 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     return torch.cat(out)
 
 
-def gini(maps: torch.Tensor) -> torch.Tensor:
-    """Gini index of ``|s|`` per map (sparseness; Chalasani et al. 2020). **Higher = sparser**.
+def _score_sensitivity_max(maps, images, *, model, targets, method, seed, batch_size, offset,
+                           **_) -> torch.Tensor:
+    return sensitivity_max(model, images, targets, method, seed=seed, batch_size=batch_size,
+                           offset=offset)
 
-    ``G = sum_k (2k - n - 1) a_(k) / (n sum_k a_(k))`` with ``a_(1) <= ... <= a_(n)`` the sorted
-    ``|s|`` over all n entries: 0 for a uniform map, ``1 - 1/n`` for a map with one non-zero
-    entry; 0.0 for an all-zero map.
 
-    Shape:
-        maps: (N, C, H, W) float, finite. Returns (N,) in [0, 1 - 1/n].
-    """
-    _check_maps(maps)
-    a = maps.detach().abs().flatten(1).double().sort(dim=1).values
-    n = a.shape[1]
-    k = torch.arange(1, n + 1, dtype=torch.float64, device=a.device)
-    total = a.sum(1)
-    g = ((2 * k - n - 1) * a).sum(1) / (n * total.clamp_min(torch.finfo(torch.float64).tiny))
-    return torch.where(total > 0, g, torch.zeros_like(g)).to(maps.dtype)
+# maps of the originals and of PERTURB_SAMPLES perturbed copies per image (each a method's cost)
+METRIC_REGISTRY.register(Metric(
+    "sensitivity_max", 0.0, math.inf, False, True, True,
+    "Captum max-sensitivity: largest relative change of the method's map under small noise",
+    "whether the map is right: a constant map is perfectly stable",
+    family="faithfulness", needs_targets=True, needs_method=True,
+    function=_score_sensitivity_max, random_draws=True, expansion=PERTURB_SAMPLES,
+    passes_per_image=PERTURB_SAMPLES + 1, align_shards=True))
 
 
 # --- helpers ----------------------------------------------------------------------------------

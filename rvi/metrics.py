@@ -3,8 +3,9 @@
 Cleanliness scores compare a saliency map ``s`` with its image ``x`` (both flattened per sample)
 and live here; faithfulness scores (deletion, insertion, infidelity, sensitivity) and the Gini
 sparseness live in :mod:`rvi.faithfulness`. Every score returns one float per image; every
-metric's name, range, direction, needs and family are data in :data:`METRICS`, and
-:func:`score` computes any of them, so reports need no special cases. Conventions (see
+metric is one :class:`MetricInfo` object in :data:`METRICS` (:mod:`rvi.registry`), registered
+next to its function with its name, range, direction, needs, family and cost, and :func:`score`
+computes any of them through that object, so reports need no special cases. Conventions (see
 ``docs/metrics.md``):
 
 - Maps may be absolute (non-negative) or signed; images must be finite and non-negative.
@@ -18,117 +19,32 @@ metric's name, range, direction, needs and family are data in :data:`METRICS`, a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from torch import nn
 
-from ._checks import check_int, check_model
+from ._checks import (check_choice, check_int, check_map, check_map_pair, check_model,
+                      check_scored_image, describe)
 from ._modelstate import channels_last, model_device, preserved_state
-
-FAMILIES = ("cleanliness", "faithfulness")
+from .registry import FAMILIES, METRIC_REGISTRY, Metric  # noqa: F401 (FAMILIES re-exported)
 
 #: Pixels above this value count as the stroke (foreground) in ``foreground_mass``.
 FOREGROUND_THRESHOLD = 0.5
 
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """What a report needs to know about a metric.
-
-    Attributes:
-        name: the ``kind`` passed to :func:`score` / :func:`cleanliness`.
-        low, high: the range of the score for non-negative maps (``math.inf`` if unbounded).
-        higher_is_better: whether a higher score means a cleaner / more faithful map.
-        needs_model: the score needs the model (pass ``model=``).
-        uses_map: the score depends on the saliency method (``alignment`` scores the model's
-            own gradient and ignores the map, so map-only controls do not apply to it;
-            ``sensitivity_max`` recomputes the maps of ``method`` itself).
-        description: one line for tables and help text.
-        cannot_show: one line on what the score does not show.
-        family: ``"cleanliness"`` (does the map look like the digit / is it sparse) or
-            ``"faithfulness"`` (does the map reflect what the model uses).
-        needs_targets: the score needs the class each map explains (pass ``targets=``).
-        needs_method: the score recomputes maps and needs the method's name (``method=``).
-    """
-
-    name: str
-    low: float
-    high: float
-    higher_is_better: bool
-    needs_model: bool
-    uses_map: bool
-    description: str
-    cannot_show: str = ""
-    family: str = "cleanliness"
-    needs_targets: bool = False
-    needs_method: bool = False
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise ValueError(f"family must be one of {', '.join(FAMILIES)}; got {self.family!r}")
-
-
-_ALIGNMENT_LOGIT = dict(
-    low=0.0, high=math.inf, higher_is_better=True, needs_model=True, uses_map=False,
-    description="|<x, g>| / ||g||, g = gradient of the predicted logit (Etmann et al. 2019)",
-    cannot_show="any attribution method's quality; the boundary distance only for linear models "
-                "with zero bias (it uses the logit, not the margin)")
-
-METRICS = {
-    "inner": MetricInfo(
-        "inner", 0.0, math.inf, True, False, True,
-        "<s, x>: the seed study's score; scales with the map's magnitude",
-        "anything independent of the gradient's scale; whether the map reflects the model"),
-    "cosine": MetricInfo(
-        "cosine", 0.0, 1.0, True, False, True,
-        "<s, x> / (||s|| ||x||): scale-free similarity of map and image",
-        "whether the map reflects the model (the image itself scores 1)"),
-    "foreground_mass": MetricInfo(
-        "foreground_mass", 0.0, 1.0, True, False, True,
-        f"share of |s| on stroke pixels (x > {FOREGROUND_THRESHOLD:g})",
-        "where on the stroke the mass lies; whether the map reflects the model"),
-    "alignment_logit": MetricInfo("alignment_logit", **_ALIGNMENT_LOGIT),
-    # the seed's name, kept so that configs and saved records that say "alignment" still work
-    "alignment": MetricInfo("alignment", **_ALIGNMENT_LOGIT),
-    "alignment_margin": MetricInfo(
-        "alignment_margin", 0.0, math.inf, True, True, False,
-        "|<x, g>| / ||g||, g = gradient of f_k - max_{j!=k} f_j (k predicted): the margin form",
-        "any attribution method's quality; the boundary distance exactly only for a linear "
-        "model with zero bias"),
-    "gini": MetricInfo(
-        "gini", 0.0, 1.0, True, False, True,
-        "Gini index of |s| (sparseness; Chalasani et al. 2020)",
-        "where the mass lies or whether it reflects the model (one bright pixel is maximal)"),
-    "deletion": MetricInfo(
-        "deletion", 0.0, 1.0, False, True, True,
-        "AUC of the target probability as top-ranked pixels are set to 0 (Petsiuk et al. 2018)",
-        "anything off the data: zeroed images are out of distribution, and the order of pixels "
-        "of equal rank is arbitrary", family="faithfulness", needs_targets=True),
-    "insertion": MetricInfo(
-        "insertion", 0.0, 1.0, True, True, True,
-        "AUC of the target probability as top-ranked pixels are inserted into a black image",
-        "anything off the data: partly inserted images are out of distribution",
-        family="faithfulness", needs_targets=True),
-    "infidelity": MetricInfo(
-        "infidelity", 0.0, math.inf, False, True, True,
-        "Captum infidelity (normalized) of the target logit under Gaussian noise (Yeh et al. 2019)",
-        "faithfulness to large changes; the sign is lost when maps are absolute",
-        family="faithfulness", needs_targets=True),
-    "sensitivity_max": MetricInfo(
-        "sensitivity_max", 0.0, math.inf, False, True, True,
-        "Captum max-sensitivity: largest relative change of the method's map under small noise",
-        "whether the map is right: a constant map is perfectly stable",
-        family="faithfulness", needs_targets=True, needs_method=True),
-}
+#: What a report needs to know about a metric (rvi 0.4's name of :class:`rvi.registry.Metric`).
+MetricInfo = Metric
+#: Every metric by name, in registration order: those of this module, then
+#: :mod:`rvi.faithfulness`'s (a read-only mapping name -> :class:`MetricInfo`).
+METRICS = METRIC_REGISTRY
 
 
 def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
           model: Optional[nn.Module] = None, targets: Optional[torch.Tensor] = None,
           method: Optional[str] = None, seed: int = 0, batch_size: int = 256,
           offset: int = 0) -> torch.Tensor:
-    """One score per image for any metric in :data:`METRICS`.
+    """One score per image for any metric in :data:`METRICS`: checks what the metric needs, then
+    calls its ``function``.
 
     Shape:
         maps: (N, 1 or C, H, W) float (None where ``uses_map`` is False or ``needs_method``);
@@ -150,8 +66,6 @@ def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
     Raises:
         ValueError: unknown ``kind``, a missing model/targets/method/maps, or bad inputs.
     """
-    from . import faithfulness
-
     if kind not in METRICS:
         raise ValueError(f"kind must be one of {', '.join(METRICS)}; got {kind!r}")
     info = METRICS[kind]
@@ -163,29 +77,25 @@ def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
         raise ValueError(f"kind {kind!r} needs method= (a saliency method's name), got None")
     if info.uses_map and not info.needs_method and maps is None:
         raise ValueError(f"kind {kind!r} needs maps=(N, 1 or C, H, W), got None")
-    if kind in ("alignment", "alignment_logit", "alignment_margin"):
-        if maps is not None:
-            _check_pair(maps, images)
-        if kind == "alignment_margin":
-            return alignment_margin(model, images, batch_size=batch_size)
-        return alignment(model, images, batch_size=batch_size)
-    if kind == "sensitivity_max":
-        return faithfulness.sensitivity_max(model, images, targets, method, seed=seed,
-                                            batch_size=batch_size, offset=offset)
-    if kind == "infidelity":
-        return faithfulness.infidelity(model, images, maps, targets, seed=seed,
-                                       batch_size=batch_size, offset=offset)
-    if kind in ("deletion", "insertion"):
-        scorer = faithfulness.deletion if kind == "deletion" else faithfulness.insertion
-        return scorer(model, images, maps, targets, batch_size=batch_size, offset=offset)
-    s, x = _check_pair(maps, images)
-    if kind == "gini":
-        return faithfulness.gini(s)
-    if kind == "inner":
-        return inner(s, x)
-    if kind == "cosine":
-        return cosine(s, x)
-    return foreground_mass(s, x)
+    return info.function(maps, images, model=model, targets=targets, method=method, seed=seed,
+                         batch_size=batch_size, offset=offset)
+
+
+def metric_images_per_call(metric: str, batch_size: int) -> int:
+    """Images per model call of ``metric`` that the shards of a sharded run must be cut at:
+    ``METRICS[metric].images_per_call(batch_size)`` where ``align_shards`` (infidelity and
+    sensitivity_max: ``max(1, batch_size // PERTURB_SAMPLES)``), else ``batch_size``, which
+    adds no constraint beyond the batches themselves. Deletion/insertion (``batch_size // 21``
+    images a call) are left out on purpose: aligning to them would make shards far coarser, and
+    their only effect is float rounding.
+
+    Raises:
+        ValueError: unknown ``metric`` or a ``batch_size`` below 1.
+    """
+    check_choice("metric", metric, METRICS.names())
+    check_int("batch_size", batch_size, 1)
+    info = METRICS[metric]
+    return info.images_per_call(batch_size) if info.align_shards else batch_size
 
 
 def cleanliness(saliency: Optional[torch.Tensor], image: torch.Tensor, kind: str = "cosine", *,
@@ -221,8 +131,19 @@ def inner(saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     Shape:
         saliency, image: see :func:`cleanliness`. Returns (N,).
     """
-    s, x = _check_pair(saliency, image)
+    s, x = check_map_pair(saliency, image)
     return (s * x).flatten(1).sum(1)
+
+
+def _score_inner(maps, images, **_) -> torch.Tensor:
+    return inner(*check_map_pair(maps, images))
+
+
+METRIC_REGISTRY.register(Metric(
+    "inner", 0.0, math.inf, True, False, True,
+    "<s, x>: the seed study's score; scales with the map's magnitude",
+    "anything independent of the gradient's scale; whether the map reflects the model",
+    function=_score_inner, uses_sign=True))
 
 
 def cosine(saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -231,12 +152,23 @@ def cosine(saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     Shape:
         saliency, image: see :func:`cleanliness`. Returns (N,), in [0, 1] for non-negative maps.
     """
-    s, x = _check_pair(saliency, image)
+    s, x = check_map_pair(saliency, image)
     s, x = s.flatten(1), x.flatten(1)
     norms = s.norm(dim=1) * x.norm(dim=1)
     dot = (s * x).sum(1)
     return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(norms.dtype).tiny),
                        torch.zeros_like(dot))
+
+
+def _score_cosine(maps, images, **_) -> torch.Tensor:
+    return cosine(*check_map_pair(maps, images))
+
+
+METRIC_REGISTRY.register(Metric(
+    "cosine", 0.0, 1.0, True, False, True,
+    "<s, x> / (||s|| ||x||): scale-free similarity of map and image",
+    "whether the map reflects the model (the image itself scores 1)",
+    function=_score_cosine, uses_sign=True))
 
 
 def foreground_mass(saliency: torch.Tensor, image: torch.Tensor,
@@ -247,12 +179,23 @@ def foreground_mass(saliency: torch.Tensor, image: torch.Tensor,
     Shape:
         saliency, image: see :func:`cleanliness`. Returns (N,) in [0, 1].
     """
-    s, x = _check_pair(saliency, image)
+    s, x = check_map_pair(saliency, image)
     mass = s.abs().flatten(1)
     total = mass.sum(1)
     on_stroke = (mass * (x.flatten(1) > threshold)).sum(1)
     return torch.where(total > 0, on_stroke / total.clamp_min(torch.finfo(total.dtype).tiny),
                        torch.zeros_like(total))
+
+
+def _score_foreground_mass(maps, images, **_) -> torch.Tensor:
+    return foreground_mass(*check_map_pair(maps, images))
+
+
+METRIC_REGISTRY.register(Metric(
+    "foreground_mass", 0.0, 1.0, True, False, True,
+    f"share of |s| on stroke pixels (x > {FOREGROUND_THRESHOLD:g})",
+    "where on the stroke the mass lies; whether the map reflects the model",
+    function=_score_foreground_mass))
 
 
 def alignment(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256) -> torch.Tensor:
@@ -278,6 +221,23 @@ def alignment(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256) 
 alignment_logit = alignment
 
 
+def _score_alignment(maps, images, *, model, batch_size, **_) -> torch.Tensor:
+    if maps is not None:
+        check_map_pair(maps, images)
+    return alignment(model, images, batch_size=batch_size)
+
+
+_ALIGNMENT_LOGIT = dict(
+    low=0.0, high=math.inf, higher_is_better=True, needs_model=True, uses_map=False,
+    description="|<x, g>| / ||g||, g = gradient of the predicted logit (Etmann et al. 2019)",
+    cannot_show="any attribution method's quality; the boundary distance only for linear models "
+                "with zero bias (it uses the logit, not the margin)",
+    function=_score_alignment, expansion=1, passes_per_image=1)
+METRIC_REGISTRY.register(Metric("alignment_logit", **_ALIGNMENT_LOGIT))
+# the seed's name, kept so that configs and saved records that say "alignment" still work
+METRIC_REGISTRY.register(Metric("alignment", **_ALIGNMENT_LOGIT))
+
+
 def alignment_margin(model: nn.Module, images: torch.Tensor, *, batch_size: int = 256
                      ) -> torch.Tensor:
     """Alignment with the margin's gradient: ``|<x, g>| / ||g||`` with
@@ -297,10 +257,23 @@ def alignment_margin(model: nn.Module, images: torch.Tensor, *, batch_size: int 
     return _alignment(model, images, batch_size, margin=True)
 
 
+def _score_alignment_margin(maps, images, *, model, batch_size, **_) -> torch.Tensor:
+    if maps is not None:
+        check_map_pair(maps, images)
+    return alignment_margin(model, images, batch_size=batch_size)
+
+
+METRIC_REGISTRY.register(Metric(
+    "alignment_margin", 0.0, math.inf, True, True, False,
+    "|<x, g>| / ||g||, g = gradient of f_k - max_{j!=k} f_j (k predicted): the margin form",
+    "any attribution method's quality; the boundary distance exactly only for a linear "
+    "model with zero bias", function=_score_alignment_margin, expansion=1, passes_per_image=1))
+
+
 def _alignment(model: nn.Module, images: torch.Tensor, batch_size: int, margin: bool
                ) -> torch.Tensor:
     check_model(model)
-    x = _check_image(images, "images")
+    x = check_scored_image(images, "images")
     check_int("batch_size", batch_size, 1)
     device = model_device(model)
     scores = []
@@ -332,7 +305,7 @@ def _alignment(model: nn.Module, images: torch.Tensor, batch_size: int, margin: 
 
 def zero_maps(saliency: torch.Tensor) -> torch.Tensor:
     """(N,) bool: which maps are exactly zero everywhere."""
-    _check_map(saliency)
+    check_map(saliency)
     return ~saliency.flatten(1).ne(0).any(1)
 
 
@@ -352,56 +325,17 @@ def accuracy(logits_or_preds: torch.Tensor, labels: torch.Tensor) -> float:
     """
     if not isinstance(labels, torch.Tensor) or labels.ndim != 1 \
             or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an (N,) integer tensor, got {_describe(labels)}")
+        raise ValueError(f"labels must be an (N,) integer tensor, got {describe(labels)}")
     if not isinstance(logits_or_preds, torch.Tensor):
-        raise ValueError(f"logits_or_preds must be a tensor, got {_describe(logits_or_preds)}")
+        raise ValueError(f"logits_or_preds must be a tensor, got {describe(logits_or_preds)}")
     if logits_or_preds.ndim == 2 and logits_or_preds.is_floating_point():
         preds = logits_or_preds.argmax(1)
     elif logits_or_preds.ndim == 1 and not logits_or_preds.is_floating_point():
         preds = logits_or_preds
     else:
         raise ValueError("logits_or_preds must be (N, K) float logits or (N,) integer "
-                         f"predictions, got {_describe(logits_or_preds)}")
+                         f"predictions, got {describe(logits_or_preds)}")
     if len(preds) != len(labels) or len(labels) == 0:
         raise ValueError(f"logits_or_preds and labels must have the same non-zero length, got "
                          f"{len(preds)} and {len(labels)}")
     return float((preds.cpu() == labels.cpu()).float().mean())
-
-
-# --- input checks -----------------------------------------------------------------------------
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"{value.dtype} of shape {tuple(value.shape)}"
-    return repr(value)
-
-
-def _check_map(saliency, name: str = "saliency") -> torch.Tensor:
-    if not isinstance(saliency, torch.Tensor) or saliency.ndim != 4 \
-            or not saliency.is_floating_point():
-        raise ValueError(f"{name} must be a float tensor of shape (N, C, H, W), got "
-                         f"{_describe(saliency)}")
-    if not torch.isfinite(saliency).all():
-        raise ValueError(f"{name} must be finite, got NaN or infinite values")
-    return saliency
-
-
-def _check_image(image, name: str = "image") -> torch.Tensor:
-    _check_map(image, name)
-    if len(image) and float(image.min()) < 0:
-        raise ValueError(f"{name} must be non-negative, got a minimum of {float(image.min()):.4g}")
-    return image
-
-
-def _check_pair(saliency, image) -> tuple:
-    """Checked (map, image) with the image reduced to one channel when the map has one."""
-    _check_map(saliency)
-    _check_image(image)
-    if saliency.shape != image.shape:
-        if saliency.shape[1] == 1 and saliency.shape[:1] + saliency.shape[2:] \
-                == image.shape[:1] + image.shape[2:]:
-            image = image.mean(1, keepdim=True)
-        else:
-            raise ValueError(f"saliency and image must have matching shapes (N, 1 or C, H, W), "
-                             f"got {tuple(saliency.shape)} and {tuple(image.shape)}")
-    return saliency, image.to(saliency.dtype)

@@ -15,11 +15,16 @@ Frames are stored as JSON with numeric columns as base64 of their little-endian 
 from __future__ import annotations
 
 import base64
+import gzip
+import json
 import math
+from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
+
+from ._io import atomic_write
 
 KEY_COLUMNS = ("seed", "model", "input", "image", "label", "target", "prediction", "correct")
 CELL = ["model", "input", "explainer", "metric", "reference"]
@@ -125,6 +130,17 @@ def seed_mean_table(records: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- JSON -------------------------------------------------------------------------------------
+
+def write_record(path: Path, record: dict) -> None:
+    """Write a JSON-able record (e.g. a sweep job's) atomically as gzip JSON (no NaN)."""
+    with atomic_write(path) as handle:
+        handle.write(gzip.compress(json.dumps(record, allow_nan=False).encode()))
+
+
+def read_record(path: Path) -> dict:
+    """A record written by :func:`write_record`."""
+    return json.loads(gzip.decompress(Path(path).read_bytes()))
+
 
 def json_value(value):
     """A JSON-safe Python scalar: numpy types unwrapped, NaN -> None."""

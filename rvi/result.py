@@ -20,6 +20,7 @@ from typing import Optional, Union
 import pandas as pd
 
 from . import report, stats, verdicts
+from .figures import save_figures
 from .records import (NATURAL_ROBUST, ModelSet, frame_from_json, frame_to_json, json_rows,
                       seed_mean_table)
 from ._checks import check_bool, check_path
@@ -86,7 +87,7 @@ class BenchmarkResult:
         return stats.summarize(self.records, self.config.bootstrap)
 
     @cached_property
-    def tests(self) -> tuple:
+    def _comparisons(self) -> tuple:
         """``(differences, control_differences)`` with Holm-adjusted ``p_holm`` over the family
         the verdicts check (:func:`rvi.verdicts.with_holm`)."""
         models = self.model_set
@@ -99,13 +100,13 @@ class BenchmarkResult:
     def differences(self) -> pd.DataFrame:
         """Paired (model - reference) differences per compared model, input kind and score
         (robust - natural for :func:`rvi.run_benchmark`), with ``p`` and ``p_holm``."""
-        return self.tests[0]
+        return self._comparisons[0]
 
     @property
     def control_differences(self) -> pd.DataFrame:
         """Paired (trained model - control) differences on natural inputs, with ``p``,
         ``p_holm`` and ``ceiling``."""
-        return self.tests[1]
+        return self._comparisons[1]
 
     @cached_property
     def verdicts(self) -> list:
@@ -221,7 +222,7 @@ class BenchmarkResult:
                 handle.write(text)
         written = {RESULT_FILE, *texts}
         if figures:
-            written |= {path.name for path in report.save_figures(self, folder)}
+            written |= {path.name for path in save_figures(self, folder)}
         return written
 
     def seed_means(self) -> pd.DataFrame:

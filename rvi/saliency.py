@@ -22,6 +22,10 @@ takes the absolute value, and guards against what Captum does not check:
 - ``NoiseTunnel`` defaults to ``stdevs=1.0``, as large as the whole [0, 1] pixel range; here the
   noise is ``smoothgrad_noise`` times the pixel range (default 0.15, Smilkov et al. 2017), drawn
   from a seeded generator that leaves the caller's RNG stream untouched.
+
+Each method is one :class:`rvi.registry.Method` in :data:`METHOD_REGISTRY`, registered at the end
+of this module next to its Captum call: :func:`explain` asks that object for the call, the
+images per call (:func:`images_per_call`), the settings it records and the pre-flight check.
 """
 
 from __future__ import annotations
@@ -29,21 +33,43 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from ._checks import (METHODS, check_bool, check_choice, check_images, check_int, check_model,
-                      chunks, seeded)
+from ._checks import (check_bool, check_choice, check_images, check_int, check_model, chunks,
+                      seeded)
 from ._modelstate import channels_last, model_device, preserved_state
 from .distributed import unwrap
+from .registry import METHOD_REGISTRY, Method
 
 TARGETS = ("true", "predicted")
 #: The width of the pixel range the SmoothGrad noise is relative to (images live in [0, 1]).
 PIXEL_RANGE = 1.0
+#: :func:`explain`'s defaults: SmoothGrad's noise (a fraction of the pixel range) and noisy
+#: copies per image, and Integrated Gradients' steps. The methods' expansions (model passes per
+#: image in one Captum call) are these numbers.
+SMOOTHGRAD_NOISE = 0.15
+SMOOTHGRAD_SAMPLES = 50
+IG_STEPS = 50
+
+
+class Options(NamedTuple):
+    """The settings of one :func:`explain` call that a method's Captum call reads.
+
+    ``baseline``: (1 or n, C, H, W) float, Integrated Gradients' reference input (the images'
+    own rows inside one Captum call); ``seed``: SmoothGrad's seed (None: the global RNG).
+    """
+
+    smoothgrad_noise: float = SMOOTHGRAD_NOISE
+    smoothgrad_samples: int = SMOOTHGRAD_SAMPLES
+    ig_steps: int = IG_STEPS
+    baseline: Optional[torch.Tensor] = None
+    seed: Optional[int] = 0
+
 
 #: Activation functions (by ``__name__``, trailing ``_`` removed) that Guided Backprop would pass
 #: plain gradients through when they run outside an ``nn.ReLU`` module.
@@ -97,8 +123,9 @@ class Attribution:
 
 def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] = "predicted",
             method: str = "guided_backprop", *, labels: Optional[torch.Tensor] = None,
-            absolute: bool = True, batch_size: int = 256, smoothgrad_noise: float = 0.15,
-            smoothgrad_samples: int = 50, ig_steps: int = 50,
+            absolute: bool = True, batch_size: int = 256,
+            smoothgrad_noise: float = SMOOTHGRAD_NOISE, smoothgrad_samples: int = SMOOTHGRAD_SAMPLES,
+            ig_steps: int = IG_STEPS,
             baseline: Union[float, torch.Tensor] = 0.0, seed: Optional[int] = 0,
             offset: int = 0) -> Attribution:
     """Saliency maps of ``model`` for images ``x``, made by Captum.
@@ -156,7 +183,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
     check_model(model)
     model = unwrap(model)  # Captum never sees a DistributedDataParallel wrapper
     check_images(x, name="x")
-    check_choice("method", method, METHODS)
+    check_choice("method", method, METHOD_REGISTRY.names())
     check_bool("absolute", absolute)
     check_int("batch_size", batch_size, 1)
     check_int("smoothgrad_samples", smoothgrad_samples, 1)
@@ -172,6 +199,9 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
         check_images(x, labels, name="x")
     baseline = _check_baseline(baseline, x)
 
+    spec = METHOD_REGISTRY[method]
+    options = Options(smoothgrad_noise, smoothgrad_samples, ig_steps, baseline, seed)
+
     device = model_device(model)
     with preserved_state(model), channels_last(model):
         model.eval()
@@ -179,65 +209,52 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
             param.requires_grad_(False)
         predicted, num_classes = _predict(model, x, batch_size, device)
         target, kind = _resolve_target(target, labels, predicted, len(x), num_classes)
-        if method == "guided_backprop":
-            check_guided_backprop_model(model, x[:1].to(device))
-        per_call = batch_size
-        if method == "integrated_gradients":
-            per_call = max(1, batch_size // ig_steps)
-        elif method == "smoothgrad":
-            per_call = max(1, batch_size // smoothgrad_samples)
+        if spec.preflight is not None:
+            spec.preflight(model, x[:1].to(device))
+        per_call = spec.images_per_call(batch_size, spec.expansion_for(options))
         pieces = []
-        with torch.enable_grad(), seeded(seed if method == "smoothgrad" else None, device):
-            if method == "smoothgrad" and offset:
-                _skip_smoothgrad_noise(offset, per_call, smoothgrad_samples, x.shape[1:],
-                                       smoothgrad_noise, device)
+        with torch.enable_grad(), seeded(seed if spec.random_draws else None, device):
+            if spec.skip_draws is not None and offset:
+                spec.skip_draws(offset, per_call, x.shape[1:], options, device)
             for part in chunks(len(x), per_call, offset):
                 inputs = x[part].detach().to(device).clone().requires_grad_(True)
                 base = baseline[part] if baseline.shape[0] > 1 else baseline
-                attr = _attribute(model, method, inputs, target[part].to(device),
-                                  smoothgrad_noise, smoothgrad_samples, ig_steps, base.to(device))
+                attr = spec.attribute(model, inputs, target[part].to(device),
+                                      options._replace(baseline=base.to(device)))
                 pieces.append(attr.detach())
     attributions = torch.cat(pieces).contiguous()
     maps = attributions.abs().sum(1, keepdim=True) if absolute \
         else attributions.sum(1, keepdim=True)
-    settings = {}
-    if method == "smoothgrad":
-        settings = {"smoothgrad_noise": float(smoothgrad_noise),
-                    "smoothgrad_samples": smoothgrad_samples, "seed": seed}
-    elif method == "integrated_gradients":
-        settings = {"ig_steps": ig_steps, "baseline": _describe_baseline(baseline)}
     return Attribution(maps=maps.to(x.device), target=target.cpu(), target_kind=kind,
-                       predicted=predicted, method=method, absolute=absolute, settings=settings)
+                       predicted=predicted, method=method, absolute=absolute,
+                       settings=spec.settings(options))
 
 
-def _skip_smoothgrad_noise(offset: int, per_call: int, samples: int, shape, noise: float,
-                           device) -> None:
+def images_per_call(method: str, batch_size: int) -> int:
+    """Images per Captum call of ``method`` in :func:`explain` with its default settings:
+    ``max(1, batch_size // IG_STEPS)`` for ``integrated_gradients``, ``max(1, batch_size //
+    SMOOTHGRAD_SAMPLES)`` for ``smoothgrad`` (both 50: 5 images of a 250 batch), ``batch_size``
+    for the others. The shards of a sharded run are cut at these calls (SmoothGrad's noise is
+    skipped by whole calls).
+
+    Raises:
+        ValueError: unknown ``method`` or a ``batch_size`` below 1.
+    """
+    check_choice("method", method, METHOD_REGISTRY.names())
+    check_int("batch_size", batch_size, 1)
+    return METHOD_REGISTRY[method].images_per_call(batch_size)
+
+
+def _skip_smoothgrad_noise(offset: int, per_call: int, shape, options: Options, device) -> None:
     """Advance the global RNG past the noise that SmoothGrad draws for ``offset`` images before
     (whole Captum calls of ``per_call`` images, each drawing as ``NoiseTunnel`` does)."""
     if offset % per_call:
         raise ValueError(f"offset must be a multiple of {per_call} (images per SmoothGrad call) "
                          f"for SmoothGrad, got {offset}")
-    std = torch.full((per_call * samples, *shape), float(noise * PIXEL_RANGE), device=device)
+    std = torch.full((per_call * options.smoothgrad_samples, *shape),
+                     float(options.smoothgrad_noise * PIXEL_RANGE), device=device)
     for _ in range(offset // per_call):
         torch.normal(0, std)
-
-
-def _attribute(model: nn.Module, method: str, inputs: torch.Tensor, target: torch.Tensor,
-               noise: float, samples: int, steps: int, baseline: torch.Tensor) -> torch.Tensor:
-    """One Captum call; returns (n, C, H, W) signed attributions."""
-    if method == "guided_backprop":
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=_GBP_WARNING, category=UserWarning,
-                                    module=_GBP_WARNING_MODULE)
-            return GuidedBackprop(model).attribute(inputs, target=target)
-    if method == "saliency":
-        return Saliency(model).attribute(inputs, target=target, abs=False)
-    if method == "integrated_gradients":
-        return IntegratedGradients(model).attribute(inputs, baselines=baseline, target=target,
-                                                    n_steps=steps, method="gausslegendre")
-    return NoiseTunnel(Saliency(model)).attribute(
-        inputs, nt_type="smoothgrad", nt_samples=samples, stdevs=float(noise * PIXEL_RANGE),
-        target=target, abs=False)
 
 
 @torch.no_grad()
@@ -402,3 +419,71 @@ def _count_consumers(output) -> dict:
             counts[(parent, index)] = counts.get((parent, index), 0) + 1
             todo.append(parent)
     return counts
+
+
+# --- the methods: one Captum call and one registered object each -------------------------------
+
+def _guided_backprop(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                     options: Options) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_GBP_WARNING, category=UserWarning,
+                                module=_GBP_WARNING_MODULE)
+        return GuidedBackprop(model).attribute(inputs, target=target)
+
+
+METHOD_REGISTRY.register(Method(
+    "guided_backprop", "GuidedBackprop(model).attribute(x, target=t)", _guided_backprop,
+    "Guided Backprop (Springenberg et al. 2015): only positive gradients pass each ReLU",
+    preflight=check_guided_backprop_model))
+
+
+def _saliency(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+              options: Options) -> torch.Tensor:
+    return Saliency(model).attribute(inputs, target=target, abs=False)
+
+
+METHOD_REGISTRY.register(Method(
+    "saliency", "Saliency(model).attribute(x, target=t, abs=False)", _saliency,
+    "the plain gradient of the target logit (Simonyan et al. 2014)"))
+
+
+def _integrated_gradients(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                          options: Options) -> torch.Tensor:
+    return IntegratedGradients(model).attribute(inputs, baselines=options.baseline, target=target,
+                                                n_steps=options.ig_steps, method="gausslegendre")
+
+
+def _integrated_gradients_settings(options: Options) -> dict:
+    return {"ig_steps": options.ig_steps, "baseline": _describe_baseline(options.baseline)}
+
+
+METHOD_REGISTRY.register(Method(
+    "integrated_gradients",
+    "IntegratedGradients(model).attribute(x, baselines=b, target=t, n_steps=ig_steps, "
+    "method='gausslegendre')", _integrated_gradients,
+    "Integrated Gradients (Sundararajan et al. 2017) from a baseline image, Gauss-Legendre rule",
+    expansion=IG_STEPS, expansion_option="ig_steps", settings=_integrated_gradients_settings))
+
+
+def _smoothgrad(model: nn.Module, inputs: torch.Tensor, target: torch.Tensor,
+                options: Options) -> torch.Tensor:
+    return NoiseTunnel(Saliency(model)).attribute(
+        inputs, nt_type="smoothgrad", nt_samples=options.smoothgrad_samples,
+        stdevs=float(options.smoothgrad_noise * PIXEL_RANGE), target=target, abs=False)
+
+
+def _smoothgrad_settings(options: Options) -> dict:
+    return {"smoothgrad_noise": float(options.smoothgrad_noise),
+            "smoothgrad_samples": options.smoothgrad_samples, "seed": options.seed}
+
+
+METHOD_REGISTRY.register(Method(
+    "smoothgrad",
+    "NoiseTunnel(Saliency(model)).attribute(x, nt_type='smoothgrad', nt_samples=smoothgrad_samples, "
+    "stdevs=smoothgrad_noise, target=t, abs=False)", _smoothgrad,
+    "SmoothGrad (Smilkov et al. 2017): signed gradients averaged over noisy copies",
+    random_draws=True, expansion=SMOOTHGRAD_SAMPLES, expansion_option="smoothgrad_samples",
+    settings=_smoothgrad_settings, skip_draws=_skip_smoothgrad_noise))
+
+#: The names of the attribution methods of :func:`explain`, in registration order.
+METHODS = METHOD_REGISTRY.names()

@@ -1,4 +1,4 @@
-"""Similarity of two batches of saliency maps, and Adebayo et al. (2018)'s randomization test.
+"""Similarity of two batches of saliency maps, for Adebayo et al. (2018)'s randomization test.
 
 The randomization test asks whether a map changes when the model's weights are re-initialized;
 it compares maps with maps (not maps with images). Per-image similarities:
@@ -11,23 +11,17 @@ it compares maps with maps (not maps with images). Per-image similarities:
   scaled maps, in [-1, 1].
 
 Where a similarity is undefined (a constant map has no rank or HOG variance), it is 0.0 unless
-the two maps are identical, when it is 1.0. :func:`randomization_similarity` re-initializes the
-layers of a deep copy of the model (cascading or independent) and returns, per layer, the
-similarity of each image's randomized map to its original map.
+the two maps are identical, when it is 1.0. The randomization test itself
+(:func:`rvi.controls.randomization_similarity`) re-initializes the layers of a deep copy of the
+model and compares each image's randomized map with its original map through these functions.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import numpy as np
 import torch
 from scipy.stats import rankdata
-from torch import nn
 
-from ._checks import check_images
-
-MODES = ("cascading", "independent")
 #: scikit-image ``hog`` settings used by :func:`hog_similarity` (7 x 7 cells on a 28 x 28 map).
 HOG_SETTINGS = {"orientations": 9, "pixels_per_cell": (4, 4), "cells_per_block": (2, 2)}
 
@@ -98,50 +92,6 @@ def _reference_hog_rows(maps: torch.Tensor, scaled: np.ndarray) -> np.ndarray:
 
 
 SIMILARITIES = {"spearman": spearman, "ssim": ssim, "hog": hog_similarity}
-
-
-def randomization_similarity(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
-                             method: str = "guided_backprop", mode: str = "cascading", *,
-                             seed: int = 0, measures: Sequence[str] = tuple(SIMILARITIES),
-                             absolute: bool = True, batch_size: int = 256) -> list:
-    """Adebayo et al. (2018)'s model-parameter randomization test, as map similarities.
-
-    Layers (modules owning parameters) are re-initialized on a deep copy of ``model`` with
-    their own ``reset_parameters()``, from the output layer down. ``"cascading"``: cumulative
-    (after step ``i`` the top ``i + 1`` layers are random); ``"independent"``: one layer at a
-    time, the others trained. Layer ``i`` (counted from the output) is re-initialized with seed
-    ``seed + i`` in both modes. Targets stay fixed.
-
-    Shape:
-        images: (N, C, H, W) float in [0, 1]; targets: (N,) int64.
-
-    Returns:
-        ``[(layer name, {measure: (N,) float64 similarity of the randomized map to the
-        original map})]``, output layer first. A method that passes the test drops towards 0.
-
-    Raises:
-        ValueError: bad images, targets, method, mode, measures or seed; a layer without
-            ``reset_parameters()``.
-    """
-    from .controls import randomized_maps  # controls imports metrics; avoid a cycle
-
-    check_images(images, targets)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-    measures = tuple(measures)
-    if not measures or any(m not in SIMILARITIES for m in measures):
-        raise ValueError(f"measures must be a non-empty subset of {', '.join(SIMILARITIES)}; "
-                         f"got {measures!r}")
-    results, original = [], None
-    for step, layer, _, attribution in randomized_maps(
-            model, images, targets, method=method, mode=mode, seed=seed, absolute=absolute,
-            batch_size=batch_size):
-        maps = attribution.maps.cpu()
-        if step == 0:
-            original = maps
-            continue
-        results.append((layer, {m: SIMILARITIES[m](maps, original) for m in measures}))
-    return results
 
 
 # --- helpers ----------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The result of a sweep: per-job records -> per-model frames -> tables, correlations, figures.
 
-Job records (:func:`rvi.sweep.run_job`) are the source of truth; everything here is a pure
+Job records (:func:`rvi.sweep_job.run_job`) are the source of truth; everything here is a pure
 function of them, so the same records give the same tables whichever engine computed them.
 Intervals over seeds are Student-t intervals over per-seed values (:func:`rvi.stats.t_interval`);
 rank correlations come from :func:`rvi.correlation.point_spearman`. A model whose clean test
@@ -24,9 +24,10 @@ from ._io import atomic_write
 from .config import SweepConfig
 from .correlation import point_spearman
 from .metrics import METRICS
-from .records import ScoreKey, frame_from_json, json_rows
+from .records import ScoreKey, frame_from_json, json_rows, read_record
 from .report import format_interval, tex_escape, tex_frame
 from .stats import t_interval
+from .sweep_figures import save_figures
 
 #: A model is failed when its clean accuracy is below this many times chance (1 / classes).
 FAILED_FACTOR = 2.0
@@ -64,7 +65,7 @@ class SweepResult:
 
     Attributes:
         config: the sweep's configuration.
-        records: the job records (:func:`rvi.sweep.run_job`), one per (eps, seed) that finished.
+        records: the job records (:func:`rvi.sweep_job.run_job`), one per (eps, seed) that finished.
         failed: ``[{"job", "error"}]`` for jobs that failed twice (not in ``records``).
     """
 
@@ -126,16 +127,14 @@ class SweepResult:
             .sort_values(["eps", "seed", *SCORE_CELL], ignore_index=True)
 
     def images(self) -> pd.DataFrame:
-        """Per-image records of every model: ``eps, seed, input, image, label, prediction`` and
-        one column per score (``explainer/metric/reference``)."""
+        """Per-image records of every model: ``eps`` and the pipeline's record columns
+        (``seed, input, image, label, target, prediction, correct, zero_map`` and one column
+        per score, ``explainer/metric/reference``)."""
         frames = []
         for rec in self.records:
-            for kind, data in rec["images"].items():
-                frame = frame_from_json(data)
-                frame.insert(0, "input", kind)
-                frame.insert(0, "seed", rec["job"]["seed"])
-                frame.insert(0, "eps", rec["job"]["eps"])
-                frames.append(frame)
+            frame = frame_from_json(rec["records"])
+            frame.insert(0, "eps", rec["job"]["eps"])
+            frames.append(frame)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     # --- aggregates ----------------------------------------------------------------------
@@ -321,16 +320,12 @@ class SweepResult:
             with atomic_write(folder / name, "w") as handle:
                 handle.write(text)
         if figures:
-            from .sweep_figures import save_figures
-
             save_figures(self, folder)
         return folder
 
     @classmethod
     def load(cls, folder: Union[str, Path]) -> "SweepResult":
         """Rebuild a saved sweep from ``sweep.json`` and the job records it lists."""
-        from .sweep import read_record
-
         check_path("folder", folder)
         path = Path(folder) / SWEEP_FILE
         if not path.is_file():

@@ -186,9 +186,10 @@ def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, e
     """The attack stage must attack the *other* model with transfer=True (spied, not read off
     a header)."""
     import rvi.benchmark as bench
+    import rvi.pipeline as pipeline
 
     kinds, made = {}, {}
-    real_get, real_attack = bench.get_trained_model, bench.attack
+    real_get, real_attack = bench.get_trained_model, pipeline.attack
 
     def spy_get(data, architecture, recipe, *args, **kwargs):
         model, history, path = real_get(data, architecture, recipe, *args, **kwargs)
@@ -202,7 +203,7 @@ def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, e
         return adversarial
 
     monkeypatch.setattr(bench, "get_trained_model", spy_get)
-    monkeypatch.setattr(bench, "attack", spy_attack)
+    monkeypatch.setattr(pipeline, "attack", spy_attack)
     config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
                          methods=("saliency",), eval_attacks=("fgsm",), transfer=transfer)
     result = rvi.run_benchmark(config)

@@ -1,6 +1,7 @@
-"""The leaf module of checks and registries (rvi/_checks.py)."""
+"""The leaf modules of checks (rvi/_checks.py) and registries (rvi/registry.py)."""
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 import rvi
 from rvi import _checks
+from rvi.registry import FAMILIES, METHOD_REGISTRY, METRIC_REGISTRY, Method, Metric, Registry
 
 
 def _rvi_imports(module: str) -> set:
@@ -16,18 +18,92 @@ def _rvi_imports(module: str) -> set:
             if isinstance(node, ast.ImportFrom) and node.level == 1}
 
 
-def test_checks_is_a_leaf_and_config_imports_only_it():
+def test_checks_and_registry_are_leaves_and_config_imports_only_them():
     assert _rvi_imports("_checks") == set()
-    assert _rvi_imports("config") == {"_checks"}
+    assert _rvi_imports("registry") == set()
+    assert _rvi_imports("config") == {"_checks", "registry"}
 
 
-def test_registries_are_reexported_and_agree():
+def test_name_lists_are_reexported_and_agree():
     assert rvi.data.DATASETS == _checks.DATASETS == rvi.DATASETS
     assert rvi.models.MODELS == _checks.MODELS
-    assert rvi.saliency.METHODS == _checks.METHODS
-    assert tuple(rvi.metrics.METRICS) == _checks.METRIC_NAMES
     assert rvi.config.CONTROLS == _checks.CONTROLS
     assert rvi.attacks.check_images is _checks.check_images and rvi.attacks.seeded is _checks.seeded
+    assert not hasattr(_checks, "METHODS") and not hasattr(_checks, "METRIC_NAMES")
+
+
+def test_registries_are_what_callers_see():
+    assert rvi.saliency.METHODS == rvi.METHODS == METHOD_REGISTRY.names()
+    assert isinstance(rvi.METHODS, tuple)
+    assert rvi.metrics.METRICS is rvi.METRICS is METRIC_REGISTRY
+    assert rvi.config.METHODS == rvi.METHODS and rvi.config.METRIC_NAMES == tuple(rvi.METRICS)
+    with pytest.raises(AttributeError):
+        rvi.config.NOT_A_NAME
+
+
+def _metric(name, **kwargs):
+    return Metric(name, 0.0, 1.0, True, False, True, "a test metric", function=lambda *a, **k: None,
+                  **kwargs)
+
+
+def test_a_duplicate_name_is_refused_and_names_keep_their_order():
+    registry = Registry("metric")
+    first = registry.register(_metric("one"))
+    registry.register(_metric("two"))
+    with pytest.raises(ValueError, match="metric 'one' is already registered"):
+        registry.register(_metric("one"))
+    assert registry["one"] is first and registry.names() == ("one", "two") and len(registry) == 2
+    with pytest.raises(ValueError, match="non-empty string name"):
+        registry.register(_metric(""))
+    for name in ("cosine", "deletion"):  # the real registries refuse a second copy too
+        with pytest.raises(ValueError, match=f"metric '{name}' is already registered"):
+            METRIC_REGISTRY.register(METRIC_REGISTRY[name])
+    with pytest.raises(ValueError, match="method 'smoothgrad' is already registered"):
+        METHOD_REGISTRY.register(METHOD_REGISTRY["smoothgrad"])
+    with pytest.raises(TypeError):
+        registry["three"] = first  # read-only
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _metric("x", family="style"), "family must be one of cleanliness, faithfulness"),
+    (lambda: Metric("x", 0.0, 1.0, True, False, True, "d", function=None), "callable function"),
+    (lambda: _metric("x", expansion=-1), "expansion must be an integer >= 0"),
+    (lambda: _metric("x", passes_per_image=1.5), "passes_per_image must be an integer >= 0"),
+    (lambda: Method("x", "Captum()", print, "d", random_draws=True), "needs skip_draws"),
+    (lambda: Method("x", "Captum()", print, "d", expansion=5), "needs its expansion_option"),
+    (lambda: Method("x", "Captum()", None, "d"), "callable attribute"),
+])
+def test_incomplete_objects_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_every_registered_metric_is_complete():
+    fields = {f.name for f in dataclasses.fields(Metric)}
+    assert fields >= {"name", "function", "higher_is_better", "low", "high", "family", "needs_model",
+                      "needs_targets", "needs_method", "uses_map", "uses_sign", "random_draws",
+                      "expansion", "passes_per_image", "align_shards", "description", "cannot_show"}
+    for name, metric in METRIC_REGISTRY.items():
+        assert isinstance(metric, Metric) and metric.name == name
+        assert callable(metric.function) and metric.description and metric.cannot_show
+        assert metric.low < metric.high and metric.family in FAMILIES
+        assert not metric.needs_targets or metric.needs_model
+        # a metric that calls the model costs passes and cuts its calls by its expansion
+        assert (metric.expansion > 0) == metric.needs_model == (metric.passes_per_image > 0)
+        assert metric.passes_per_image >= metric.expansion
+        assert not metric.align_shards or metric.random_draws
+        assert not metric.uses_sign or metric.uses_map
+        assert metric.images_per_call(250) == (max(1, 250 // metric.expansion)
+                                               if metric.expansion else 250)
+
+
+def test_every_registered_method_is_complete():
+    for name, method in METHOD_REGISTRY.items():
+        assert isinstance(method, Method) and method.name == name
+        assert callable(method.attribute) and callable(method.settings)
+        assert method.captum and method.description
+        assert method.expansion >= 1 and method.passes_per_image == method.expansion + 1
+        assert not method.random_draws or method.skip_draws is not None
 
 
 @pytest.mark.parametrize("call, message", [

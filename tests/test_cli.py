@@ -79,7 +79,7 @@ def test_evaluate_refuses_test_images_that_were_training_images(tmp_path, monkey
                   torch.cat([small.train_labels, small.test_labels[:5]]),
                   small.test_images, small.test_labels, split={"train": "official train"})
     subset = dataclasses.replace(small, name="mnist-5k")
-    monkeypatch.setattr(rvi.data, "load_dataset",
+    monkeypatch.setattr(rvi.cli, "load_dataset",
                         lambda name, *a, **k: {"mnist": big, "mnist-5k": subset}[name])
     path = tmp_path / "m.pt"
     save_checkpoint(path, rvi.build_model("lenet"), TrainConfig(), [], architecture="lenet",
@@ -245,7 +245,7 @@ def test_bench_and_train_refuse_a_bad_out_before_any_work(tmp_path, monkeypatch,
     def no_run(*args, **kwargs):
         raise AssertionError("ran the benchmark before checking --out-dir")
 
-    monkeypatch.setattr(rvi.benchmark, "run_benchmark", no_run)
+    monkeypatch.setattr(rvi.cli, "run_benchmark", no_run)
     file = tmp_path / "file.txt"
     file.write_text("x")
     assert main(["bench", "--dataset", "synthetic", "--out-dir", str(file)]) == 2

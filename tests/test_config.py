@@ -92,3 +92,45 @@ def test_benchmark_config_refuses_bad_simple_fields(changes, message):
 
     with pytest.raises(ValueError, match=re.escape(message)):
         BenchmarkConfig(**changes)
+
+
+METHOD_LIST = "guided_backprop, saliency, integrated_gradients, smoothgrad"
+METRIC_LIST = ("inner, cosine, foreground_mass, alignment_logit, alignment, alignment_margin, gini, "
+               "deletion, insertion, infidelity, sensitivity_max")
+
+
+@pytest.mark.parametrize("cls", ["BenchmarkConfig", "SweepConfig"])
+@pytest.mark.parametrize("changes, message", [
+    ({"methods": ("gradcam",)}, f"methods entry must be one of {METHOD_LIST}; got 'gradcam'"),
+    ({"metrics": ("ssim",)}, f"metrics entry must be one of {METRIC_LIST}; got 'ssim'"),
+    ({"methods": ()}, "methods must be a non-empty tuple without repeats, got ()"),
+    ({"metrics": ("gini", "gini")}, "metrics must be a non-empty tuple without repeats"),
+])
+def test_method_and_metric_names_are_checked_against_the_registries(cls, changes, message):
+    import rvi.config
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        getattr(rvi.config, cls)(**changes)
+
+
+def test_every_registered_name_is_accepted():
+    from rvi.config import DEFAULT_METRICS, BenchmarkConfig, SweepConfig
+    from rvi.registry import METHOD_REGISTRY, METRIC_REGISTRY
+
+    for cls in (BenchmarkConfig, SweepConfig):
+        config = cls(methods=METHOD_REGISTRY.names(), metrics=METRIC_REGISTRY.names())
+        assert config.methods == METHOD_REGISTRY.names()
+        assert cls().metrics == DEFAULT_METRICS
+
+
+def test_config_alone_validates_names_in_a_fresh_process():
+    """Importing rvi.config runs rvi/__init__, which registers every method and metric first."""
+    import subprocess
+    import sys
+
+    code = ("import rvi.config as c\n"
+            "c.BenchmarkConfig(methods=('smoothgrad',), metrics=('sensitivity_max',))\n"
+            "try:\n    c.SweepConfig(metrics=('ssim',))\nexcept ValueError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"metrics entry must be one of {METRIC_LIST}; got 'ssim'"

@@ -22,9 +22,10 @@ import rvi
 from rvi import distributed as ddp
 from rvi._checks import chunks
 from rvi.attacks import skip_random_starts
-from rvi.benchmark import shard_align
 from rvi.cli import main
-from rvi.config import AttackConfig, TrainConfig
+from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
+from rvi.pipeline import CellSpec
+from rvi.pipeline import shard_align as _shard_align
 from rvi.result import BenchmarkResult
 from rvi.train import save_checkpoint
 
@@ -61,6 +62,11 @@ def _torchrun(*args, timeout=300):
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout
+
+
+def shard_align(config: BenchmarkConfig) -> int:
+    """The shard block size of a benchmark config's cells (the number of images is irrelevant)."""
+    return _shard_align(CellSpec.from_benchmark(config, 1000))
 
 
 def _max_difference(a: dict, b: dict) -> float:

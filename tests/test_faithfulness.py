@@ -1,5 +1,6 @@
 """Tests for rvi.faithfulness and the general entry point rvi.metrics.score."""
 
+import inspect
 import math
 
 import numpy as np
@@ -281,3 +282,37 @@ def test_faithfulness_restores_model_state(lenet, batch):
     F.sensitivity_max(lenet, images, targets, "saliency", n_perturb_samples=2)
     assert all(module.training for module in lenet.modules())
     assert not lenet[0].weight.requires_grad and lenet[3].weight.requires_grad
+
+
+def test_registered_costs_follow_the_functions_defaults():
+    defaults = {name: {k: p.default for k, p in inspect.signature(fn).parameters.items()}
+                for name, fn in (("deletion", F.deletion), ("insertion", F.insertion),
+                                 ("infidelity", F.infidelity),
+                                 ("sensitivity_max", F.sensitivity_max))}
+    for name in ("deletion", "insertion"):
+        assert METRICS[name].expansion == defaults[name]["steps"] + 1 == F.CURVE_STEPS + 1
+        assert not METRICS[name].align_shards and not METRICS[name].random_draws
+    for name in ("infidelity", "sensitivity_max"):
+        assert METRICS[name].expansion == defaults[name]["n_perturb_samples"] == F.PERTURB_SAMPLES
+        assert METRICS[name].align_shards and METRICS[name].random_draws
+        assert METRICS[name].passes_per_image == F.PERTURB_SAMPLES + 1
+    assert METRICS["gini"].family == "cleanliness" and METRICS["gini"].passes_per_image == 0
+
+
+@pytest.mark.parametrize("kind", ["deletion", "insertion", "infidelity", "alignment_margin"])
+def test_model_calls_take_the_registered_images_per_call(lenet, batch, kind):
+    """Each model call of a metric holds images_per_call(batch_size) images x expansion inputs."""
+    images, labels = batch
+    images, labels = images[:9], labels[:9]
+    maps = explain(lenet, images, "true", "saliency", labels=labels).maps
+    sizes = []
+    handle = lenet.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
+    try:
+        score(kind, maps, images, model=lenet, targets=labels, batch_size=60)
+    finally:
+        handle.remove()
+    info = METRICS[kind]
+    per_call = info.images_per_call(60)
+    assert per_call == 60 // info.expansion
+    model_calls = [n for n in sizes if n > 1]  # leaves out the one-image class-count probes
+    assert max(model_calls) == min(9, per_call) * info.expansion

@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch import nn
 
+from rvi import faithfulness
 from rvi.metrics import (
-    METRICS, MetricInfo, accuracy, alignment, cleanliness, cosine, count_zero_maps,
-    foreground_mass, inner, zero_maps,
+    METRICS, MetricInfo, accuracy, alignment, alignment_margin, cleanliness, cosine,
+    count_zero_maps, foreground_mass, inner, metric_images_per_call, score, zero_maps,
 )
+from rvi.saliency import explain
 
 
 @pytest.fixture
@@ -124,6 +126,87 @@ def test_registry_is_data():
     assert METRICS["alignment"].needs_model and not METRICS["alignment"].uses_map
     assert not METRICS["cosine"].needs_model and METRICS["cosine"].high == 1.0
     assert METRICS["inner"].high == math.inf
+
+
+def test_metrics_keep_their_order():
+    """Tables list metrics in this order: rvi.metrics registers its own, then rvi.faithfulness."""
+    assert tuple(METRICS) == ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment",
+                              "alignment_margin", "gini", "deletion", "insertion", "infidelity",
+                              "sensitivity_max")
+
+
+def test_each_metric_is_registered_next_to_its_function():
+    for name in ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment_margin"):
+        assert METRICS[name].function.__module__ == "rvi.metrics", name
+    for name in ("gini", "deletion", "insertion", "infidelity", "sensitivity_max"):
+        assert METRICS[name].function.__module__ == "rvi.faithfulness", name
+    assert METRICS["alignment"].function is METRICS["alignment_logit"].function
+
+
+@pytest.fixture
+def scored(lenet, batch):
+    images, labels = batch
+    images, labels = images[:6], labels[:6]
+    maps = explain(lenet, images, "true", "saliency", labels=labels, absolute=False).maps
+    return lenet, images, labels, maps
+
+
+def test_score_calls_the_metrics_function(scored):
+    """score adds the checks of what a metric needs, and nothing else."""
+    model, images, labels, maps = scored
+    kwargs = dict(model=model, targets=labels, method="saliency", seed=3, batch_size=40, offset=2)
+    for name, info in METRICS.items():
+        expected = info.function(maps, images, **kwargs)
+        assert torch.equal(score(name, maps, images, **kwargs), expected), name
+
+
+def test_score_equals_the_public_functions(scored):
+    model, images, labels, maps = scored
+    s = maps.abs()
+    direct = {
+        "inner": inner(s, images), "cosine": cosine(s, images),
+        "foreground_mass": foreground_mass(s, images), "gini": faithfulness.gini(s),
+        "alignment": alignment(model, images, batch_size=40),
+        "alignment_logit": alignment(model, images, batch_size=40),
+        "alignment_margin": alignment_margin(model, images, batch_size=40),
+        "deletion": faithfulness.deletion(model, images, s, labels, batch_size=40),
+        "insertion": faithfulness.insertion(model, images, s, labels, batch_size=40),
+        "infidelity": faithfulness.infidelity(model, images, s, labels, seed=1, batch_size=40),
+        "sensitivity_max": faithfulness.sensitivity_max(model, images, labels, "saliency", seed=1,
+                                                        batch_size=40),
+    }
+    assert set(direct) == set(METRICS)
+    for name, expected in direct.items():
+        got = score(name, s, images, model=model, targets=labels, method="saliency", seed=1,
+                    batch_size=40)
+        assert torch.equal(got, expected), name
+
+
+def test_uses_sign_says_whether_a_signed_map_scores_differently(scored):
+    model, images, labels, maps = scored
+    assert bool((maps < 0).any())
+    for name, info in METRICS.items():
+        kwargs = dict(model=model, targets=labels, method="saliency", batch_size=64)
+        signed = score(name, maps, images, **kwargs)
+        absolute = score(name, maps.abs(), images, **kwargs)
+        assert torch.equal(signed, absolute) != info.uses_sign, name
+
+
+def test_shard_blocks_of_the_metrics():
+    """infidelity and sensitivity_max draw PERTURB_SAMPLES perturbations per image in each call;
+    the others add no block of their own (deletion/insertion on purpose)."""
+    assert faithfulness.PERTURB_SAMPLES == 10
+    for name in METRICS:
+        expected = 25 if name in ("infidelity", "sensitivity_max") else 250
+        assert metric_images_per_call(name, 250) == expected, name
+    assert metric_images_per_call("infidelity", 7) == 1
+    assert METRICS["deletion"].images_per_call(250) == 250 // (faithfulness.CURVE_STEPS + 1) == 11
+    assert METRICS["cosine"].images_per_call(250) == 250 and METRICS["cosine"].passes_per_image == 0
+    assert METRICS["alignment_margin"].images_per_call(250) == 250
+    with pytest.raises(ValueError, match="metric must be one of inner, .*; got 'ssim'"):
+        metric_images_per_call("ssim", 250)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        metric_images_per_call("cosine", 0)
 
 
 @pytest.mark.parametrize("saliency, image, message", [

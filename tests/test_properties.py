@@ -1,4 +1,4 @@
-"""Property-based tests (hypothesis): metric invariants and config validation."""
+"""Property-based tests (hypothesis): metric invariants, config validation and batch sizes."""
 
 import dataclasses
 import math
@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from rvi import metrics
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
+from rvi.registry import METHOD_REGISTRY, METRIC_REGISTRY
+from rvi.saliency import images_per_call
 
 FAST = settings(max_examples=50, deadline=None)
 
@@ -82,3 +84,22 @@ def test_eps_outside_the_unit_interval_is_refused(eps):
     else:
         with pytest.raises(ValueError, match="eps must be in"):
             AttackConfig(eps=eps)
+
+
+@FAST
+@given(batch_size=st.integers(1, 5000))
+def test_images_per_call_fill_but_never_overfill_a_batch(batch_size):
+    """A model call holds at most max(batch_size, expansion) inputs, and the next image would
+    not fit; metrics without their own block contribute batch_size to shard alignment."""
+    for name, method in METHOD_REGISTRY.items():
+        per_call = images_per_call(name, batch_size)
+        assert per_call == method.images_per_call(batch_size) >= 1
+        assert per_call * method.expansion <= max(batch_size, method.expansion)
+        assert (per_call + 1) * method.expansion > batch_size
+    for name, metric in METRIC_REGISTRY.items():
+        block = metrics.metric_images_per_call(name, batch_size)
+        assert 1 <= block <= batch_size
+        assert block == (metric.images_per_call(batch_size) if metric.align_shards else batch_size)
+        if metric.expansion:
+            assert metric.images_per_call(batch_size) * metric.expansion \
+                <= max(batch_size, metric.expansion)

@@ -1,5 +1,6 @@
 """Tests for rvi/saliency.py: known answers, an independent Guided Backprop, guards, bad inputs."""
 
+import inspect
 import math
 import warnings
 
@@ -10,7 +11,10 @@ from torch import nn
 
 from rvi.evaluate import predict
 from rvi.models import build_model
-from rvi.saliency import METHODS, Attribution, check_guided_backprop_model, explain
+from rvi import saliency
+from rvi.registry import METHOD_REGISTRY
+from rvi.saliency import (IG_STEPS, METHODS, SMOOTHGRAD_SAMPLES, Attribution,
+                          check_guided_backprop_model, explain, images_per_call)
 from reference_gbp import GuidedReLUFunction, reference_guided_backprop
 
 
@@ -163,6 +167,58 @@ def test_every_method_shapes_and_result_fields(lenet, batch):
         assert result.target_kind == "predicted"
         assert torch.equal(result.target, predict(lenet, images[:4]))
         assert torch.equal(result.predicted, result.target) and len(result) == 4
+
+
+def test_methods_are_the_registered_objects():
+    assert METHODS == METHOD_REGISTRY.names() == ("guided_backprop", "saliency",
+                                                  "integrated_gradients", "smoothgrad")
+    for name, method in METHOD_REGISTRY.items():
+        assert method.attribute.__module__ == "rvi.saliency", name
+        assert method.signed
+        assert method.random_draws == (name == "smoothgrad")
+    assert METHOD_REGISTRY["guided_backprop"].preflight is check_guided_backprop_model
+
+
+def test_expansions_follow_explains_defaults():
+    """Changing explain()'s IG steps or SmoothGrad samples default changes the expansion."""
+    defaults = {k: p.default for k, p in inspect.signature(explain).parameters.items()}
+    assert defaults["ig_steps"] == IG_STEPS == METHOD_REGISTRY["integrated_gradients"].expansion
+    assert defaults["smoothgrad_samples"] == SMOOTHGRAD_SAMPLES \
+        == METHOD_REGISTRY["smoothgrad"].expansion
+    assert defaults["smoothgrad_noise"] == saliency.SMOOTHGRAD_NOISE
+    for name, method in METHOD_REGISTRY.items():
+        option = method.expansion_option
+        assert option is None or defaults[option] == method.expansion, name
+        assert option is None or getattr(saliency.Options(), option) == method.expansion, name
+    assert [images_per_call(m, 250) for m in METHODS] == [250, 250, 5, 5]
+    assert images_per_call("smoothgrad", 30) == 1 and images_per_call("saliency", 30) == 30
+    with pytest.raises(ValueError, match="method must be one of guided_backprop, .*; got 'lrp'"):
+        images_per_call("lrp", 250)
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
+        images_per_call("saliency", 0)
+
+
+@pytest.mark.parametrize("method, captum, kwargs, sizes", [
+    ("integrated_gradients", "IntegratedGradients", {}, [2, 2, 1]),
+    ("integrated_gradients", "IntegratedGradients", {"ig_steps": 20}, [5]),
+    ("smoothgrad", "NoiseTunnel", {"smoothgrad_samples": 40}, [2, 2, 1]),
+    ("saliency", "Saliency", {}, [5]),
+])
+def test_captum_calls_take_the_methods_images_per_call(lenet, batch, monkeypatch, method, captum,
+                                                       kwargs, sizes):
+    cls = getattr(saliency, captum)
+    seen = []
+
+    def spy(self, inputs, *args, **kw):
+        seen.append(len(inputs))
+        return torch.zeros_like(inputs)
+
+    monkeypatch.setattr(cls, "attribute", spy)
+    explain(lenet, batch[0][:5], "predicted", method, batch_size=100, **kwargs)
+    assert seen == sizes
+    spec = METHOD_REGISTRY[method]
+    options = saliency.Options(**kwargs)
+    assert min(5, spec.images_per_call(100, spec.expansion_for(options))) == sizes[0]
 
 
 def test_given_target_kind(lenet, batch):

@@ -6,7 +6,8 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from rvi.similarity import SIMILARITIES, hog_similarity, randomization_similarity, spearman, ssim
+from rvi.controls import randomization_similarity
+from rvi.similarity import SIMILARITIES, hog_similarity, spearman, ssim
 
 
 def _maps(n=4, seed=0):

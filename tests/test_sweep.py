@@ -13,6 +13,7 @@ import pytest
 import rvi
 import rvi.sweep
 from rvi.sweep import EPS_GRIDS, make_jobs, record_key, record_path, sweep_recipe
+from rvi.sweep_job import SweepJob
 
 
 def test_recipes_match_the_benchmark_defaults():
@@ -59,14 +60,19 @@ def test_bad_config_values_name_the_field(field, value):
         rvi.SweepConfig(**{field: value})
 
 
-def test_jobs_are_json_and_keyed_by_what_determines_them():
+def test_jobs_are_typed_json_and_keyed_by_what_determines_them():
     config = rvi.SweepConfig(dataset="synthetic", eps=(0.0, 0.3), seeds=(0, 1), cache_dir="/c")
     jobs = make_jobs(config)
-    assert [(j["eps"], j["seed"]) for j in jobs] == [(0.3, 0), (0.3, 1), (0.0, 0), (0.0, 1)]
-    assert json.loads(json.dumps(jobs)) == jobs
+    assert [(j.eps, j.seed) for j in jobs] == [(0.3, 0), (0.3, 1), (0.0, 0), (0.0, 1)]
+    assert all(isinstance(job, SweepJob) for job in jobs)
+    stored = [job.to_dict() for job in jobs]
+    assert json.loads(json.dumps(stored)) == stored
+    assert SweepJob(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored[0].items()}) \
+        == jobs[0]
     key = record_key(jobs[0], "model")
-    assert record_key({**jobs[0], "device": "cuda", "cache_dir": "/d", "threads": 4}, "model") == key
-    assert record_key({**jobs[0], "eval_n": 7}, "model") != key
+    same = dataclasses.replace(jobs[0], device="cuda", cache_dir="/d", threads=4)
+    assert record_key(same, "model") == key
+    assert record_key(dataclasses.replace(jobs[0], eval_n=7), "model") != key
     assert record_key(jobs[0], "other model") != key
     assert record_path("out", jobs[0], key).name == f"synthetic-lenet-eps0.3-seed0-{key}.json.gz"
 
@@ -114,7 +120,7 @@ def test_a_rerun_resumes_and_redoes_only_missing_jobs(tiny_sweep, monkeypatch):
     real = rvi.sweep.run_job
     monkeypatch.setattr(rvi.sweep, "run_job", lambda job: calls.append(job) or real(job))
     again = rvi.run_sweep(dataclasses.replace(config, out_dir=str(out)))
-    assert [(j["eps"], j["seed"]) for j in calls] == [(0.1, 1)]
+    assert [(j.eps, j.seed) for j in calls] == [(0.1, 1)]
     pd.testing.assert_frame_equal(again.models, first.models)
     pd.testing.assert_frame_equal(again.score_summary, first.score_summary)
 
@@ -124,7 +130,7 @@ def test_a_failed_job_is_retried_once_then_reported(tiny_sweep, monkeypatch, cap
     real, tries = rvi.sweep.run_job, {}
 
     def flaky(job):
-        point = (job["eps"], job["seed"])
+        point = (job.eps, job.seed)
         tries[point] = tries.get(point, 0) + 1
         if point == (0.0, 0) or (point == (0.1, 1) and tries[point] == 1):
             raise RuntimeError(f"boom {point}")
@@ -138,7 +144,7 @@ def test_a_failed_job_is_retried_once_then_reported(tiny_sweep, monkeypatch, cap
     failure = result.failed[0]
     assert (failure["job"]["eps"], failure["job"]["seed"]) == (0.0, 0)
     assert "boom" in failure["error"]
-    assert "attempt 1 of 2" in caplog.text and "'eps': 0.1" in caplog.text
+    assert "attempt 1 of 2" in caplog.text and "eps=0.1" in caplog.text
     assert "Jobs that failed twice" in result.to_markdown()
 
 

@@ -16,7 +16,7 @@ SEEDS = (0, 1, 2)
 
 
 def fake_record(eps, seed, clean, robust, cosine):
-    """The parts of a :func:`rvi.sweep.run_job` record that SweepResult reads."""
+    """The parts of a :func:`rvi.sweep_job.run_job` record that SweepResult reads."""
     return {"job": {"eps": eps, "seed": seed}, "key": f"k{int(eps * 100)}s{seed}",
             "model": {"num_classes": 10, "final_train_accuracy": clean, "checkpoint": "m.pt"},
             "accuracy": [
@@ -26,8 +26,7 @@ def fake_record(eps, seed, clean, robust, cosine):
             "means": {"natural": {"saliency/cosine/clean": cosine,
                                   "model/alignment_logit/clean": 1.0 + eps},
                       "adversarial": {"saliency/cosine/clean": cosine / 2,
-                                      "saliency/cosine/perturbed": None}},
-            "images": {}}
+                                      "saliency/cosine/perturbed": None}}}
 
 
 def make_result(**config):

@@ -1,0 +1,194 @@
+"""Seaborn/matplotlib figures of a benchmark result (PNG), drawn from its records and examples
+through the same helpers as the tables (:mod:`rvi.report`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from ._io import atomic_write
+from .metrics import METRICS
+from .report import cell_order, is_compare, metric_direction, model_name
+from .stats import LEVEL
+
+
+def save_figures(result, folder: Path) -> list:
+    """Write every figure as PNG into ``folder``; returns the paths."""
+    import matplotlib  # imported when drawing: choosing the Agg backend must not touch users' plots
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for name, draw in (("saliency_grid.png", saliency_grid), ("scores.png", score_distributions),
+                       ("accuracy.png", accuracy_chart), ("cascading.png", cascading_chart)):
+        figure = draw(result)
+        if figure is None:
+            continue
+        with atomic_write(folder / name) as handle:
+            figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        paths.append(folder / name)
+    return paths
+
+
+def saliency_grid(result):
+    """For k test images: the image, the adversarial images and the main method's map in each
+    cell (each map scaled to its own maximum)."""
+    import matplotlib.pyplot as plt
+
+    ex = result.examples
+    if not ex:
+        return None
+    columns = [("clean image", np.array(ex["clean"]), "gray")]
+    for model in result.model_set.trained:
+        columns.append((f"{model} model\nclean input", np.array(ex["maps"][f"{model}/natural"]),
+                        "inferno"))
+        columns.append((f"adversarial input\n(vs {model})", np.array(ex["adversarial"][model]),
+                        "gray"))
+        columns.append((f"{model} model\nadversarial input",
+                        np.array(ex["maps"][f"{model}/adversarial"]), "inferno"))
+    for control in result.model_set.controls:
+        if f"{control}/natural" in ex["maps"]:
+            title = model_name(control).replace(" of ", "\nof ") + "\nclean input"
+            columns.append((title,
+                            np.array(ex["maps"][f"{control}/natural"]), "inferno"))
+    k = len(ex["labels"])
+    fig, axes = plt.subplots(k, len(columns), figsize=(1.55 * len(columns) + 0.8, 1.6 * k + 0.6),
+                             squeeze=False)
+    image = None
+    for j, (title, stack, cmap) in enumerate(columns):
+        for i in range(k):
+            data = stack[i]
+            if cmap == "inferno":
+                peak = data.max()
+                data = data / peak if peak > 0 else data
+            shown = axes[i, j].imshow(data, cmap=cmap, vmin=0, vmax=1)
+            image = shown if cmap == "inferno" else image
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(title, fontsize=8)
+            if j == 0:
+                axes[i, j].set_ylabel(f"label {ex['labels'][i]}", fontsize=8)
+    what = result.meta.get("data", "?") if is_compare(result) else \
+        f"{result.config.model} on {result.config.dataset}"
+    fig.suptitle(f"{ex['method']} saliency maps ({what}; attack {result.config.attack.label})",
+                 fontsize=10)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, fraction=0.02, pad=0.01)
+        bar.set_label("|attribution| / its max (maps); pixel value (images)", fontsize=8)
+    return fig
+
+
+def score_distributions(result):
+    """Per-cell box plots of each metric of the main method (cleanliness against the clean
+    image, faithfulness and alignment on the input the model saw), with the trivial explainers'
+    means as grey lines. Boxes are drawn from per-cell quartiles, so large results stay fast."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    method = result.config.methods[0]
+    records = result.records
+    metrics = list(result.config.metrics)
+    order = cell_order(result)
+    in_order = list(dict.fromkeys(m for m, _ in order))
+    colors = dict(zip(in_order, sns.color_palette(n_colors=max(3, len(in_order)))))
+    cells = {cell: records[(records["model"] == cell[0]) & (records["input"] == cell[1])]
+             for cell in order}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        info = METRICS[metric]
+        explainer = method if info.uses_map else "model"
+        data, names, facecolors = [], [], []
+        for (model, input_kind), rows in cells.items():
+            against_clean = input_kind == "natural" or (info.uses_map
+                                                        and info.family == "cleanliness")
+            column = f"{explainer}/{metric}/{'clean' if against_clean else 'perturbed'}"
+            values = rows[column].dropna().to_numpy() if column in rows else np.array([])
+            if len(values):
+                data.append(values)
+                names.append(f"{model_name(model)} model,\n{input_kind} input")
+                facecolors.append(colors[model])
+        if not data:
+            ax.set_visible(False)
+            continue
+        boxes = ax.boxplot(data, showfliers=False, patch_artist=True, widths=0.6)
+        for patch, color in zip(boxes["boxes"], facecolors):
+            patch.set_facecolor(color)
+        natural = cells[(result.model_set.reference, "natural")]
+        # Trivial explainers are on another scale for unbounded metrics (inner): skip them there.
+        for trivial, style in (("image", "--"), ("edge", ":"), ("noise", "-.")) \
+                if np.isfinite(info.high) else ():
+            column = f"{trivial}/{metric}/clean"
+            if column in natural and natural[column].notna().any():
+                ax.axhline(natural[column].mean(), color="gray", linestyle=style, linewidth=1,
+                           label=f"control: {trivial} (mean)")
+        ax.set_xticks(range(1, len(names) + 1))
+        ax.set_xticklabels(names, fontsize=7, rotation=35, ha="right")
+        ax.set_title(metric_direction(metric), fontsize=9)
+        ax.set_ylabel(f"{metric} per image")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{method} maps per cell: cleanliness against the clean image, faithfulness and "
+                 "alignment on the input the model saw", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_chart(result):
+    """Grouped bars: accuracy (%) per attack and model."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    acc = result.accuracy.copy()
+    acc["accuracy (%)"] = acc["accuracy"] * 100
+    fig, ax = plt.subplots(figsize=(1.8 * acc["attack"].nunique() + 2.5, 4))
+    sns.barplot(data=acc, x="attack", y="accuracy (%)", hue="model", ax=ax, errorbar=None)
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.1f", fontsize=8)
+    ax.set_ylim(0, 105)
+    ax.set_xlabel("evaluation")
+    n = int(acc["n"].max())
+    what = ", ".join(result.model_set.trained) + f" on {result.meta.get('data', '?')}" \
+        if is_compare(result) else f"{result.config.model} on {result.config.dataset}"
+    ax.set_title(f"Accuracy of {what} "
+                 f"(up to {n} test images)", fontsize=10)
+    ax.tick_params(axis="x", labelsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cascading_chart(result):
+    """Cascading randomization: each map metric and each similarity to the trained maps as the
+    layers are re-initialized from the output down, per model; bands are 95% t-intervals over
+    seeds."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    casc = result.cascading
+    if casc.empty:
+        return None
+    casc = casc[casc["mode"] == "cascading"]
+    panels = list(dict.fromkeys(zip(casc["kind"], casc["metric"])))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
+    for ax, (kind, metric) in zip(axes[0], panels):
+        pick = casc[(casc["kind"] == kind) & (casc["metric"] == metric)]
+        seeds = pick["seed"].nunique()
+        # the tables' seed-level interval (Student-t over per-seed means), not a bootstrap
+        band = ("se", scipy_stats.t.ppf(0.5 + LEVEL / 2, seeds - 1)) if seeds > 1 else None
+        sns.lineplot(data=pick, x="step", y="mean", hue="model", marker="o", ax=ax,
+                     errorbar=band)
+        layers = pick.drop_duplicates("step").sort_values("step")["layer"].tolist()
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(["trained" if name == "none" else f"+{name}" for name in layers],
+                           rotation=45, fontsize=7)
+        ax.set_xlabel("layers re-initialized (from the output down)")
+        ax.set_ylabel(f"mean {metric}")
+        ax.set_title(metric_direction(metric) if kind == "score" else f"{metric} similarity to the "
+                     "trained map", fontsize=9)
+    fig.suptitle(f"Cascading randomization ({casc['method'].iloc[0]} maps)", fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,313 @@
+"""The per-cell pipeline every study runs: attack -> accuracy -> explain -> score -> records.
+
+:func:`score_model_set` takes a set of models (the compared ones and their random-weights
+controls), the test images and labels, and a :class:`CellSpec` (the attack, the evaluation
+attacks, methods, metrics, controls), and returns accuracy rows plus per-image records in one
+schema (:func:`rvi.records.record_frame`). :func:`rvi.run_benchmark` and :func:`rvi.compare` call
+it once per seed; each sweep job (:func:`rvi.sweep_job.run_job`) calls it for its one model.
+Under a process group every rank works on its shard of the images (:func:`shard_align`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import distributed as ddp
+from .attacks import AUTOATTACK_CHUNK, attack
+from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
+from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
+from .evaluate import count_correct
+from .metrics import METRICS, metric_images_per_call
+from .records import ModelSet, record_frame
+from .saliency import images_per_call
+from .scoring import score_maps, score_model
+
+#: Decimals kept for the example images and maps stored with a result (for figures).
+EXAMPLE_DECIMALS = 4
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """What :func:`score_model_set` does to every model of a set.
+
+    Attributes:
+        attack: the attack whose adversarial images are the "adversarial" input (white-box per
+            model, or the other model's with ``transfer``).
+        evaluations: ``(attack, n)`` pairs: accuracy under ``attack`` on the first ``n`` images
+            (after the clean accuracy on all of them); an entry equal to ``attack`` reuses its
+            images instead of attacking again.
+        methods: attribution methods; the first is the main one (records' target and
+            prediction, grid, randomization tests).
+        metrics, target, batch_size, faithfulness_n: as in :func:`rvi.scoring.score_model`.
+        controls: which of ``random_weights``, the trivial explainers and the randomization
+            modes run.
+        cascade_n: images of the randomization tests; grid_images: images kept for figures.
+        transfer: each of two models gets the other's adversarial images.
+    """
+
+    attack: AttackConfig
+    evaluations: tuple
+    methods: tuple
+    metrics: tuple
+    target: str = "true"
+    batch_size: int = 256
+    faithfulness_n: Optional[int] = None
+    controls: tuple = ()
+    cascade_n: int = 0
+    grid_images: int = 0
+    transfer: bool = False
+
+    @classmethod
+    def from_benchmark(cls, config: BenchmarkConfig, n: int) -> "CellSpec":
+        """The cells of a :class:`BenchmarkConfig` on ``n`` test images: its ``eval_attacks``
+        (``fgsm`` and ``pgd`` on all ``n``, the costly ones on the first ``eval_n``)."""
+        subset = min(config.eval_n or n, n)
+        evaluations = tuple((parse_eval_attack(spec, config.attack),
+                             n if spec in ("fgsm", "pgd") else subset)
+                            for spec in config.eval_attacks)
+        return cls(attack=config.attack, evaluations=evaluations, methods=tuple(config.methods),
+                   metrics=tuple(config.metrics), target=config.target,
+                   batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
+                   controls=tuple(config.controls), cascade_n=config.cascade_n,
+                   grid_images=config.grid_images, transfer=config.transfer)
+
+
+@contextlib.contextmanager
+def timed(timings: dict, stage: str):
+    """Record the wall time of the body under ``timings[stage]`` (seconds)."""
+    tick = time.perf_counter()
+    yield
+    timings[stage] = time.perf_counter() - tick
+
+
+class SeedScores(NamedTuple):
+    """What :func:`score_model_set` returns for one seed (one set of models)."""
+
+    records: list
+    accuracy: list
+    randomization: list
+    examples: dict
+
+
+def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
+                    models: ModelSet, images: torch.Tensor, labels: torch.Tensor,
+                    num_classes: int, timings: dict, progress: bool = False,
+                    distributed: bool = False) -> Optional[SeedScores]:
+    """Attack, explain and score one set of models: the path :func:`run_benchmark` and
+    :func:`rvi.compare` share.
+
+    Shape:
+        images: (N, C, H, W) float in [0, 1]; labels: (N,) int64 in [0, num_classes).
+
+    Args:
+        trained: ``{name: model}`` of the compared models, in the order of ``models.trained``;
+            each maps (N, C, H, W) inputs in [0, 1] to (N, num_classes) logits.
+        controls: ``{name: model}`` of the random-weights control models named in
+            ``models.random_weights`` (scored on natural inputs when ``config.controls`` holds
+            ``random_weights``).
+        timings: filled with the wall time of each stage under ``"{stage}/seed{seed}"``.
+        distributed: every rank of the process group calls this with the same arguments; each
+            attacks, explains and scores its contiguous shard of the images
+            (:func:`shard_align`), the accuracy counts are summed and the per-image records
+            gathered on rank 0. Layer randomization runs on rank 0 alone.
+
+    Returns:
+        A :class:`SeedScores`: per-image record frames, accuracy rows (``seed, model, attack``
+        (its label, or ``clean``), ``n, accuracy``), layer-randomization rows and the example
+        images and maps of the figures; None on ranks other than 0 when
+        ``distributed``.
+    """
+    names = list(models.trained)
+    progress = progress and (ddp.is_main() or not distributed)
+    part = ddp.shard(len(images), align=shard_align(config)) if distributed \
+        else slice(0, len(images))
+    x, y = images[part], labels[part]
+    with timed(timings, f"attack/seed{seed}"):
+        white_box = {kind: attack_shard(trained[kind], images, labels, part, config.attack,
+                                        config.batch_size, seed, num_classes)
+                     for kind in tqdm(names, desc=f"attack ({config.attack.label})",
+                                      disable=not progress, unit="model")}
+        adversarial = {kind: white_box[transferred_from(kind, names)] if config.transfer else white_box[kind]
+                       for kind in names}
+
+    with timed(timings, f"evaluate/seed{seed}"):
+        accuracy = accuracy_rows(config, trained, images, labels, part, seed, white_box,
+                                 num_classes, progress, distributed)
+
+    records = []
+    with timed(timings, f"explain/seed{seed}"):
+        cells = [(m, i) for m in names for i in ("natural", "adversarial")]
+        if "random_weights" in config.controls:
+            cells += [(control, "natural") for control in models.controls]
+        every = {**trained, **controls}
+        maps_for_grid = {}
+        for model_kind, input_kind in tqdm(cells if len(x) else [], desc="explain and score",
+                                           disable=not progress, unit="cell"):
+            inputs = x if input_kind == "natural" else adversarial[model_kind]
+            references = {"clean": x}
+            if input_kind == "adversarial":
+                references["perturbed"] = inputs
+            scores, attributions = score_model(
+                every[model_kind], inputs, references=references, methods=config.methods,
+                metrics=config.metrics, target=config.target, labels=y, seed=seed,
+                batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
+                offset=part.start)
+            if (model_kind, input_kind) == (models.reference, "natural"):
+                scores.update(trivial_scores(config, x, seed, part.start))
+            main = attributions[config.methods[0]]
+            records.append(record_frame(seed, model_kind, input_kind, y, main, scores,
+                                        part.start))
+            maps_for_grid[f"{model_kind}/{input_kind}"] = main.maps[:config.grid_images]
+
+    randomization = []
+    modes = [m for m in RANDOMIZATION_MODES if m in config.controls]
+    if modes and (ddp.is_main() or not distributed):
+        with timed(timings, f"randomization/seed{seed}"):
+            randomization = randomization_rows(config, trained, images, labels, seed, modes,
+                                               progress)
+    if distributed:
+        records, adversarial, maps_for_grid = gather(config, part, records, adversarial,
+                                                     maps_for_grid)
+        if not ddp.is_main():
+            return None
+    return SeedScores(records, accuracy, randomization,
+                      examples(config, images, labels, adversarial, maps_for_grid))
+
+
+def shard_align(config: CellSpec) -> int:
+    """Block size of the benchmark's shards: the least common multiple of ``batch_size``, the
+    images per model call of each method (:func:`rvi.saliency.images_per_call`: Integrated
+    Gradients, SmoothGrad, whose noise stream is skipped by whole calls) and each metric
+    (:func:`rvi.metrics.metric_images_per_call`: infidelity and sensitivity-max, which re-seeds
+    SmoothGrad at each call), and AutoAttack's 250-image chunk. A shard is then attacked,
+    explained and scored in the batches (and with the random draws) of one process.
+    Deletion/insertion (``batch_size // 21`` images
+    a call) are left out: aligning to them would make shards far coarser (2,750 images for the
+    default batch of 250); a shard starting inside one of their batches gives that batch's
+    first images scores that may differ from one process's in float rounding."""
+    sizes = [config.batch_size]
+    sizes += [images_per_call(method, config.batch_size) for method in config.methods]
+    sizes += [metric_images_per_call(metric, config.batch_size) for metric in config.metrics]
+    attacks = [config.attack.name] + [attack_config.name for attack_config, _ in config.evaluations]
+    if "autoattack" in attacks:
+        sizes.append(AUTOATTACK_CHUNK)
+    return math.lcm(*sizes)
+
+
+def attack_shard(model, images, labels, part: slice, attack_config: AttackConfig,
+                 batch_size: int, seed: int, num_classes: int) -> torch.Tensor:
+    """Adversarial versions of ``images[part]``, equal to those of one :func:`rvi.attack` call
+    on all ``images``: PGD random starts and AutoAttack chunks follow ``offset``. PGD with
+    ``restarts > 1`` draws noise for the images still classified correctly only, which cannot
+    be skipped without attacking them, so it attacks ``images[:part.stop]`` and keeps the
+    shard (exact, but no faster than one process)."""
+    if part.stop <= part.start:
+        return images[part].clone()
+    start = part.start
+    if attack_config.name == "pgd" and attack_config.random_start and attack_config.restarts > 1:
+        start = 0
+    adversarial = attack(model, images[start:part.stop], labels[start:part.stop], attack_config,
+                         batch_size=batch_size, seed=seed, num_classes=num_classes,
+                         offset=start)
+    return adversarial[part.start - start:]
+
+
+def transferred_from(kind: str, names: list) -> str:
+    """The model whose adversarial examples ``kind`` gets when attacks are transferred."""
+    if len(names) != 2:
+        raise ValueError(f"transfer needs exactly two compared models, got {len(names)}: "
+                         f"{', '.join(names)}")
+    return names[1] if kind == names[0] else names[0]
+
+
+def accuracy_rows(config: CellSpec, models: dict, images, labels, part: slice,
+                  seed: int, white_box: dict, num_classes: int, progress: bool,
+                  distributed: bool = False) -> list:
+    """Clean accuracy on all images, then each of ``config.evaluations`` on its first ``n``
+    images. The benchmark attack's white-box examples (of the images in ``part``) are reused,
+    not made again. Each rank counts the correct predictions on
+    its ``part``; when ``distributed`` the counts are summed over ranks, and each is divided in
+    float32, as ``tensor.float().mean()`` does in one process."""
+    rows, correct = [], []
+    for kind in tqdm(models, desc="accuracy under attack", disable=not progress, unit="model"):
+        model = models[kind]
+        rows.append(dict(seed=seed, model=kind, attack="clean", n=len(images)))
+        correct.append(count_correct(model, images[part], labels[part]))
+        for attack_config, count in config.evaluations:
+            here = slice(min(part.start, count), min(part.stop, count))
+            if attack_config == config.attack:
+                adversarial = white_box[kind][:here.stop - here.start]
+            else:
+                adversarial = attack_shard(model, images, labels, here, attack_config,
+                                           config.batch_size, seed, num_classes)
+            rows.append(dict(seed=seed, model=kind, attack=attack_config.label, n=count))
+            correct.append(count_correct(model, adversarial, labels[here]))
+    for row, total in zip(rows, ddp.all_sum(correct) if distributed else correct):
+        row["accuracy"] = float(torch.tensor(float(total), dtype=torch.float32) / row["n"])
+    return rows
+
+
+def trivial_scores(config: CellSpec, images, seed: int, offset: int = 0) -> dict:
+    """The trivial explainers' scores on the clean test images (starting at image ``offset``),
+    made once per seed."""
+    maps = {name: TRIVIAL_EXPLAINERS[name](images, seed=seed, offset=offset)
+            for name in TRIVIAL_EXPLAINERS if name in config.controls}
+    return score_maps(maps, images, config.metrics)
+
+
+def randomization_rows(config: CellSpec, models: dict, images, labels, seed: int,
+                       modes: list, progress: bool) -> list:
+    """Per trained model (``models``: name -> model) and mode: mean cleanliness scores and map
+    similarities to the trained model's map as layers are re-initialized
+    (:func:`rvi.controls.randomization_curve`)."""
+    count = min(config.cascade_n, len(images))
+    metrics = [m for m in config.metrics if METRICS[m].family == "cleanliness"]
+    rows = []
+    jobs = [(kind, mode) for kind in models for mode in modes]
+    for kind, mode in tqdm(jobs, desc="randomization tests", disable=not progress, unit="run"):
+        curve = randomization_curve(models[kind], images[:count], config.target,
+                                    labels=labels[:count], method=config.methods[0],
+                                    metrics=metrics, mode=mode, seed=seed,
+                                    batch_size=config.batch_size)
+        rows += [dict(seed=seed, model=kind, **row) for row in curve]
+    return rows
+
+
+def gather(config: CellSpec, part: slice, records: list, adversarial: dict,
+           maps: dict) -> tuple:
+    """Rank 0: every rank's record frames joined cell by cell, and the first ``grid_images``
+    adversarial images and maps; other ranks: ``(None, None, None)``."""
+    keep = max(0, min(config.grid_images - part.start, part.stop - part.start))
+    ranks = ddp.gather_records([{"records": records,
+                                 "adversarial": {k: v[:keep] for k, v in adversarial.items()},
+                                 "maps": {k: v[:keep] for k, v in maps.items()}}])
+    if ranks is None:
+        return None, None, None
+    working = [r for r in ranks if r["records"]]  # empty shards (fewer blocks than ranks) last
+    records = [pd.concat([r["records"][i] for r in working], ignore_index=True)
+               for i in range(len(working[0]["records"]))]
+    adversarial = {k: torch.cat([r["adversarial"][k] for r in ranks]) for k in adversarial}
+    maps = {k: torch.cat([r["maps"][k] for r in working]) for k in working[0]["maps"]}
+    return records, adversarial, maps
+
+
+def examples(config: CellSpec, images, labels, adversarial: dict, maps: dict) -> dict:
+    k = min(config.grid_images, len(images))
+
+    def pack(tensor):  # (N, C, H, W) -> the first k as (k, H, W): colour images as channel mean
+        grey = tensor[:k].mean(1).cpu().numpy().astype(np.float64)
+        return np.round(grey, EXAMPLE_DECIMALS).tolist()
+
+    return {"labels": labels[:k].tolist(), "clean": pack(images),
+            "adversarial": {kind: pack(x) for kind, x in adversarial.items()},
+            "maps": {cell: pack(m) for cell, m in maps.items()},
+            "method": config.methods[0]}
