@@ -23,7 +23,8 @@ from . import distributed as ddp
 from .benchmark import run_benchmark
 from .cache import cached_model_path
 from .compare import compare, load_images_file, load_user_model
-from .config import AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig
+from .config import (EVAL_ATTACK_HELP, AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig,
+                     parse_eval_attack)
 from .data import DATASETS, image_hashes, load_dataset
 from .evaluate import evaluate
 from .models import MODELS
@@ -100,14 +101,18 @@ def _deep_merge(base: dict, over: dict) -> dict:
 
 
 def _merged_config(cls, args: argparse.Namespace, *, prefix: str = "", skip: Sequence[str] = (),
-                   base: Optional[dict] = None, file_path: Optional[str] = None):
+                   base: Optional[dict] = None, file_path: Optional[str] = None,
+                   fixed: Optional[dict] = None):
     """The one merge path: ``cls()`` defaults (or ``base``), then a JSON file's values (partial
-    nested recipes are filled from the defaults), then the flags that were typed."""
+    nested recipes are filled from the defaults), then the flags that were typed, then the
+    fields the command sets itself (``fixed``, e.g. ``rvi compare --data``'s dataset); fields
+    in ``skip`` keep their defaults."""
     merged = base if base is not None else cls().to_dict()
     if file_path is not None:
         merged = _deep_merge(merged, _read_config_file(file_path))
     merged = _deep_merge(merged, _given_values(cls, args, prefix, skip))
-    return cls.from_dict({k: v for k, v in merged.items() if k not in skip})
+    merged = {k: v for k, v in merged.items() if k not in skip}
+    return cls.from_dict({**merged, **(fixed or {})})
 
 
 def _read_config_file(path: str) -> dict:
@@ -122,7 +127,6 @@ def _read_config_file(path: str) -> dict:
 
 
 def _add_data_flags(parser: argparse.ArgumentParser, *, evaluate: bool = False) -> None:
-
     if evaluate:
         parser.add_argument("--dataset", default=None, choices=DATASETS,
                             help="dataset whose test split to use (default: the one the "
@@ -151,7 +155,6 @@ def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-
     parser = argparse.ArgumentParser(prog="rvi", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -175,7 +178,7 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--allow-train-split", action="store_true",
                           help="evaluate even on images the model was trained on")
     evaluate.add_argument("--attacks", nargs="+", default=["fgsm", "pgd"],
-                          choices=["fgsm", "pgd", "autoattack"], help="attacks to run")
+                          help=f"{EVAL_ATTACK_HELP} (as rvi bench's --eval-attacks)")
     evaluate.add_argument("--n", type=int, default=None,
                           help="evaluate on the first N test images (default: all)")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -209,7 +212,6 @@ COMPARE_SKIP = ("dataset", "data_dir", "download", "model", "natural", "robust",
 
 
 def _add_compare_parser(commands) -> None:
-
     compare = commands.add_parser(
         "compare", allow_abbrev=False,
         help="run the benchmark's attacks, maps, metrics and controls on models you bring")
@@ -246,12 +248,12 @@ def _add_compare_parser(commands) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-
-    config = _merged_config(BenchmarkConfig, args, skip=COMPARE_SKIP, file_path=args.config)
+    dataset = {} if args.data is None else \
+        {"dataset": args.data, "data_dir": args.data_dir, "download": args.download}
+    config = _merged_config(BenchmarkConfig, args, skip=COMPARE_SKIP, file_path=args.config,
+                            fixed=dataset)
     num_classes = args.num_classes
     if args.data is not None:
-        config = dataclasses.replace(config, dataset=args.data, data_dir=args.data_dir,
-                                     download=args.download)
         data = load_dataset(args.data, args.data_dir, download=args.download)
         images, labels, name = data.test_images, data.test_labels, f"{data.name} test split"
         num_classes = num_classes or data.num_classes
@@ -277,7 +279,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _save_and_print(result, out_dir, overwrite: bool) -> None:
     """Rank 0 saves ``result`` (atomically; the other ranks, which hold None, wait) and prints."""
-
     folder = ddp.on_main(lambda: result.save(out_dir, overwrite=overwrite))
     if ddp.is_main():
         print((folder / "tables.md").read_text())  # as saved, not rendered twice
@@ -285,7 +286,6 @@ def _save_and_print(result, out_dir, overwrite: bool) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-
     if (Path(args.folder) / SWEEP_FILE).is_file():
         sweep = SweepResult.load(args.folder)
         print(sweep.to_markdown())
@@ -321,7 +321,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _main_print(*args, **kwargs) -> None:
     """print() on rank 0 only (every process of a torchrun job runs this module)."""
-
     if ddp.is_main():
         print(*args, **kwargs)
 
@@ -370,7 +369,6 @@ def _evaluation_data(args: argparse.Namespace, state: dict):
 
 def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
     """``load_dataset(name)``; ``synthetic`` at the size the checkpoint records, if it does."""
-
     split = (recorded or {}).get("split")
     if name == "synthetic" and (recorded or {}).get("name") == "synthetic" and isinstance(split, dict):
         return load_dataset(name, data_dir, download=download,
@@ -379,12 +377,11 @@ def _load_like(name: str, recorded: Optional[dict], data_dir, download: bool):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-
     state = load_checkpoint(args.checkpoint)
     data, images, labels = _evaluation_data(args, state)
     model = load_model(args.checkpoint, data.num_classes, data.image_shape[0]).to(ddp.device())
     base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",))
-    attacks = [dataclasses.replace(base, name=name) for name in args.attacks]
+    attacks = [parse_eval_attack(spec, base) for spec in args.attacks]
     result = evaluate(model, images, labels, attacks, n=args.n, distributed=ddp.is_distributed())
     if args.json:
         _main_print(json.dumps(result, indent=2))
@@ -404,7 +401,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _add_sweep_parser(commands) -> None:
-
     sweep = commands.add_parser("sweep", help="models over a grid of training eps x seeds: "
                                               "robust accuracy, every metric, rank correlations",
                                 allow_abbrev=False)
@@ -415,7 +411,6 @@ def _add_sweep_parser(commands) -> None:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-
     config = _merged_config(SweepConfig, args, file_path=args.config)
     result = run_sweep(config, progress=not args.quiet)
     folder = result.save()

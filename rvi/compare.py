@@ -26,15 +26,16 @@ from torch import nn
 
 from . import distributed as ddp
 from ._checks import check_images, check_int
+from ._io import read_torch_file
 from ._modelstate import model_device, preserved_state
 from .benchmark import assemble, describe_model, environment
 from .config import BenchmarkConfig
 from .controls import RANDOMIZATION_MODES, random_weights_model
 from .models import build_model
 from .pipeline import CellSpec, score_model_set
+from .preflight import check_guided_backprop_model
 from .records import ModelSet
 from .result import BenchmarkResult
-from .saliency import check_guided_backprop_model
 from .train import CHECKPOINT_FORMAT, load_checkpoint
 
 #: Prefix of the random-weights control of model NAME in the records: ``random_weights:NAME``.
@@ -301,12 +302,8 @@ def load_images_file(path) -> tuple:
         ValueError: another content, or images outside [0, 1].
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"images file not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"--images {str(path)!r} is not a readable torch file: {err}") from err
+    data = read_torch_file(path, f"images file not found: {path}",
+                           f"--images {str(path)!r} is not a readable torch file")
     if not isinstance(data, dict) or not {"images", "labels"} <= set(data):
         got = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"--images {str(path)!r} must hold a dict with 'images' and 'labels', "

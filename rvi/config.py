@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from ._checks import (ATTACKS, CONTROLS, DATASETS, EPS_GRIDS, MODELS,  # noqa: F401 (re-exported)
                       OPTIMIZERS, REFERENCE_EPS, SCHEDULES, check_bool, check_int, optional_int)
@@ -191,6 +191,38 @@ class TrainConfig(_Config):
         return f"{self.recipe_label}, seed {self.seed}"
 
 
+def _check_tuple(name: str, values, *, each: Callable, empty_ok: bool = False) -> None:
+    """``values`` must be a tuple without repeats (non-empty unless ``empty_ok``); ``each`` checks
+    every entry."""
+    if not isinstance(values, tuple) or (not values and not empty_ok) or \
+            len(set(values)) != len(values):
+        kind = "a tuple" if empty_ok else "a non-empty tuple"
+        raise ValueError(f"{name} must be {kind} without repeats, got {values!r}")
+    for value in values:
+        each(value)
+
+
+def _check_scoring(config, *, controls: bool) -> None:
+    """The fields a study and a sweep share: methods, metrics (and controls), target."""
+    fields = [("methods", _registered(METHOD_REGISTRY)), ("metrics", _registered(METRIC_REGISTRY))]
+    if controls:
+        fields.append(("controls", CONTROLS))
+    for name, choices in fields:
+        _check_tuple(name, getattr(config, name),
+                     each=lambda value, name=name, choices=choices:
+                     _check_choice(f"{name} entry", value, choices))
+    _check_choice("target", config.target, ("true", "predicted"))
+
+
+def _check_strings(config, *, optional: tuple, required: tuple) -> None:
+    """Each field of ``required`` is a non-empty string, each of ``optional`` one or None."""
+    for name in optional + required:
+        value = getattr(config, name)
+        if not (isinstance(value, str) and value) and not (name in optional and value is None):
+            expected = "a non-empty string" + (" or None" if name in optional else "")
+            raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
 def _default_natural() -> TrainConfig:
     return TrainConfig()
 
@@ -264,22 +296,11 @@ class BenchmarkConfig(_Config):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
         check_bool("transfer", self.transfer)
         check_bool("download", self.download)
-        for name, choices in (("methods", _registered(METHOD_REGISTRY)),
-                              ("metrics", _registered(METRIC_REGISTRY)),
-                              ("controls", CONTROLS)):
-            values = getattr(self, name)
-            if not isinstance(values, tuple) or not values or len(set(values)) != len(values):
-                raise ValueError(f"{name} must be a non-empty tuple without repeats, got {values!r}")
-            for value in values:
-                _check_choice(f"{name} entry", value, choices)
-        if not isinstance(self.eval_attacks, tuple) or len(set(self.eval_attacks)) != len(self.eval_attacks):
-            raise ValueError(f"eval_attacks must be a tuple without repeats, got {self.eval_attacks!r}")
-        for spec in self.eval_attacks:
-            parse_eval_attack(spec, self.attack)
-        _check_choice("target", self.target, ("true", "predicted"))
-        optional_int(self.n_test, "n_test")
-        optional_int(self.eval_n, "eval_n")
-        optional_int(self.faithfulness_n, "faithfulness_n")
+        _check_scoring(self, controls=True)
+        _check_tuple("eval_attacks", self.eval_attacks, empty_ok=True,
+                     each=lambda spec: parse_eval_attack(spec, self.attack))
+        for name in ("n_test", "eval_n", "faithfulness_n"):
+            optional_int(getattr(self, name), name)
         if not isinstance(self.seeds, tuple) or not self.seeds:
             raise ValueError(f"seeds must be a non-empty tuple of integers, got {self.seeds!r}")
         for seed in self.seeds:
@@ -288,12 +309,7 @@ class BenchmarkConfig(_Config):
         check_int("grid_images", self.grid_images, 1)
         check_int("bootstrap", self.bootstrap, 100)
         check_int("batch_size", self.batch_size, 1)
-        for name, optional in (("data_dir", True), ("cache_dir", True), ("device", False),
-                               ("out_dir", False)):
-            value = getattr(self, name)
-            if not (isinstance(value, str) and value) and not (optional and value is None):
-                expected = "a non-empty string" + (" or None" if optional else "")
-                raise ValueError(f"{name} must be {expected}, got {value!r}")
+        _check_strings(self, optional=("data_dir", "cache_dir"), required=("device", "out_dir"))
 
     def recipe(self, kind: str, seed: int) -> TrainConfig:
         """The ``natural`` or ``robust`` recipe with its seed replaced by ``seed``."""
@@ -378,11 +394,8 @@ class SweepConfig(_Config):
         _check_choice("model", self.model, MODELS)
         check_bool("download", self.download)
         for name in ("eps", "eval_eps"):
-            values = getattr(self, name)
-            if not isinstance(values, tuple) or len(set(values)) != len(values):
-                raise ValueError(f"{name} must be a tuple without repeats, got {values!r}")
-            for value in values:
-                _check_range(f"{name} entry", value, 0.0, 1.0, low_open=name == "eval_eps")
+            _check_tuple(name, getattr(self, name), empty_ok=True, each=lambda value, name=name:
+                         _check_range(f"{name} entry", value, 0.0, 1.0, low_open=name == "eval_eps"))
         if not self.eps and self.dataset not in EPS_GRIDS:
             raise ValueError(f"eps must be given for dataset {self.dataset!r} (no default grid)")
         if self.reference_eps is None and self.dataset not in REFERENCE_EPS:
@@ -395,33 +408,20 @@ class SweepConfig(_Config):
         for seed in self.seeds:
             check_int("seeds entry", seed, 0)
         optional_int(self.epochs, "epochs")
-        for name, choices in (("methods", _registered(METHOD_REGISTRY)),
-                              ("metrics", _registered(METRIC_REGISTRY)),
-                              ("eval_attacks", None)):
-            values = getattr(self, name)
-            if not isinstance(values, tuple) or not values or len(set(values)) != len(values):
-                raise ValueError(f"{name} must be a non-empty tuple without repeats, got {values!r}")
-            for value in values:
-                if choices is None:
-                    parse_eval_attack(value, AttackConfig())
-                else:
-                    _check_choice(f"{name} entry", value, choices)
+        _check_scoring(self, controls=False)
+        _check_tuple("eval_attacks", self.eval_attacks,
+                     each=lambda spec: parse_eval_attack(spec, AttackConfig()))
         if self.robustness not in self.eval_attacks:
             raise ValueError(f"robustness must be one of eval_attacks {self.eval_attacks!r}, "
                              f"got {self.robustness!r}")
-        _check_choice("target", self.target, ("true", "predicted"))
         for name in ("n_test", "eval_n", "faithfulness_n", "workers", "threads"):
             optional_int(getattr(self, name), name)
         check_int("batch_size", self.batch_size, 1)
         check_int("bootstrap", self.bootstrap, 100)
         _check_range("gpus_per_job", self.gpus_per_job, 0.0, 64.0, low_open=False)
         _check_choice("backend", self.backend, BACKENDS)
-        for name, optional in (("data_dir", True), ("cache_dir", True), ("device", False),
-                               ("out_dir", False), ("ray_address", True)):
-            value = getattr(self, name)
-            if not (isinstance(value, str) and value) and not (optional and value is None):
-                expected = "a non-empty string" + (" or None" if optional else "")
-                raise ValueError(f"{name} must be {expected}, got {value!r}")
+        _check_strings(self, optional=("data_dir", "cache_dir", "ray_address"),
+                       required=("device", "out_dir"))
 
     @property
     def eps_grid(self) -> tuple:

@@ -154,10 +154,14 @@ def cosine(saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
     """
     s, x = check_map_pair(saliency, image)
     s, x = s.flatten(1), x.flatten(1)
-    norms = s.norm(dim=1) * x.norm(dim=1)
-    dot = (s * x).sum(1)
-    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(norms.dtype).tiny),
-                       torch.zeros_like(dot))
+    return _ratio_or_zero((s * x).sum(1), s.norm(dim=1) * x.norm(dim=1))
+
+
+def _ratio_or_zero(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
+    """``numerator / denominator`` per image, 0.0 where the (non-negative) denominator is 0."""
+    tiny = torch.finfo(denominator.dtype).tiny
+    return torch.where(denominator > 0, numerator / denominator.clamp_min(tiny),
+                       torch.zeros_like(numerator))
 
 
 def _score_cosine(maps, images, **_) -> torch.Tensor:
@@ -181,10 +185,7 @@ def foreground_mass(saliency: torch.Tensor, image: torch.Tensor,
     """
     s, x = check_map_pair(saliency, image)
     mass = s.abs().flatten(1)
-    total = mass.sum(1)
-    on_stroke = (mass * (x.flatten(1) > threshold)).sum(1)
-    return torch.where(total > 0, on_stroke / total.clamp_min(torch.finfo(total.dtype).tiny),
-                       torch.zeros_like(total))
+    return _ratio_or_zero((mass * (x.flatten(1) > threshold)).sum(1), mass.sum(1))
 
 
 def _score_foreground_mass(maps, images, **_) -> torch.Tensor:
@@ -296,10 +297,7 @@ def _alignment(model: nn.Module, images: torch.Tensor, batch_size: int, margin: 
                 picked = picked - logits.gather(1, top[:, 1:2])
             (grad,) = torch.autograd.grad(picked.sum(), batch)
             g, flat = grad.flatten(1), batch.detach().flatten(1)
-            norm = g.norm(dim=1)
-            dot = (flat * g).sum(1).abs()
-            scores.append(torch.where(norm > 0, dot / norm.clamp_min(torch.finfo(norm.dtype).tiny),
-                                      torch.zeros_like(dot)).to(images.device))
+            scores.append(_ratio_or_zero((flat * g).sum(1).abs(), g.norm(dim=1)).to(images.device))
     return torch.cat(scores)
 
 

@@ -24,7 +24,7 @@ from .figures import save_figures
 from .records import (NATURAL_ROBUST, ModelSet, frame_from_json, frame_to_json, json_rows,
                       seed_mean_table)
 from ._checks import check_bool, check_path
-from ._io import atomic_write
+from ._io import atomic_write, saved_file
 from .config import BenchmarkConfig
 
 RESULT_FORMAT = "rvi-result-3"
@@ -241,9 +241,7 @@ class BenchmarkResult:
     def load(cls, folder: Union[str, Path]) -> "BenchmarkResult":
         """Read a result written by :meth:`save`."""
         check_path("folder", folder)
-        path = Path(folder) / RESULT_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no rvi result in {folder} ({RESULT_FILE} missing)")
+        path = saved_file(folder, RESULT_FILE, "rvi result")
         try:
             text = gzip.decompress(path.read_bytes()).decode()
         except (OSError, EOFError, UnicodeDecodeError) as err:

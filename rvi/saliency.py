@@ -38,12 +38,12 @@ from typing import NamedTuple, Optional, Union
 import torch
 from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
-from torch.overrides import TorchFunctionMode
 
 from ._checks import (check_bool, check_choice, check_images, check_int, check_model, chunks,
                       seeded)
 from ._modelstate import channels_last, model_device, preserved_state
 from .distributed import unwrap
+from .preflight import check_guided_backprop_model
 from .registry import METHOD_REGISTRY, Method
 
 TARGETS = ("true", "predicted")
@@ -70,14 +70,6 @@ class Options(NamedTuple):
     baseline: Optional[torch.Tensor] = None
     seed: Optional[int] = 0
 
-
-#: Activation functions (by ``__name__``, trailing ``_`` removed) that Guided Backprop would pass
-#: plain gradients through when they run outside an ``nn.ReLU`` module.
-ACTIVATION_NAMES = frozenset({
-    "relu", "relu6", "gelu", "silu", "elu", "selu", "celu", "leaky_relu", "prelu", "rrelu",
-    "hardtanh", "hardswish", "hardsigmoid", "mish", "softplus", "sigmoid", "tanh", "logsigmoid",
-    "glu", "threshold", "softsign", "tanhshrink", "softshrink", "hardshrink",
-})
 
 _GBP_WARNING = r"Setting backward hooks on ReLU activations\."
 _GBP_WARNING_MODULE = r"captum\.attr\._core\.guided_backprop_deconvnet"
@@ -321,104 +313,6 @@ def _check_baseline(baseline, x: torch.Tensor) -> torch.Tensor:
 def _describe_baseline(baseline: torch.Tensor):
     values = baseline.unique()
     return float(values[0]) if values.numel() == 1 else "tensor"
-
-
-# --- Guided Backprop pre-flight ---------------------------------------------------------------
-
-class _ActivationRecorder(TorchFunctionMode):
-    """Records activation functions called while no ``nn.ReLU`` module is running."""
-
-    def __init__(self, stack: list, found: list) -> None:
-        super().__init__()
-        self.stack, self.found = stack, found
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", "").rstrip("_")
-        if name in ACTIVATION_NAMES and not any(isinstance(m, nn.ReLU) for _, m in self.stack):
-            where = self.stack[-1] if self.stack else ("<model>", None)
-            self.found.append((name, where[0], type(where[1]).__name__ if where[1] is not None
-                               else "forward"))
-        return func(*args, **(kwargs or {}))
-
-
-def check_guided_backprop_model(model: nn.Module, example: torch.Tensor) -> None:
-    """Refuse models whose Guided Backprop map Captum would compute wrongly, without a warning.
-
-    One forward pass on ``example`` records (a) every activation function (``relu``, ``gelu``,
-    ``sigmoid``, ... see :data:`ACTIVATION_NAMES`) that runs outside an ``nn.ReLU`` module, and
-    (b) every ``nn.ReLU`` call whose input tensor is also used by another operation (Captum then
-    clamps the gradient summed over all uses). Detection is by the functions called, so a
-    nonlinearity written as arithmetic (``x * (x > 0)``, ``torch.maximum``, ``clamp``) is not
-    seen. The model's mode and flags are left as they are.
-
-    Shape:
-        example: (n, C, H, W) float, already on the model's device (one image is enough).
-
-    Raises:
-        ValueError: naming the first offending function or module and what to change.
-    """
-    stack: list = []
-    found: list = []
-    relu_inputs: list = []
-    handles = []
-
-    def push(name):
-        def hook(module, args):
-            stack.append((name, module))
-            if isinstance(module, nn.ReLU) and args and isinstance(args[0], torch.Tensor):
-                relu_inputs.append((name, args[0].grad_fn, args[0].output_nr))
-        return hook
-
-    def pop(module, args, output):
-        if stack:
-            stack.pop()
-
-    try:
-        for name, module in model.named_modules():
-            handles.append(module.register_forward_pre_hook(push(name or "<model>")))
-            handles.append(module.register_forward_hook(pop))
-        with torch.enable_grad(), _ActivationRecorder(stack, found):
-            start = example.detach().clone().requires_grad_(True)
-            output = model(start * 1.0)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if found:
-        func, name, kind = found[0]
-        raise ValueError(
-            f"method 'guided_backprop' needs every nonlinearity to be an nn.ReLU module: Captum's "
-            f"GuidedBackprop only rewrites the backward pass of nn.ReLU modules, but this model "
-            f"calls {func!r} in module {name!r} ({kind}), which would silently get the plain "
-            f"gradient. Replace F.relu/torch.relu/Tensor.relu calls with nn.ReLU modules and other "
-            f"activations with nn.ReLU, or use method='saliency'")
-    consumers = _count_consumers(output)
-    for name, node, index in relu_inputs:
-        if node is not None and consumers.get((node, index), 0) > 1:
-            raise ValueError(
-                f"method 'guided_backprop': the input of nn.ReLU {name!r} is also used by another "
-                f"operation (a skip connection or a second ReLU). Captum clamps the gradient "
-                f"summed over all uses of that tensor, which is not Guided Backprop; give the ReLU "
-                f"its own input (e.g. relu(h.clone())) or use method='saliency'")
-
-
-def _count_consumers(output) -> dict:
-    """How many autograd edges point at each (grad_fn node, output index) of the graph."""
-    roots = [t.grad_fn for t in (output if isinstance(output, (tuple, list)) else [output])
-             if isinstance(t, torch.Tensor) and t.grad_fn is not None]
-    counts: dict = {}
-    seen = set()
-    todo = list(roots)
-    while todo:
-        node = todo.pop()
-        if node in seen:
-            continue
-        seen.add(node)
-        for parent, index in node.next_functions:
-            if parent is None:
-                continue
-            counts[(parent, index)] = counts.get((parent, index), 0) + 1
-            todo.append(parent)
-    return counts
 
 
 # --- the methods: one Captum call and one registered object each -------------------------------

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._checks import check_path
-from ._io import atomic_write
+from ._io import atomic_write, saved_file
 from .config import SweepConfig
 from .correlation import point_spearman
 from .metrics import METRICS
@@ -327,10 +327,7 @@ class SweepResult:
     def load(cls, folder: Union[str, Path]) -> "SweepResult":
         """Rebuild a saved sweep from ``sweep.json`` and the job records it lists."""
         check_path("folder", folder)
-        path = Path(folder) / SWEEP_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no rvi sweep in {folder} ({SWEEP_FILE} missing)")
-        data = json.loads(path.read_text())
+        data = json.loads(saved_file(folder, SWEEP_FILE, "rvi sweep").read_text())
         keys = set(data["keys"])
         records = [read_record(p) for p in sorted((Path(folder) / "jobs").glob("*.json.gz"))
                    if p.name[:-len(".json.gz")].rsplit("-", 1)[-1] in keys]

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from . import distributed as ddp
-from ._io import atomic_write
+from ._io import atomic_write, read_torch_file
 from ._checks import check_images, check_model, check_path, seeded
 from ._modelstate import channels_last as channels_last_weights
 from ._modelstate import (check_model_labels, has_channels_last_weights, model_device,
@@ -298,12 +298,8 @@ def load_checkpoint(path: PathLike, model: Optional[nn.Module] = None, *,
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"path must be a checkpoint file, got the folder {str(path)!r}")
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable rvi checkpoint: {err}") from err
+    state = read_torch_file(path, f"checkpoint not found: {path}",
+                            f"{path} is not a readable rvi checkpoint")
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{path} is not an rvi checkpoint (format {CHECKPOINT_FORMAT})")
     state.setdefault("dataset", None)  # checkpoints written before datasets were recorded
