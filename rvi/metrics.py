@@ -136,7 +136,7 @@ def inner(saliency: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
 
 
 def _score_inner(maps, images, **_) -> torch.Tensor:
-    return inner(*check_map_pair(maps, images))
+    return inner(maps, images)  # inner checks the pair
 
 
 METRIC_REGISTRY.register(Metric(
@@ -165,7 +165,7 @@ def _ratio_or_zero(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.
 
 
 def _score_cosine(maps, images, **_) -> torch.Tensor:
-    return cosine(*check_map_pair(maps, images))
+    return cosine(maps, images)  # cosine checks the pair
 
 
 METRIC_REGISTRY.register(Metric(
@@ -189,7 +189,7 @@ def foreground_mass(saliency: torch.Tensor, image: torch.Tensor,
 
 
 def _score_foreground_mass(maps, images, **_) -> torch.Tensor:
-    return foreground_mass(*check_map_pair(maps, images))
+    return foreground_mass(maps, images)  # it checks the pair
 
 
 METRIC_REGISTRY.register(Metric(

