@@ -8,7 +8,7 @@ Backprop maps:
 - deletion AUC with the map's order (most relevant first, MoRF), with a random order (uniform
   noise as the map: the model's own resistance to occlusion), and with the least relevant pixels
   first (LeRF); the model-relative scores ``random - MoRF`` (gain over random order) and
-  ``LeRF - MoRF`` (Bluecher et al. 2024);
+  ``LeRF - MoRF`` (Bluecher et al. 2024): the metrics ``deletion_gain`` and ``lerf_morf``;
 - the randomization test's similarity (Spearman) between each image's trained map and the fully
   randomized model's map (cascading, every layer re-initialized) of the same image, against the
   floor of the same statistic for a *different* image (the randomized maps shifted by one image)
@@ -27,7 +27,7 @@ import torch
 import rvi
 from rvi.cache import get_trained_model
 from rvi.controls import image_map, randomized_maps
-from rvi.faithfulness import deletion
+from rvi.faithfulness import deletion, deletion_gain, lerf_morf
 from rvi.similarity import spearman
 
 from _common import RESULTS, machine, parser, write_text
@@ -43,17 +43,17 @@ def interval(values: torch.Tensor) -> str:
 
 def model_rows(name: str, model, images, labels, seed: int) -> list:
     maps = rvi.explain(model, images, "true", "guided_backprop", labels=labels).maps
-    noise = torch.rand(maps.shape, generator=torch.Generator().manual_seed(seed))
     morf = deletion(model, images, maps, labels)
-    random = deletion(model, images, noise, labels)
-    lerf = deletion(model, images, -maps, labels)
+    gain = deletion_gain(model, images, maps, labels, seed=seed)  # the registered metric
+    relative = lerf_morf(model, images, maps, labels)
+    random, lerf = gain + morf, relative + morf
     *_, (_, _, _, randomized) = randomized_maps(model, images, "true", labels=labels, seed=seed)
     trained, random_maps = maps.cpu(), randomized.maps.cpu()
     same = spearman(random_maps, trained)
     other = spearman(random_maps.roll(1, dims=0), trained)
     image = spearman(image_map(images).cpu(), trained)
     return [f"| {name} | {interval(morf)} | {interval(random)} | {interval(lerf)} | "
-            f"{interval(random - morf)} | {interval(lerf - morf)} |",
+            f"{interval(gain)} | {interval(relative)} |",
             f"| {name} | {interval(same)} | {interval(other)} | {interval(image)} | "
             f"{interval(same - other)} |"]
 
@@ -82,7 +82,8 @@ def main() -> None:
         f"Machine: {machine(args.device)}", "",
         "## Deletion AUC (lower is more faithful) against the same model's baselines", "",
         "| model | map order (MoRF) | random order | least relevant first (LeRF) | "
-        "random − MoRF | LeRF − MoRF |", "| --- | --- | --- | --- | --- | --- |", *faithful, "",
+        "`deletion_gain` (random − MoRF) | `lerf_morf` (LeRF − MoRF) |",
+        "| --- | --- | --- | --- | --- | --- |", *faithful, "",
         "## Randomization test: Spearman of trained vs fully randomized maps", "",
         "| model | same image | other image (floor) | image map vs trained map | "
         "same − other |", "| --- | --- | --- | --- | --- |", *randomization, ""])

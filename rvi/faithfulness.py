@@ -202,6 +202,70 @@ def _auc(model, images, maps, targets, mode: str, steps: int, baseline: float,
     return torch.trapezoid(probs, fractions.to(probs), dim=1)
 
 
+def deletion_gain(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
+                  targets: torch.Tensor, *, seed: int = 0, steps: int = CURVE_STEPS,
+                  batch_size: int = 256, offset: int = 0) -> torch.Tensor:
+    """Model-relative deletion: the same model's deletion AUC with the pixels removed in a random
+    order, minus with the map's order (most relevant first). **Higher is better**; in [-1, 1].
+
+    A raw deletion AUC mixes the map with the model's own resistance to occlusion (a robust
+    model keeps its prediction longer whatever the order); the random-order curve of the same
+    model and image measures that resistance, so the difference is comparable across models.
+    Each image's random order comes from its own generator, seeded by ``(seed, offset + i)``.
+
+    Shape:
+        see :func:`perturbation_curves`. Returns (N,) float in [-1, 1].
+    """
+    _check_maps(maps, images)
+    check_int("offset", offset, 0)
+    height, width = images.shape[-2:]
+    order = _draws(seed, offset, len(images), 1, (1, height, width), "uniform").to(maps.device)
+    kwargs = dict(steps=steps, batch_size=batch_size, offset=offset)
+    return deletion(model, images, order, targets, **kwargs) - \
+        deletion(model, images, maps, targets, **kwargs)
+
+
+def _score_deletion_gain(maps, images, *, model, targets, seed, batch_size, offset,
+                         **_) -> torch.Tensor:
+    return deletion_gain(model, images, maps, targets, seed=seed, batch_size=batch_size,
+                         offset=offset)
+
+
+METRIC_REGISTRY.register(Metric(
+    "deletion_gain", -1.0, 1.0, True, True, True,
+    "deletion AUC of a random pixel order minus of the map's order, same model and image",
+    "anything off the data (zeroed pixels), as deletion; one random order per image",
+    family="faithfulness", needs_targets=True, function=_score_deletion_gain, uses_sign=True,
+    random_draws=True, expansion=CURVE_STEPS + 1, passes_per_image=2 * (CURVE_STEPS + 1)))
+
+
+def lerf_morf(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
+              *, steps: int = CURVE_STEPS, batch_size: int = 256, offset: int = 0) -> torch.Tensor:
+    """Deletion AUC with the least relevant pixels removed first (LeRF) minus with the most
+    relevant first (MoRF), as Bluecher et al. (2024) propose against the occlusion confound.
+    **Higher is better**; in [-1, 1]. Both curves are the same model's on the same image.
+
+    Shape:
+        see :func:`perturbation_curves`. Returns (N,) float in [-1, 1].
+    """
+    _check_maps(maps, images)
+    kwargs = dict(steps=steps, batch_size=batch_size, offset=offset)
+    return deletion(model, images, -maps, targets, **kwargs) - \
+        deletion(model, images, maps, targets, **kwargs)
+
+
+def _score_lerf_morf(maps, images, *, model, targets, batch_size, offset, **_) -> torch.Tensor:
+    return lerf_morf(model, images, maps, targets, batch_size=batch_size, offset=offset)
+
+
+METRIC_REGISTRY.register(Metric(
+    "lerf_morf", -1.0, 1.0, True, True, True,
+    "deletion AUC least relevant first minus most relevant first (Bluecher et al. 2024)",
+    "anything off the data (zeroed pixels), as deletion; the order among equal scores",
+    family="faithfulness", needs_targets=True, function=_score_lerf_morf, uses_sign=True,
+    expansion=CURVE_STEPS + 1, passes_per_image=2 * (CURVE_STEPS + 1)))
+
+
 def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = PERTURB_SAMPLES,
                seed: int = 0, batch_size: int = 256, offset: int = 0) -> torch.Tensor:

@@ -96,7 +96,7 @@ def test_benchmark_config_refuses_bad_simple_fields(changes, message):
 
 METHOD_LIST = "guided_backprop, saliency, integrated_gradients, smoothgrad"
 METRIC_LIST = ("inner, cosine, foreground_mass, alignment_logit, alignment, alignment_margin, gini, "
-               "deletion, insertion, infidelity, sensitivity_max")
+               "deletion, insertion, deletion_gain, lerf_morf, infidelity, sensitivity_max")
 
 
 @pytest.mark.parametrize("cls", ["BenchmarkConfig", "SweepConfig"])

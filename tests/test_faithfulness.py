@@ -106,6 +106,51 @@ def test_deletion_known_answer_linear_model():
     assert float(F.deletion(model, x, maps, targets, steps=4)[0]) < float(reverse[0])
 
 
+def test_model_relative_deletion_known_answers_linear_model():
+    """On the linear model above: LeRF - MoRF of the exact contributions is the reverse order's
+    deletion AUC minus the faithful one's (computed from the pixel-by-pixel curves); a constant
+    map orders pixels the same both ways, so it scores exactly 0; flipping the map's sign flips
+    the score's; deletion_gain lies in [-1, 1]."""
+    w = torch.tensor([4.0, -1.0, 2.0, 3.0])
+    model = _linear(torch.stack([w, torch.zeros(4)]))
+    x = torch.tensor([1.0, 0.5, 0.25, 1.0]).reshape(1, 1, 2, 2)
+    contributions = w * x.flatten()
+    maps, targets = contributions.reshape(1, 1, 2, 2), torch.tensor([0])
+
+    def area(order):  # deletion AUC of removing the pixels in this order, by the trapezoid rule
+        remaining = contributions.sum() - torch.cat([torch.zeros(1), contributions[order].cumsum(0)])
+        curve = torch.sigmoid(remaining)
+        return float(((curve[1:] + curve[:-1]) / 2).sum() / 4)
+
+    morf = contributions.argsort(descending=True)
+    expected = area(morf.flip(0)) - area(morf)
+    assert float(F.lerf_morf(model, x, maps, targets, steps=4)[0]) == pytest.approx(expected)
+    assert expected > 0
+    flat = torch.ones_like(maps)
+    assert float(F.lerf_morf(model, x, flat, targets, steps=4)[0]) == 0.0
+    assert float(F.lerf_morf(model, x, -maps, targets, steps=4)[0]) == pytest.approx(-expected)
+    gain = F.deletion_gain(model, x, maps, targets, steps=4, seed=3)
+    assert -1 <= float(gain[0]) <= 1
+
+
+def test_deletion_gain_is_seeded_per_image_and_batch_free(lenet, batch):
+    """Each image's random order depends on (seed, image index) only: the same scores in one
+    call, in small batches, and in two shards with offsets; another seed changes them."""
+    images, labels = batch
+    images, labels = images[:10], labels[:10]
+    maps = explain(lenet, images, "true", "saliency", labels=labels).maps
+    whole = F.deletion_gain(lenet, images, maps, labels, seed=5)
+    small = F.deletion_gain(lenet, images, maps, labels, seed=5, batch_size=21)
+    parts = torch.cat([F.deletion_gain(lenet, images[:4], maps[:4], labels[:4], seed=5),
+                       F.deletion_gain(lenet, images[4:], maps[4:], labels[4:], seed=5,
+                                       offset=4)])
+    torch.testing.assert_close(small, whole)
+    torch.testing.assert_close(parts, whole)
+    assert not torch.equal(F.deletion_gain(lenet, images, maps, labels, seed=6), whole)
+    random = F.deletion(lenet, images, maps, labels) + whole  # the random order's own AUC
+    assert ((random >= 0) & (random <= 1)).all()
+
+
 def test_curves_ties_in_row_major_order():
     model = _linear(torch.stack([torch.arange(4.0), torch.zeros(4)]))
     x = torch.ones(1, 1, 2, 2)
@@ -297,6 +342,11 @@ def test_registered_costs_follow_the_functions_defaults():
         assert METRICS[name].align_shards and METRICS[name].random_draws
         assert METRICS[name].passes_per_image == F.PERTURB_SAMPLES + 1
     assert METRICS["gini"].family == "cleanliness" and METRICS["gini"].passes_per_image == 0
+    for name in ("deletion_gain", "lerf_morf"):  # two deletion curves per image
+        assert METRICS[name].expansion == F.CURVE_STEPS + 1
+        assert METRICS[name].passes_per_image == 2 * (F.CURVE_STEPS + 1)
+        assert not METRICS[name].align_shards
+    assert METRICS["deletion_gain"].random_draws and not METRICS["lerf_morf"].random_draws
 
 
 @pytest.mark.parametrize("kind", ["deletion", "insertion", "infidelity", "alignment_margin"])

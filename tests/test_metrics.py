@@ -113,8 +113,8 @@ def test_color_image_compared_by_channel_mean():
 
 def test_registry_is_data():
     assert set(METRICS) == {"inner", "cosine", "foreground_mass", "alignment", "alignment_logit",
-                            "alignment_margin", "gini", "deletion", "insertion", "infidelity",
-                            "sensitivity_max"}
+                            "alignment_margin", "gini", "deletion", "insertion", "deletion_gain",
+                            "lerf_morf", "infidelity", "sensitivity_max"}
     for name, info in METRICS.items():
         assert isinstance(info, MetricInfo) and info.name == name
         assert info.low < info.high and isinstance(info.higher_is_better, bool)
@@ -131,14 +131,15 @@ def test_registry_is_data():
 def test_metrics_keep_their_order():
     """Tables list metrics in this order: rvi.metrics registers its own, then rvi.faithfulness."""
     assert tuple(METRICS) == ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment",
-                              "alignment_margin", "gini", "deletion", "insertion", "infidelity",
-                              "sensitivity_max")
+                              "alignment_margin", "gini", "deletion", "insertion", "deletion_gain",
+                              "lerf_morf", "infidelity", "sensitivity_max")
 
 
 def test_each_metric_is_registered_next_to_its_function():
     for name in ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment_margin"):
         assert METRICS[name].function.__module__ == "rvi.metrics", name
-    for name in ("gini", "deletion", "insertion", "infidelity", "sensitivity_max"):
+    for name in ("gini", "deletion", "insertion", "deletion_gain", "lerf_morf", "infidelity",
+                 "sensitivity_max"):
         assert METRICS[name].function.__module__ == "rvi.faithfulness", name
     assert METRICS["alignment"].function is METRICS["alignment_logit"].function
 
@@ -171,6 +172,9 @@ def test_score_equals_the_public_functions(scored):
         "alignment_margin": alignment_margin(model, images, batch_size=40),
         "deletion": faithfulness.deletion(model, images, s, labels, batch_size=40),
         "insertion": faithfulness.insertion(model, images, s, labels, batch_size=40),
+        "deletion_gain": faithfulness.deletion_gain(model, images, s, labels, seed=1,
+                                                    batch_size=40),
+        "lerf_morf": faithfulness.lerf_morf(model, images, s, labels, batch_size=40),
         "infidelity": faithfulness.infidelity(model, images, s, labels, seed=1, batch_size=40),
         "sensitivity_max": faithfulness.sensitivity_max(model, images, labels, "saliency", seed=1,
                                                         batch_size=40),
