@@ -171,6 +171,49 @@ def check_map_pair(saliency, image) -> tuple:
     return saliency, image.to(saliency.dtype)
 
 
+def check_positive(name: str, value) -> None:
+    """``value`` must be a positive finite number (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+
+
+def check_maps_like(maps, images: Optional[torch.Tensor] = None) -> None:
+    """``maps`` must be a finite (N, C, H, W) float tensor, shaped (N, 1 or C, H, W) like
+    ``images`` when given."""
+    if not isinstance(maps, torch.Tensor) or maps.ndim != 4 or not maps.is_floating_point():
+        got = f"{maps.dtype} of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) \
+            else repr(maps)
+        raise ValueError(f"maps must be a float tensor of shape (N, C, H, W), got {got}")
+    if not torch.isfinite(maps).all():
+        raise ValueError("maps must be finite, got NaN or infinite values")
+    if images is not None:
+        n, c, h, w = images.shape
+        if maps.shape not in ((n, 1, h, w), (n, c, h, w)):
+            raise ValueError(f"maps must have shape ({n}, 1 or {c}, {h}, {w}) to match the "
+                             f"images, got {tuple(maps.shape)}")
+
+
+def check_logits(logits, n: int) -> int:
+    """``logits`` must be (n, K); returns K."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != n:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"model must return ({n}, K) logits, got {got}")
+    return int(logits.shape[1])
+
+
+def check_targets(targets, n: int, num_classes: int) -> None:
+    """``targets`` must be (n,) int64 classes in [0, num_classes)."""
+    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64 \
+            or targets.shape != (n,):
+        got = f"{targets.dtype} of shape {tuple(targets.shape)}" \
+            if isinstance(targets, torch.Tensor) else repr(targets)
+        raise ValueError(f"targets must be an int64 tensor of shape ({n},), got {got}")
+    if n and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
+        raise ValueError(f"targets must be classes in [0, {num_classes}), got values in "
+                         f"[{int(targets.min())}, {int(targets.max())}]")
+
+
 def chunks(n: int, size: int, offset: int = 0):
     """Slices of ``range(n)`` of at most ``size`` items, cut where ``offset + i`` is a multiple
     of ``size``: a part of a larger set that starts at item ``offset`` is cut into the batches

@@ -23,7 +23,6 @@ See ``docs/metrics.md`` for formulas, directions and what each score cannot show
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -31,7 +30,8 @@ from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max as captum_sensitivity_max
 from torch import nn
 
-from ._checks import check_choice, check_images, check_int, check_map_pair, chunks
+from ._checks import (check_choice, check_images, check_int, check_logits, check_map_pair,
+                      check_maps_like, check_positive, check_targets, chunks)
 from ._modelstate import channels_last, model_device, preserved_state
 from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Metric
 from .saliency import explain
@@ -56,7 +56,7 @@ def gini(maps: torch.Tensor) -> torch.Tensor:
     Shape:
         maps: (N, C, H, W) float, finite. Returns (N,) in [0, 1 - 1/n].
     """
-    _check_maps(maps)
+    check_maps_like(maps)
     a = maps.detach().abs().flatten(1).double().sort(dim=1).values
     n = a.shape[1]
     k = torch.arange(1, n + 1, dtype=torch.float64, device=a.device)
@@ -102,7 +102,7 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
     check_images(images)
-    _check_maps(maps, images)
+    check_maps_like(maps, images)
     check_int("steps", steps, 1)
     check_int("batch_size", batch_size, 1)
     check_int("offset", offset, 0)
@@ -133,9 +133,9 @@ def perturbation_curves(model: nn.Module, images: torch.Tensor, maps: torch.Tens
             batch = torch.where(changed, base, flat) if mode == "deletion" \
                 else torch.where(changed, flat, base)
             logits = model(batch.reshape(m * (steps + 1), c, height, width))
-            num_classes = _check_logits(logits, m * (steps + 1))
+            num_classes = check_logits(logits, m * (steps + 1))
             if part.start == 0:
-                _check_targets(targets, n, num_classes)
+                check_targets(targets, n, num_classes)
             target = targets[part].to(device).repeat_interleave(steps + 1)
             picked = logits.softmax(1).gather(1, target[:, None])
             probs.append(picked.reshape(m, steps + 1).to(images.device))
@@ -216,7 +216,7 @@ def deletion_gain(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     Shape:
         see :func:`perturbation_curves`. Returns (N,) float in [-1, 1].
     """
-    _check_maps(maps, images)
+    check_maps_like(maps, images)
     check_int("offset", offset, 0)
     height, width = images.shape[-2:]
     order = _draws(seed, offset, len(images), 1, (1, height, width), "uniform").to(maps.device)
@@ -248,7 +248,7 @@ def lerf_morf(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, target
     Shape:
         see :func:`perturbation_curves`. Returns (N,) float in [-1, 1].
     """
-    _check_maps(maps, images)
+    check_maps_like(maps, images)
     kwargs = dict(steps=steps, batch_size=batch_size, offset=offset)
     return deletion(model, images, -maps, targets, **kwargs) - \
         deletion(model, images, maps, targets, **kwargs)
@@ -286,8 +286,8 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
     of one call on the whole set (the first may take fewer).
     """
     check_images(images)
-    _check_maps(maps, images)
-    _check_positive("noise_std", noise_std)
+    check_maps_like(maps, images)
+    check_positive("noise_std", noise_std)
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)
     check_int("batch_size", batch_size, 1)
@@ -300,7 +300,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
         model.eval()
         for param in model.parameters():
             param.requires_grad_(False)
-        _check_targets(targets, len(images), _num_classes(model, images[:1].to(device)))
+        check_targets(targets, len(images), num_classes_of(model, images[:1].to(device)))
         for part in chunks(len(images), per_call, offset):
             x = images[part].detach().to(device)
             perturb = _gaussian_perturbation(seed, offset + part.start, len(x),
@@ -347,7 +347,7 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     """
     check_images(images)
     check_choice("method", method, METHOD_REGISTRY.names())
-    _check_positive("radius", radius)
+    check_positive("radius", radius)
     check_int("n_perturb_samples", n_perturb_samples, 1)
     check_int("seed", seed, 0)
     check_int("batch_size", batch_size, 1)
@@ -355,7 +355,7 @@ def sensitivity_max(model: nn.Module, images: torch.Tensor, targets: torch.Tenso
     device = model_device(model)
     with preserved_state(model):
         model.eval()
-        _check_targets(targets, len(images), _num_classes(model, images[:1].to(device)))
+        check_targets(targets, len(images), num_classes_of(model, images[:1].to(device)))
 
     per_call = max(1, batch_size // n_perturb_samples)
     out = []
@@ -433,44 +433,6 @@ def _uniform_perturbation(seed: int, start: int, count: int, samples: int, radiu
     return perturb
 
 
-def _check_positive(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-
-
-def _check_maps(maps, images: Optional[torch.Tensor] = None) -> None:
-    if not isinstance(maps, torch.Tensor) or maps.ndim != 4 or not maps.is_floating_point():
-        got = f"{maps.dtype} of shape {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) \
-            else repr(maps)
-        raise ValueError(f"maps must be a float tensor of shape (N, C, H, W), got {got}")
-    if not torch.isfinite(maps).all():
-        raise ValueError("maps must be finite, got NaN or infinite values")
-    if images is not None:
-        n, c, h, w = images.shape
-        if maps.shape not in ((n, 1, h, w), (n, c, h, w)):
-            raise ValueError(f"maps must have shape ({n}, 1 or {c}, {h}, {w}) to match the "
-                             f"images, got {tuple(maps.shape)}")
-
-
-def _check_logits(logits, n: int) -> int:
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or len(logits) != n:
-        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ValueError(f"model must return ({n}, K) logits, got {got}")
-    return int(logits.shape[1])
-
-
 @torch.no_grad()
-def _num_classes(model: nn.Module, example: torch.Tensor) -> int:
-    return _check_logits(model(example), len(example))
-
-
-def _check_targets(targets, n: int, num_classes: int) -> None:
-    if not isinstance(targets, torch.Tensor) or targets.dtype != torch.int64 \
-            or targets.shape != (n,):
-        got = f"{targets.dtype} of shape {tuple(targets.shape)}" \
-            if isinstance(targets, torch.Tensor) else repr(targets)
-        raise ValueError(f"targets must be an int64 tensor of shape ({n},), got {got}")
-    if n and (int(targets.min()) < 0 or int(targets.max()) >= num_classes):
-        raise ValueError(f"targets must be classes in [0, {num_classes}), got values in "
-                         f"[{int(targets.min())}, {int(targets.max())}]")
+def num_classes_of(model: nn.Module, example: torch.Tensor) -> int:
+    return check_logits(model(example), len(example))

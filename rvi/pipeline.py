@@ -102,8 +102,8 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
                     models: ModelSet, images: torch.Tensor, labels: torch.Tensor,
                     num_classes: int, timings: dict, progress: bool = False,
                     distributed: bool = False) -> Optional[SeedScores]:
-    """Attack, explain and score one set of models: the path :func:`run_benchmark` and
-    :func:`rvi.compare` share.
+    """Attack, explain and score one set of models: the path :func:`rvi.run_benchmark`,
+    :func:`rvi.compare` and every sweep job share.
 
     Shape:
         images: (N, C, H, W) float in [0, 1]; labels: (N,) int64 in [0, num_classes).

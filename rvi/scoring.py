@@ -23,12 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .records import ScoreKey
 from .metrics import METRICS, score
+from .records import MODEL_EXPLAINER, ScoreKey
 from .saliency import explain
-
-#: The explainer name under which model-only metrics (``uses_map=False``) are stored.
-MODEL_EXPLAINER = "model"
 
 
 def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
