@@ -127,11 +127,14 @@ def test_adversarial_training_beats_natural_on_mnist_5k():
     robust, _ = _train(data, TrainConfig(epochs=6, lr=3e-3, schedule="onecycle",
                                          adversarial=True, attack=ATTACK))
     pgd7 = AttackConfig(eps=0.3, alpha=0.1, steps=7)
-    results = [rvi.evaluate(model, data.test_images, data.test_labels, [pgd7], n=500)
+    # all 1,000 test images, every class (until rvi 0.4.1 the first 500 were the digits 0-4 and
+    # both short-trained models passed 0.85 there). Measured here: clean 0.859 natural, 0.736
+    # robust; PGD-7 0.000 and 0.253 (chance is 0.1).
+    results = [rvi.evaluate(model, data.test_images, data.test_labels, [pgd7])
                for model in (natural, robust)]
-    assert results[0]["clean"] > 0.85 and results[1]["clean"] > 0.85
+    assert results[0]["clean"] > 0.8 and results[1]["clean"] > 0.65
     assert results[0][pgd7.label] < 0.05
-    assert results[1][pgd7.label] > results[0][pgd7.label] + 0.2
+    assert results[1][pgd7.label] > results[0][pgd7.label] + 0.15
 
 
 def test_checkpoint_records_dataset_info_and_old_ones_read_as_none(synthetic, tmp_path):
