@@ -57,12 +57,16 @@ def wants_channels_last(model: nn.Module) -> bool:
             and model_device(model).type == "cpu")
 
 
+def _weights_4d(model: nn.Module) -> list:
+    """The model's 4-d parameters and buffers (convolution weights): what a layout changes."""
+    return [w for w in list(model.parameters()) + list(model.buffers()) if w.ndim == 4]
+
+
 def has_channels_last_weights(model: nn.Module) -> bool:
     """Whether some 4-d weight or buffer of ``model`` is in channels-last (not plain) order,
     i.e. the caller chose that layout."""
-    return any(w.ndim == 4 and w.is_contiguous(memory_format=torch.channels_last)
-               and not w.is_contiguous()
-               for w in list(model.parameters()) + list(model.buffers()))
+    return any(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+               for w in _weights_4d(model))
 
 
 @contextlib.contextmanager
@@ -79,8 +83,7 @@ def channels_last(model: nn.Module, enabled: Optional[bool] = None) -> Iterator[
     """
     if enabled is None:
         enabled = wants_channels_last(model)
-    if not enabled or has_channels_last_weights(model) or not any(
-            w.ndim == 4 for w in list(model.parameters()) + list(model.buffers())):
+    if not enabled or not _weights_4d(model) or has_channels_last_weights(model):
         yield model
         return
     model.to(memory_format=torch.channels_last)

@@ -70,15 +70,21 @@ class CellSpec:
     def from_benchmark(cls, config: BenchmarkConfig, n: int) -> "CellSpec":
         """The cells of a :class:`BenchmarkConfig` on ``n`` test images: its ``eval_attacks``
         (``fgsm`` and ``pgd`` on all ``n``, the costly ones on the first ``eval_n``)."""
-        subset = min(config.eval_n or n, n)
-        evaluations = tuple((parse_eval_attack(spec, config.attack),
-                             n if spec in ("fgsm", "pgd") else subset)
+        evaluations = tuple(evaluation(spec, config.attack, n, config.eval_n)
                             for spec in config.eval_attacks)
         return cls(attack=config.attack, evaluations=evaluations, methods=tuple(config.methods),
                    metrics=tuple(config.metrics), target=config.target,
                    batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
                    controls=tuple(config.controls), cascade_n=config.cascade_n,
                    grid_images=config.grid_images, transfer=config.transfer)
+
+
+def evaluation(spec: str, base: AttackConfig, n: int, eval_n: Optional[int]) -> tuple:
+    """``(attack, images)`` of one ``eval_attacks`` entry (:func:`rvi.config.parse_eval_attack`
+    with ``base``) on ``n`` test images: ``fgsm`` and ``pgd`` on all ``n``, the costly ones
+    (``pgd-SxR``, ``autoattack``) on the first ``eval_n`` (None: all)."""
+    cheap = spec in ("fgsm", "pgd") or eval_n is None
+    return parse_eval_attack(spec, base), n if cheap else min(eval_n, n)
 
 
 @contextlib.contextmanager
@@ -190,10 +196,10 @@ def shard_align(config: CellSpec) -> int:
     (:func:`rvi.metrics.metric_images_per_call`: infidelity and sensitivity-max, which re-seeds
     SmoothGrad at each call), and AutoAttack's 250-image chunk. A shard is then attacked,
     explained and scored in the batches (and with the random draws) of one process.
-    Deletion/insertion (``batch_size // 21`` images
-    a call) are left out: aligning to them would make shards far coarser (2,750 images for the
-    default batch of 250); a shard starting inside one of their batches gives that batch's
-    first images scores that may differ from one process's in float rounding."""
+    Deletion/insertion (``batch_size // 21`` images a call) are left out: aligning to them
+    would make shards far coarser (2,750 images for the default batch of 250); a shard starting
+    inside one of their batches gives that batch's first images scores that may differ from one
+    process's in float rounding."""
     sizes = [config.batch_size]
     sizes += [images_per_call(method, config.batch_size) for method in config.methods]
     sizes += [metric_images_per_call(metric, config.batch_size) for metric in config.metrics]
@@ -234,9 +240,9 @@ def accuracy_rows(config: CellSpec, models: dict, images, labels, part: slice,
                   distributed: bool = False) -> list:
     """Clean accuracy on all images, then each of ``config.evaluations`` on its first ``n``
     images. The benchmark attack's white-box examples (of the images in ``part``) are reused,
-    not made again. Each rank counts the correct predictions on
-    its ``part``; when ``distributed`` the counts are summed over ranks, and each is divided in
-    float32, as ``tensor.float().mean()`` does in one process."""
+    not made again. Each rank counts the correct predictions on its ``part``; when
+    ``distributed`` the counts are summed over ranks, and each is divided in float32, as
+    ``tensor.float().mean()`` does in one process."""
     rows, correct = [], []
     for kind in tqdm(models, desc="accuracy under attack", disable=not progress, unit="model"):
         model = models[kind]

@@ -39,8 +39,8 @@ import torch
 from captum.attr import GuidedBackprop, IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
-from ._checks import (check_bool, check_choice, check_images, check_int, check_model, chunks,
-                      seeded)
+from ._checks import (check_bool, check_choice, check_images, check_int, check_model,
+                      check_positive, chunks, seeded)
 from ._modelstate import channels_last, model_device, preserved_state
 from .distributed import unwrap
 from .preflight import check_guided_backprop_model
@@ -180,10 +180,7 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
     check_int("batch_size", batch_size, 1)
     check_int("smoothgrad_samples", smoothgrad_samples, 1)
     check_int("ig_steps", ig_steps, 1)
-    if isinstance(smoothgrad_noise, bool) or not isinstance(smoothgrad_noise, (int, float)) \
-            or not math.isfinite(smoothgrad_noise) or smoothgrad_noise <= 0:
-        raise ValueError(f"smoothgrad_noise must be a positive finite number, "
-                         f"got {smoothgrad_noise!r}")
+    check_positive("smoothgrad_noise", smoothgrad_noise)
     if seed is not None:
         check_int("seed", seed, 0)
     check_int("offset", offset, 0)

@@ -27,9 +27,9 @@ import torch
 
 from ._checks import check_int, check_range, optional_int
 from .cache import cache_key, get_trained_model
-from .config import AttackConfig, SweepConfig, TrainConfig, parse_eval_attack
+from .config import AttackConfig, SweepConfig, TrainConfig
 from .data import load_dataset
-from .pipeline import CellSpec, score_model_set
+from .pipeline import CellSpec, evaluation, score_model_set
 from .records import ModelSet, frame_to_json, score_keys
 
 #: PGD iterations of the training attack at every eps.
@@ -84,9 +84,8 @@ class SweepJob:
         """The pipeline's work on ``n`` test images: PGD-7 at the reference eps as the adversarial
         input, and each ``eval_attacks`` entry at each ``eval_eps`` (``fgsm``/``pgd`` on all
         images, the others on the first ``eval_n``)."""
-        subset = n if self.eval_n is None else min(self.eval_n, n)
-        evaluations = tuple((parse_eval_attack(spec, pgd7(eps)), n if spec in ("fgsm", "pgd")
-                             else subset) for eps, spec in self.evaluation_names())
+        evaluations = tuple(evaluation(spec, pgd7(eps), n, self.eval_n)
+                            for eps, spec in self.evaluation_names())
         return CellSpec(attack=pgd7(self.reference_eps), evaluations=evaluations,
                         methods=self.methods, metrics=self.metrics, target=self.target,
                         batch_size=self.batch_size, faithfulness_n=self.faithfulness_n)
@@ -175,7 +174,8 @@ def run_job(job: SweepJob) -> dict:
                           "num_classes": data.num_classes},
                 "accuracy": rows, "means": {frame["input"].iloc[0]: _means(frame)
                                             for frame in scores.records},
-                "records": frame_to_json(_joined(scores.records)),
+                "records": frame_to_json(pd.concat(scores.records, ignore_index=True)
+                                         .drop(columns="model")),
                 "seconds": {"train": round(trained - started, 2),
                             "evaluate": round(timings[f"attack/seed{job.seed}"]
                                               + timings[f"evaluate/seed{job.seed}"], 2),
@@ -191,8 +191,3 @@ def _means(frame) -> dict:
         values = frame[column].to_numpy()
         means[column] = None if np.isnan(values).all() else float(np.nanmean(values))
     return means
-
-
-def _joined(frames: list) -> pd.DataFrame:
-    """The per-cell record frames as one (natural inputs first), without the model column."""
-    return pd.concat(frames, ignore_index=True).drop(columns="model")
