@@ -381,7 +381,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     data, images, labels = _evaluation_data(args, state)
     model = load_model(args.checkpoint, data.num_classes, data.image_shape[0]).to(ddp.device())
     base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",))
-    attacks = [parse_eval_attack(spec, base) for spec in args.attacks]
+    try:
+        attacks = [parse_eval_attack(spec, base) for spec in args.attacks]
+    except ValueError as err:
+        raise ValueError(f"--attacks: {err}") from err
     result = evaluate(model, images, labels, attacks, n=args.n, distributed=ddp.is_distributed())
     if args.json:
         _main_print(json.dumps(result, indent=2))

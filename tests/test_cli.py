@@ -48,6 +48,9 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert result["n"] == 32 and set(result) == {"n", "clean", "FGSM eps=0.1"}
     assert main(["evaluate", str(checkpoint), "--split", "train", "--attacks", "fgsm"]) == 2
     assert "--split train is the split checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", str(checkpoint), "--attacks", "pgd-40x5", "pgd-x"]) == 2
+    assert "--attacks: eval_attacks entry must be fgsm, pgd, pgd-STEPSxRESTARTS or autoattack; " \
+        "got 'pgd-x'" in capsys.readouterr().err
     assert main(["evaluate", str(checkpoint), "--split", "train", "--allow-train-split",
                  "--attacks", "fgsm", "--n", "8", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 8
