@@ -9,6 +9,9 @@ Backprop maps:
   noise as the map: the model's own resistance to occlusion), and with the least relevant pixels
   first (LeRF); the model-relative scores ``random - MoRF`` (gain over random order) and
   ``LeRF - MoRF`` (Bluecher et al. 2024): the metrics ``deletion_gain`` and ``lerf_morf``;
+- infidelity's parts on signed maps: E[Δf²], the target logit's mean squared change under the
+  noise (the scale raw infidelity is measured in), raw normalized infidelity, and the metric
+  ``infidelity_unexplained`` (= raw / E[Δf²] = 1 - R²);
 - the randomization test's similarity (Spearman) between each image's trained map and the fully
   randomized model's map (cascading, every layer re-initialized) of the same image, against the
   floor of the same statistic for a *different* image (the randomized maps shifted by one image)
@@ -27,7 +30,8 @@ import torch
 import rvi
 from rvi.cache import get_trained_model
 from rvi.controls import image_map, randomized_maps
-from rvi.faithfulness import deletion, deletion_gain, lerf_morf
+from rvi.faithfulness import deletion, infidelity
+from rvi.relative import deletion_gain, infidelity_unexplained, lerf_morf
 from rvi.similarity import spearman
 
 from _common import RESULTS, machine, parser, write_text
@@ -47,6 +51,11 @@ def model_rows(name: str, model, images, labels, seed: int) -> list:
     gain = deletion_gain(model, images, maps, labels, seed=seed)  # the registered metric
     relative = lerf_morf(model, images, maps, labels)
     random, lerf = gain + morf, relative + morf
+    signed = rvi.explain(model, images, labels, "guided_backprop", absolute=False).maps
+    change = infidelity(model, images, torch.zeros_like(signed), labels, seed=seed,
+                        normalize=False)  # E[Δf²]
+    raw = infidelity(model, images, signed, labels, seed=seed)
+    unexplained = infidelity_unexplained(model, images, signed, labels, seed=seed)
     *_, (_, _, _, randomized) = randomized_maps(model, images, "true", labels=labels, seed=seed)
     trained, random_maps = maps.cpu(), randomized.maps.cpu()
     same = spearman(random_maps, trained)
@@ -55,7 +64,8 @@ def model_rows(name: str, model, images, labels, seed: int) -> list:
     return [f"| {name} | {interval(morf)} | {interval(random)} | {interval(lerf)} | "
             f"{interval(gain)} | {interval(relative)} |",
             f"| {name} | {interval(same)} | {interval(other)} | {interval(image)} | "
-            f"{interval(same - other)} |"]
+            f"{interval(same - other)} |",
+            f"| {name} | {interval(change)} | {interval(raw)} | {interval(unexplained)} |"]
 
 
 def main() -> None:
@@ -67,13 +77,14 @@ def main() -> None:
     data = rvi.load_dataset("mnist-5k")
     config = rvi.BenchmarkConfig(seeds=(args.seed,))
     images, labels = data.test_images[:args.n], data.test_labels[:args.n]
-    faithful, randomization = [], []
+    faithful, randomization, infidelities = [], [], []
     for kind in ("natural", "robust"):
         model, _, path = get_trained_model(data, config.model, config.recipe(kind, args.seed),
                                            args.cache_dir, device=args.device, quiet=True)
         rows = model_rows(f"{kind} ({path.name})", model, images, labels, args.seed)
         faithful.append(rows[0])
         randomization.append(rows[1])
+        infidelities.append(rows[2])
     text = "\n".join([
         "# Each model's own baselines (mnist-5k LeNets of `rvi bench`)", "",
         f"`python benchmarks/calibration.py`: seed {args.seed}, the first {args.n} mnist-5k test "
@@ -84,6 +95,9 @@ def main() -> None:
         "| model | map order (MoRF) | random order | least relevant first (LeRF) | "
         "`deletion_gain` (random − MoRF) | `lerf_morf` (LeRF − MoRF) |",
         "| --- | --- | --- | --- | --- | --- |", *faithful, "",
+        "## Infidelity (lower is more faithful) and the logit's scale, signed maps", "",
+        "| model | E[Δf²] (squared logit units) | `infidelity` (normalized) | "
+        "`infidelity_unexplained` (1 − R²) |", "| --- | --- | --- | --- |", *infidelities, "",
         "## Randomization test: Spearman of trained vs fully randomized maps", "",
         "| model | same image | other image (floor) | image map vs trained map | "
         "same − other |", "| --- | --- | --- | --- | --- |", *randomization, ""])

@@ -4,7 +4,7 @@ Adversarial examples come from torchattacks, attributions from Captum; rvi train
 scores how clean their saliency maps are (with sanity controls) and reports the comparison.
 """
 
-from . import controls, distributed, faithfulness, similarity
+from . import controls, distributed, faithfulness, relative, similarity
 from ._modelstate import prefer_channels_last
 from .attacks import attack
 from .benchmark import run_benchmark
@@ -27,6 +27,6 @@ __all__ = [
     "METHODS", "METRICS", "MODELS", "SweepConfig", "SweepResult", "TrainConfig", "attack",
     "build_model", "cleanliness", "compare", "controls", "distributed", "evaluate", "explain",
     "faithfulness", "load_checkpoint", "load_dataset", "load_model", "new_model", "predict",
-    "prefer_channels_last", "run_benchmark", "run_sweep", "score", "similarity", "train_model",
+    "prefer_channels_last", "relative", "run_benchmark", "run_sweep", "score", "similarity", "train_model",
     "training_summary",
 ]

@@ -144,37 +144,70 @@ def randomized_maps(model: nn.Module, images: torch.Tensor,
         yield step, layer, work, attribution
 
 
+#: Kinds of :func:`randomization_curve`'s similarity rows: the step's maps against the trained
+#: maps of the same image, of another image (the floor: layout all maps share), and the
+#: per-image difference of the two; and (step 0) the trivial image and edge maps against the
+#: trained maps.
+SIMILARITY_KINDS = ("similarity", "floor", "excess", "image map", "edge map")
+
+
 def randomization_curve(model: nn.Module, images: torch.Tensor,
                         target: Union[str, torch.Tensor] = "true", *,
                         labels: Optional[torch.Tensor] = None, method: str = "guided_backprop",
                         metrics: Sequence[str] = ("cosine",), mode: str = "cascading",
                         seed: int = 0, batch_size: int = 256) -> list:
-    """Scores and map similarities along :func:`randomized_maps` (one map per step).
+    """Scores and map similarities along :func:`randomized_maps` (signed maps; the absolute map
+    of a one-channel image is their absolute value, else it is made again).
+
+    Every measure of :data:`rvi.similarity.SIMILARITIES` is computed on absolute maps (its
+    name) and on signed maps (``<name>_signed``). The floor compares image ``i``'s map at the
+    step with the trained map of image ``i - 1`` (a derangement; needs N >= 2), so it measures
+    what maps of different images share.
 
     Returns:
         Rows ``{mode, method, step, layer, kind, metric, mean, sd, n}``: ``kind="score"`` rows
-        hold each metric of ``metrics`` (against the clean image), ``kind="similarity"`` rows
-        each measure of :data:`rvi.similarity.SIMILARITIES` between the step's maps and the
-        trained model's (1 at step 0). ``mean``/``sd`` are over the N images.
+        hold each metric of ``metrics`` (absolute maps, against the clean image); the kinds of
+        :data:`SIMILARITY_KINDS` hold similarities (``similarity`` is 1 at step 0).
+        ``mean``/``sd`` are over the N images.
     """
     for metric in metrics:
         _check_metric_method(metric, method)
     rows, original = [], None
+
+    def add(step, layer, kind, name, scores):
+        scores = scores.double()
+        rows.append(dict(mode=mode, method=method, step=step, layer=layer, kind=kind,
+                         metric=name, mean=float(scores.mean()),
+                         sd=float(scores.std()) if len(scores) > 1 else 0.0, n=len(scores)))
+
     for step, layer, work, attribution in randomized_maps(
             model, images, target, labels=labels, method=method, mode=mode, seed=seed,
-            batch_size=batch_size):
-        maps = attribution.maps
+            absolute=False, batch_size=batch_size):
+        signed = attribution.maps
+        absolute = signed.abs() if images.shape[1] == 1 else explain(
+            work, images, attribution.target, method, batch_size=batch_size).maps
+        maps = {True: absolute, False: signed}
         original = maps if original is None else original
-        values = {("score", m): score(m, maps, images, model=work, targets=attribution.target,
-                                      method=method, seed=seed, batch_size=batch_size)
-                  for m in metrics}
-        values.update({("similarity", name): fn(maps, original)
-                       for name, fn in SIMILARITIES.items()})
-        for (kind, name), scores in values.items():
-            scores = scores.double()
-            rows.append(dict(mode=mode, method=method, step=step, layer=layer, kind=kind,
-                             metric=name, mean=float(scores.mean()),
-                             sd=float(scores.std()) if len(scores) > 1 else 0.0, n=len(scores)))
+        for metric in metrics:
+            add(step, layer, "score", metric, score(metric, absolute, images, model=work,
+                                                    targets=attribution.target, method=method,
+                                                    seed=seed, batch_size=batch_size))
+        for name, fn in SIMILARITIES.items():
+            for is_absolute in (True, False):
+                label = name if is_absolute else f"{name}_signed"
+                same = fn(maps[is_absolute], original[is_absolute], absolute=is_absolute)
+                add(step, layer, "similarity", label, same)
+                if len(images) < 2:
+                    continue
+                floor = fn(maps[is_absolute].roll(1, 0), original[is_absolute],
+                           absolute=is_absolute)
+                add(step, layer, "floor", label, floor)
+                add(step, layer, "excess", label, same - floor)
+                if step == 0:
+                    for kind, trivial in (("image map", image_map), ("edge map", edge_map)):
+                        similarity = fn(trivial(images).to(signed), original[is_absolute],
+                                        absolute=is_absolute)
+                        add(step, layer, kind, label, similarity)
     return rows
 
 

@@ -29,6 +29,22 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> t
                           for i in range(0, len(images), batch_size)])
 
 
+def class_probability(model: nn.Module, images: torch.Tensor, classes: torch.Tensor,
+                      batch_size: int = 1000) -> torch.Tensor:
+    """(N,) float: the softmax probability of ``classes`` (N,) int64 for (N, C, H, W) images, in
+    eval mode (restored after); e.g. where a deletion curve of the class a map explains starts."""
+    check_model(model)
+    check_images(images, classes)
+    check_int("batch_size", batch_size, 1)
+    model = ddp.unwrap(model)
+    device = model_device(model)
+    with preserved_state(model), channels_last(model), torch.no_grad():
+        model.eval()
+        return torch.cat([model(images[i:i + batch_size].to(device)).softmax(1).cpu()
+                          .gather(1, classes[i:i + batch_size].cpu().view(-1, 1)).squeeze(1)
+                          for i in range(0, len(images), batch_size)])
+
+
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              attacks: Sequence[AttackConfig] = (), *, n: Optional[int] = None,
              batch_size: int = 500, seed: int = 0, distributed: bool = False) -> dict:

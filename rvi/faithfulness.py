@@ -9,6 +9,8 @@ Each function returns one float per image, (N,), on the images' device:
   Gaussian perturbation (Yeh et al. 2019).
 - :func:`sensitivity_max`: Captum's ``captum.metrics.sensitivity_max``, which recomputes the map
   (:func:`rvi.saliency.explain`) on seeded, slightly perturbed copies of each image.
+- model-relative scores (deletion gain, LeRF - MoRF, unexplained infidelity) are in
+  :mod:`rvi.relative`, which compares each map with the same model's baselines.
 - :func:`gini`: the Gini index of ``|map|`` (sparseness; Chalasani et al. 2020). Computed here.
 
 Each score is registered in :data:`rvi.metrics.METRICS` (:mod:`rvi.registry`) next to its
@@ -164,7 +166,7 @@ METRIC_REGISTRY.register(Metric(
     "AUC of the target probability as top-ranked pixels are set to 0 (Petsiuk et al. 2018)",
     "anything off the data: zeroed images are out of distribution, and the order of pixels "
     "of equal rank is arbitrary", family="faithfulness", needs_targets=True,
-    function=_score_deletion, uses_sign=True, expansion=CURVE_STEPS + 1,
+    function=_score_deletion, uses_sign=True, verdict=False, expansion=CURVE_STEPS + 1,
     passes_per_image=CURVE_STEPS + 1))
 
 
@@ -190,7 +192,7 @@ METRIC_REGISTRY.register(Metric(
     "AUC of the target probability as top-ranked pixels are inserted into a black image",
     "anything off the data: partly inserted images are out of distribution",
     family="faithfulness", needs_targets=True, function=_score_insertion, uses_sign=True,
-    expansion=CURVE_STEPS + 1, passes_per_image=CURVE_STEPS + 1))
+    verdict=False, expansion=CURVE_STEPS + 1, passes_per_image=CURVE_STEPS + 1))
 
 
 def _auc(model, images, maps, targets, mode: str, steps: int, baseline: float,
@@ -202,78 +204,16 @@ def _auc(model, images, maps, targets, mode: str, steps: int, baseline: float,
     return torch.trapezoid(probs, fractions.to(probs), dim=1)
 
 
-def deletion_gain(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
-                  targets: torch.Tensor, *, seed: int = 0, steps: int = CURVE_STEPS,
-                  batch_size: int = 256, offset: int = 0) -> torch.Tensor:
-    """Model-relative deletion: the same model's deletion AUC with the pixels removed in a random
-    order, minus with the map's order (most relevant first). **Higher is better**; in [-1, 1].
-
-    A raw deletion AUC mixes the map with the model's own resistance to occlusion (a robust
-    model keeps its prediction longer whatever the order); the random-order curve of the same
-    model and image measures that resistance, so the difference is comparable across models.
-    Each image's random order comes from its own generator, seeded by ``(seed, offset + i)``.
-
-    Shape:
-        see :func:`perturbation_curves`. Returns (N,) float in [-1, 1].
-    """
-    check_maps_like(maps, images)
-    check_int("offset", offset, 0)
-    height, width = images.shape[-2:]
-    order = _draws(seed, offset, len(images), 1, (1, height, width), "uniform").to(maps.device)
-    kwargs = dict(steps=steps, batch_size=batch_size, offset=offset)
-    return deletion(model, images, order, targets, **kwargs) - \
-        deletion(model, images, maps, targets, **kwargs)
-
-
-def _score_deletion_gain(maps, images, *, model, targets, seed, batch_size, offset,
-                         **_) -> torch.Tensor:
-    return deletion_gain(model, images, maps, targets, seed=seed, batch_size=batch_size,
-                         offset=offset)
-
-
-METRIC_REGISTRY.register(Metric(
-    "deletion_gain", -1.0, 1.0, True, True, True,
-    "deletion AUC of a random pixel order minus of the map's order, same model and image",
-    "anything off the data (zeroed pixels), as deletion; one random order per image",
-    family="faithfulness", needs_targets=True, function=_score_deletion_gain, uses_sign=True,
-    random_draws=True, expansion=CURVE_STEPS + 1, passes_per_image=2 * (CURVE_STEPS + 1)))
-
-
-def lerf_morf(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-              *, steps: int = CURVE_STEPS, batch_size: int = 256, offset: int = 0) -> torch.Tensor:
-    """Deletion AUC with the least relevant pixels removed first (LeRF) minus with the most
-    relevant first (MoRF), as Bluecher et al. (2024) propose against the occlusion confound.
-    **Higher is better**; in [-1, 1]. Both curves are the same model's on the same image.
-
-    Shape:
-        see :func:`perturbation_curves`. Returns (N,) float in [-1, 1].
-    """
-    check_maps_like(maps, images)
-    kwargs = dict(steps=steps, batch_size=batch_size, offset=offset)
-    return deletion(model, images, -maps, targets, **kwargs) - \
-        deletion(model, images, maps, targets, **kwargs)
-
-
-def _score_lerf_morf(maps, images, *, model, targets, batch_size, offset, **_) -> torch.Tensor:
-    return lerf_morf(model, images, maps, targets, batch_size=batch_size, offset=offset)
-
-
-METRIC_REGISTRY.register(Metric(
-    "lerf_morf", -1.0, 1.0, True, True, True,
-    "deletion AUC least relevant first minus most relevant first (Bluecher et al. 2024)",
-    "anything off the data (zeroed pixels), as deletion; the order among equal scores",
-    family="faithfulness", needs_targets=True, function=_score_lerf_morf, uses_sign=True,
-    expansion=CURVE_STEPS + 1, passes_per_image=2 * (CURVE_STEPS + 1)))
-
-
 def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = PERTURB_SAMPLES,
-               seed: int = 0, batch_size: int = 256, offset: int = 0) -> torch.Tensor:
+               seed: int = 0, batch_size: int = 256, offset: int = 0,
+               normalize: bool = True) -> torch.Tensor:
     """Captum's normalized explanation infidelity (Yeh et al. 2019) of the target logit.
 
     ``E_I[(beta <I, s> - (f_t(x) - f_t(x - I)))^2]`` with ``I ~ N(0, noise_std^2)`` per pixel,
     ``f_t`` the target class's **logit**, and ``beta`` the least-squares scale Captum applies with
-    ``normalize=True`` (so the score does not change when the map is scaled). **Lower is better**.
+    ``normalize=True`` (so the score does not change when the map is scaled; ``normalize=False``
+    keeps ``beta = 1``). **Lower is better**.
     A (N, 1, H, W) map next to C-channel images is repeated over the channels. Perturbed images
     are not clipped to [0, 1].
 
@@ -307,7 +247,7 @@ def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targe
                                              n_perturb_samples, noise_std)
             scores = captum_infidelity(model, perturb, x, maps[part].detach().to(x),
                                        target=targets[part].to(device),
-                                       n_perturb_samples=n_perturb_samples, normalize=True)
+                                       n_perturb_samples=n_perturb_samples, normalize=normalize)
             out.append(scores.to(images.device))
     return torch.cat(out)
 
@@ -324,6 +264,7 @@ METRIC_REGISTRY.register(Metric(
     "Captum infidelity (normalized) of the target logit under Gaussian noise (Yeh et al. 2019)",
     "faithfulness to large changes; the sign is lost when maps are absolute",
     family="faithfulness", needs_targets=True, function=_score_infidelity, uses_sign=True,
+    verdict=False,
     random_draws=True, expansion=PERTURB_SAMPLES, passes_per_image=PERTURB_SAMPLES + 1,
     align_shards=True))
 
@@ -389,7 +330,8 @@ METRIC_REGISTRY.register(Metric(
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def _draws(seed: int, start: int, count: int, samples: int, shape, kind: str) -> torch.Tensor:
+def per_image_draws(seed: int, start: int, count: int, samples: int, shape,
+                    kind: str) -> torch.Tensor:
     """(count * samples, *shape) float32 draws on CPU; image ``start + i`` gets its own
     generator seeded from ``(seed, start + i)``, so draws do not depend on batching."""
     out = []
@@ -419,7 +361,8 @@ def _explanation(model: nn.Module, targets: torch.Tensor, method: str, absolute:
 def _gaussian_perturbation(seed: int, start: int, count: int, samples: int, std: float):
     """Captum infidelity ``perturb_func``: (perturbation I, inputs - I), I ~ N(0, std^2)."""
     def perturb(inputs):
-        noise = _draws(seed, start, count, samples, inputs.shape[1:], "normal").to(inputs) * std
+        noise = per_image_draws(seed, start, count, samples, inputs.shape[1:], "normal")
+        noise = noise.to(inputs) * std
         return noise, inputs - noise
     return perturb
 
@@ -428,7 +371,7 @@ def _uniform_perturbation(seed: int, start: int, count: int, samples: int, radiu
     """Captum sensitivity ``perturb_func`` (one parameter, so Captum passes no radius): inputs
     plus uniform noise in [-radius, radius], clipped to [0, 1]."""
     def perturb(inputs):
-        draw = _draws(seed, start, count, samples, inputs.shape[1:], "uniform").to(inputs)
+        draw = per_image_draws(seed, start, count, samples, inputs.shape[1:], "uniform").to(inputs)
         return (inputs + (2 * draw - 1) * radius).clamp(0.0, 1.0)
     return perturb
 

@@ -25,11 +25,11 @@ from . import distributed as ddp
 from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
 from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
-from .evaluate import count_correct
+from .evaluate import class_probability, count_correct
 from .metrics import METRICS, metric_images_per_call
 from .records import ModelSet, record_frame
 from .saliency import images_per_call
-from .scoring import score_maps, score_model
+from .scoring import score_maps, score_maps_with_model, score_model
 
 #: Decimals kept for the example images and maps stored with a result (for figures).
 EXAMPLE_DECIMALS = 4
@@ -155,6 +155,9 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
         if "random_weights" in config.controls:
             cells += [(control, "natural") for control in models.controls]
         every = {**trained, **controls}
+        trivial = trivial_maps(config, x, seed, part.start)
+        # a random-weights model is a control for the maps, not for scores of its own output
+        control_metrics = [m for m in config.metrics if METRICS[m].family != "faithfulness"]
         maps_for_grid = {}
         for model_kind, input_kind in tqdm(cells if len(x) else [], desc="explain and score",
                                            disable=not progress, unit="cell"):
@@ -164,14 +167,21 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
                 references["perturbed"] = inputs
             scores, attributions = score_model(
                 every[model_kind], inputs, references=references, methods=config.methods,
-                metrics=config.metrics, target=config.target, labels=y, seed=seed,
-                batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
-                offset=part.start)
-            if (model_kind, input_kind) == (models.reference, "natural"):
-                scores.update(trivial_scores(config, x, seed, part.start))
+                metrics=config.metrics if model_kind in trained else control_metrics,
+                target=config.target, labels=y, seed=seed, batch_size=config.batch_size,
+                faithfulness_n=config.faithfulness_n, offset=part.start)
             main = attributions[config.methods[0]]
+            if (model_kind, input_kind) == (models.reference, "natural"):
+                scores.update(score_maps(trivial, x, config.metrics))
+            if model_kind in trained and input_kind == "natural":
+                scores.update(score_maps_with_model(
+                    trained[model_kind], trivial, x, main.target, config.metrics, seed=seed,
+                    batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
+                    offset=part.start))
+            probability = class_probability(every[model_kind], inputs, main.target,
+                                            config.batch_size)
             records.append(record_frame(seed, model_kind, input_kind, y, main, scores,
-                                        part.start))
+                                        part.start, probability.numpy()))
             maps_for_grid[f"{model_kind}/{input_kind}"] = main.maps[:config.grid_images]
 
     randomization = []
@@ -262,12 +272,11 @@ def accuracy_rows(config: CellSpec, models: dict, images, labels, part: slice,
     return rows
 
 
-def trivial_scores(config: CellSpec, images, seed: int, offset: int = 0) -> dict:
-    """The trivial explainers' scores on the clean test images (starting at image ``offset``),
-    made once per seed."""
-    maps = {name: TRIVIAL_EXPLAINERS[name](images, seed=seed, offset=offset)
+def trivial_maps(config: CellSpec, images, seed: int, offset: int = 0) -> dict:
+    """``{explainer: (N, 1, H, W) maps}`` of the trivial explainers in ``config.controls`` on the
+    clean test images (starting at image ``offset``), made once per seed."""
+    return {name: TRIVIAL_EXPLAINERS[name](images, seed=seed, offset=offset)
             for name in TRIVIAL_EXPLAINERS if name in config.controls}
-    return score_maps(maps, images, config.metrics)
 
 
 def randomization_rows(config: CellSpec, models: dict, images, labels, seed: int,

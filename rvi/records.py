@@ -96,15 +96,19 @@ NATURAL_ROBUST = ModelSet(("natural", "robust"), "natural",
 
 
 def record_frame(seed: int, model: str, input_kind: str, labels, attribution, scores: dict,
-                 offset: int = 0) -> pd.DataFrame:
+                 offset: int = 0, target_probability=None) -> pd.DataFrame:
     """One row per image of a cell (images ``offset`` on): identity, the main attribution's
-    target and prediction, its zero-map flag, and ``scores`` (``{ScoreKey: (N,) array}``).
+    target, the model's probability of it on the input (``target_probability``, NaN if not
+    given), the prediction, its zero-map flag, and ``scores`` (``{ScoreKey: (N,) array}``).
 
-    Shape: labels (N,) int64; ``attribution`` an :class:`rvi.saliency.Attribution` of N maps."""
+    Shape: labels (N,) int64; ``attribution`` an :class:`rvi.saliency.Attribution` of N maps;
+    target_probability (N,) float in [0, 1]."""
+    probability = np.full(len(labels), np.nan, dtype=np.float32) if target_probability is None \
+        else np.asarray(target_probability, dtype=np.float32)
     return pd.DataFrame({
         "seed": seed, "model": model, "input": input_kind,
         "image": np.arange(offset, offset + len(labels)), "label": labels.numpy(),
-        "target": attribution.target.numpy(),
+        "target": attribution.target.numpy(), "target_probability": probability,
         "prediction": attribution.predicted.numpy(),
         "correct": (attribution.predicted == labels).numpy(),
         "zero_map": attribution.zero_maps.cpu().numpy(),

@@ -86,6 +86,11 @@ class Metric:
         function: what :func:`rvi.metrics.score` calls, ``function(maps, images, *, model,
             targets, method, seed, batch_size, offset)`` -> (N,) float; it checks its inputs.
         uses_sign: a signed map and its absolute value can score differently.
+        signed_map: the benchmark scores it on the method's signed map (``explain(...,
+            absolute=False)``) where the method has a sign, not on the absolute map.
+        verdict: a verdict about the compared models is drawn on it. False for scores whose
+            scale or baseline differs between models (raw deletion, insertion, infidelity):
+            reported, described, never decided on.
         random_draws: the score draws random perturbations (seeded by ``seed`` and image index).
         expansion: model inputs per image in one model call (0: no model calls), so a call
             takes :meth:`images_per_call` images.
@@ -110,6 +115,8 @@ class Metric:
     needs_method: bool = False
     function: Callable = field(kw_only=True)
     uses_sign: bool = field(default=False, kw_only=True)
+    signed_map: bool = field(default=False, kw_only=True)
+    verdict: bool = field(default=True, kw_only=True)
     random_draws: bool = field(default=False, kw_only=True)
     expansion: int = field(default=0, kw_only=True)
     passes_per_image: int = field(default=0, kw_only=True)

@@ -67,6 +67,27 @@ def accuracy_table(result, statistic: str = "mean") -> pd.DataFrame:
     return table.reset_index()
 
 
+def target_table(result) -> pd.DataFrame:
+    """Per model and input: the share of images whose explained class is the model's
+    prediction, and the mean probability the model gives it (where a deletion curve starts).
+    Empty for records from before ``target_probability`` was recorded."""
+    records = result.records
+    if "target_probability" not in records.columns or \
+            records["target_probability"].isna().all():
+        return pd.DataFrame()
+    rows = []
+    for model, input_kind in cell_order(result):
+        cell = records[(records["model"] == model) & (records["input"] == input_kind)]
+        if cell.empty:
+            continue
+        rows.append({"model": model_name(model), "input": input_kind,
+                     "explained class = prediction (%)":
+                         100 * float((cell["target"] == cell["prediction"]).mean()),
+                     "mean probability of the explained class":
+                         float(cell["target_probability"].mean())})
+    return pd.DataFrame(rows)
+
+
 def _accuracy_markdown(result) -> str:
     mean = accuracy_table(result)
     if result.accuracy["seed"].nunique() < 2:
@@ -199,6 +220,11 @@ def markdown(result) -> str:
     spread = " (seeds)"
     parts = [_header(result), "", f"## Accuracy (%{', mean ± sd over seeds' if several else ''})",
              "", _accuracy_markdown(result)]
+    explained = target_table(result)
+    if not explained.empty:
+        parts += ["", f"## The class each {c.methods[0]} map explains (target {c.target}): "
+                      "faithfulness curves start at the model's probability of it", "",
+                  explained.to_markdown(index=False, floatfmt=".3f")]
     for method in c.methods:
         parts += ["", f"## Cleanliness of {method} maps, compared with the clean image "
                       f"(mean [95% interval]{spread})", "",
@@ -212,8 +238,9 @@ def markdown(result) -> str:
         several = len(models.compared) > 1
         title = "Robust - natural" if models == NATURAL_ROBUST else \
             f"Each model - {models.reference}"
-        parts += ["", f"## {title}, paired over the same images (raw 95% intervals; "
-                      "p (Holm) only for the tests the verdicts use)", "",
+        parts += ["", f"## {title}, paired over the same images (raw 95% intervals; p (Holm): "
+                      "the verdict's intersection–union p, Holm-adjusted across verdicts, on the "
+                      "rows a verdict uses; the other rows are descriptive)", "",
                   _difference_table(main, (["model"] if several else [])
                                     + ["input", "metric", "reference"]).to_markdown(index=False)]
     controls = result.control_differences
@@ -221,10 +248,10 @@ def markdown(result) -> str:
         parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired)", "",
                   _difference_table(controls, ["model", "metric", "control"])
                   .to_markdown(index=False)]
-    tests = int(np.isfinite(diffs["p_holm"]).sum()) + (
-        int(np.isfinite(controls["p_holm"]).sum()) if not controls.empty else 0)
-    parts += ["", f"## Verdicts (Holm correction over {tests} tests, decisions at adjusted "
-                  f"p < {ALPHA:g}; intervals shown are the raw 95% ones)", ""]
+    tests = int(np.isfinite(diffs["p_holm"]).sum())
+    parts += ["", f"## Verdicts (each an intersection–union test of its conditions at p < "
+                  f"{ALPHA:g}; Holm correction across the {tests} verdicts; intervals shown are "
+                  "the raw 95% ones)", ""]
     parts += [f"- {line}" for line in result.verdicts] or ["- (no paired differences)"]
     if not result.cascading.empty:
         parts += _randomization_markdown(result)
@@ -245,6 +272,8 @@ def _randomization_markdown(result) -> list:
         pick = table[table["mode"] == mode]
         if pick.empty:
             continue
+        # the per-step curves: scores and same-image similarities (floors: the test below)
+        pick = pick[pick["kind"].isin(["score", "similarity"])]
         wide = pick.groupby(["step", "layer", "model", "kind", "metric"], sort=False)["mean"] \
             .mean().unstack(["model", "kind", "metric"])
         wide.columns = [f"{m} / {'similarity: ' if k == 'similarity' else ''}{name}"
@@ -254,14 +283,18 @@ def _randomization_markdown(result) -> list:
                   wide.reset_index().to_markdown(index=False, floatfmt=".3f")]
     test = randomization_test(table)
     if not test.empty:
-        text = test.copy()
-        text["similarity at full randomization [95% interval]"] = [
-            format_interval(r["mean"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
-        parts += ["", "## Model-randomization test (Adebayo et al. 2018)", "",
-                  RANDOMIZATION_RULE, "",
-                  text[["model", "method", "measure",
-                        "similarity at full randomization [95% interval]", "seeds", "interval",
-                        "outcome"]].to_markdown(index=False)]
+        text = test.rename(columns={"same": "same image", "floor": "other image (floor)",
+                                    "image_map": "image map", "edge_map": "edge map"})
+        text["excess over the floor [95% interval]"] = [
+            format_interval(r["excess"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
+        shown = text[["model", "method", "measure", "same image", "other image (floor)",
+                      "image map", "edge map", "excess over the floor [95% interval]", "seeds",
+                      "interval", "outcome"]]
+        parts += ["", "## Model-randomization test (Adebayo et al. 2018), calibrated", "",
+                  RANDOMIZATION_RULE, "", "Similarity of the fully randomized model's maps to "
+                  "the trained maps of the same image and of another image, the trivial maps' "
+                  "similarity to the trained maps, and the excess (same − other).", "",
+                  shown.to_markdown(index=False, floatfmt=".3f")]
     return parts
 
 

@@ -10,6 +10,9 @@ it compares maps with maps (not maps with images). Per-image similarities:
 - :func:`hog_similarity`: Pearson correlation of scikit-image ``hog`` descriptors of the same
   scaled maps, in [-1, 1].
 
+With ``absolute=False`` each compares the signed maps instead (Adebayo et al. report both): ranks
+of ``s``, and ``s / max |s|`` in [-1, 1] (SSIM with ``data_range=2``).
+
 Where a similarity is undefined (a constant map has no rank or HOG variance), it is 0.0 unless
 the two maps are identical, when it is 1.0. The randomization test itself
 (:func:`rvi.controls.randomization_similarity`) re-initializes the layers of a deep copy of the
@@ -26,19 +29,20 @@ from scipy.stats import rankdata
 HOG_SETTINGS = {"orientations": 9, "pixels_per_cell": (4, 4), "cells_per_block": (2, 2)}
 
 
-def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation of ``|a|`` and ``|b|`` per image (ties get average ranks).
+def spearman(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tensor:
+    """Spearman rank correlation of ``|a|`` and ``|b|`` (``absolute=False``: of ``a`` and ``b``)
+    per image (ties get average ranks).
 
     Shape:
         a, b: (N, C, H, W) float, finite, same shape. Returns (N,) float64 in [-1, 1] (CPU).
     """
-    x, y = _check_pair(a, b)
-    rx = rankdata(np.abs(x), axis=1)
-    ry = rankdata(np.abs(y), axis=1)
-    return torch.from_numpy(_pearson_rows(rx, ry, np.abs(x), np.abs(y)))
+    x, y = (np.abs(m) if absolute else m for m in _check_pair(a, b))
+    rx = rankdata(x, axis=1)
+    ry = rankdata(y, axis=1)
+    return torch.from_numpy(_pearson_rows(rx, ry, x, y))
 
 
-def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def ssim(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     """Structural similarity (scikit-image, default 7 x 7 window, ``data_range=1``) of the
     maps scaled to [0, 1] as ``|s| / max |s|`` (an all-zero map stays zero), per image; channels
     are summed first.
@@ -48,12 +52,13 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     from skimage.metrics import structural_similarity
 
-    x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=7))
-    return torch.tensor([structural_similarity(p, q, data_range=1.0) for p, q in zip(x, y)],
+    x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=7, absolute=absolute))
+    span = 1.0 if absolute else 2.0
+    return torch.tensor([structural_similarity(p, q, data_range=span) for p, q in zip(x, y)],
                         dtype=torch.float64)
 
 
-def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def hog_similarity(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     """Pearson correlation of the HOG descriptors (scikit-image ``hog`` with
     :data:`HOG_SETTINGS`) of the maps scaled to [0, 1], per image; channels are summed first.
     ``b``'s descriptors are kept for the next call with the same, unchanged ``b`` (a fixed
@@ -63,9 +68,9 @@ def hog_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         a, b: (N, C, H, W) float, finite, same shape, H and W >= 8. Returns (N,) float64 (CPU).
     """
     side = HOG_SETTINGS["pixels_per_cell"][0] * HOG_SETTINGS["cells_per_block"][0]
-    x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=side))
+    x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=side, absolute=absolute))
     hx = _hog_rows(x)
-    hy = _reference_hog_rows(b, y)
+    hy = _reference_hog_rows(b, y, absolute)
     return torch.from_numpy(_pearson_rows(hx, hy, hx, hy))
 
 
@@ -75,19 +80,20 @@ def _hog_rows(scaled: np.ndarray) -> np.ndarray:
     return np.stack([hog(m, **HOG_SETTINGS) for m in scaled])
 
 
-#: The last reference batch of :func:`hog_similarity` (its ``b``), the tensor's version counter
-#: and its HOG rows: a randomization curve compares every step with the same trained-model maps.
-_REFERENCE_HOG: list = [None, -1, None]
+#: The last reference batch of :func:`hog_similarity` (its ``b``), the tensor's version counter,
+#: ``absolute`` and its HOG rows: a randomization curve compares every step with the same
+#: trained-model maps.
+_REFERENCE_HOG: list = [None, -1, None, None]
 
 
-def _reference_hog_rows(maps: torch.Tensor, scaled: np.ndarray) -> np.ndarray:
+def _reference_hog_rows(maps: torch.Tensor, scaled: np.ndarray, absolute: bool) -> np.ndarray:
     """HOG rows of ``scaled`` (made from ``maps``), reused when ``maps`` is the same, unchanged
-    tensor as the previous call's."""
-    tensor, version, rows = _REFERENCE_HOG
-    if tensor is maps and version == maps._version:
+    tensor as the previous call's, made the same way."""
+    tensor, version, was_absolute, rows = _REFERENCE_HOG
+    if tensor is maps and version == maps._version and was_absolute == absolute:
         return rows
     rows = _hog_rows(scaled)
-    _REFERENCE_HOG[:] = [maps, maps._version, rows]
+    _REFERENCE_HOG[:] = [maps, maps._version, absolute, rows]
     return rows
 
 
@@ -96,7 +102,7 @@ SIMILARITIES = {"spearman": spearman, "ssim": ssim, "hog": hog_similarity}
 
 # --- helpers ----------------------------------------------------------------------------------
 
-def _check_pair(a, b, flat: bool = True, min_side: int = 1) -> tuple:
+def _check_pair(a, b, flat: bool = True, min_side: int = 1, absolute: bool = True) -> tuple:
     for name, m in (("a", a), ("b", b)):
         if not isinstance(m, torch.Tensor) or m.ndim != 4 or not m.is_floating_point():
             got = f"{m.dtype} of shape {tuple(m.shape)}" if isinstance(m, torch.Tensor) else repr(m)
@@ -113,12 +119,14 @@ def _check_pair(a, b, flat: bool = True, min_side: int = 1) -> tuple:
     y = b.detach().cpu().double().numpy()
     if flat:
         return x.reshape(len(x), -1), y.reshape(len(y), -1)
-    return np.abs(x).sum(1), np.abs(y).sum(1)
+    if absolute:
+        return np.abs(x).sum(1), np.abs(y).sum(1)
+    return x.sum(1), y.sum(1)
 
 
 def _scaled(maps: np.ndarray) -> np.ndarray:
-    """(N, H, W) non-negative maps divided by their maximum (all-zero maps stay zero)."""
-    peak = maps.reshape(len(maps), -1).max(1)[:, None, None]
+    """(N, H, W) maps divided by their largest absolute value (all-zero maps stay zero)."""
+    peak = np.abs(maps).reshape(len(maps), -1).max(1)[:, None, None]
     return np.divide(maps, peak, out=np.zeros_like(maps), where=peak > 0)
 
 

@@ -3,9 +3,10 @@
 Job records (:func:`rvi.sweep_job.run_job`) are the source of truth; everything here is a pure
 function of them, so the same records give the same tables whichever engine computed them.
 Intervals over seeds are Student-t intervals over per-seed values (:func:`rvi.stats.t_interval`);
-rank correlations come from :func:`rvi.correlation.point_spearman`. A model whose clean test
-accuracy is below :data:`FAILED_FACTOR` x chance is *failed*: flagged in every table and left out
-of every mean, interval and correlation.
+rank correlations, their parametric intervals and permutation p-values come from
+:func:`rvi.correlation.point_spearman`, the p-values Holm-adjusted over every correlation of the
+sweep (:func:`rvi.stats.holm`). A model whose clean test accuracy is below :data:`FAILED_FACTOR`
+x chance is *failed*: flagged in every table and left out of every mean, interval and correlation.
 """
 
 from __future__ import annotations
@@ -18,24 +19,26 @@ from typing import Union
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ._checks import check_path
 from ._io import atomic_write, saved_file
 from .config import SweepConfig
-from .correlation import point_spearman
+from .correlation import EXACT_POINTS, PERMUTATIONS, permutation_p, point_spearman
 from .metrics import METRICS
 from .records import ScoreKey, frame_from_json, json_rows, read_record
 from .report import format_interval, tex_escape, tex_frame
-from .stats import t_interval
+from .stats import holm, t_interval
 from .sweep_figures import save_figures
 
 #: A model is failed when its clean accuracy is below this many times chance (1 / classes).
 FAILED_FACTOR = 2.0
 SWEEP_FILE = "sweep.json"
 SCORE_CELL = ["input", "explainer", "metric", "reference"]
-CORRELATION_COLUMNS = [*SCORE_CELL, "rho_robustness", "rho_robustness_low", "rho_robustness_high",
-                       "rho_eps", "rho_eps_low", "rho_eps_high", "points", "models",
-                       "higher_is_better"]
+AXES = ("rho_robustness", "rho_eps")
+CORRELATION_COLUMNS = [*SCORE_CELL, *[f"{a}{s}" for a in AXES
+                                      for s in ("", "_low", "_high", "_p", "_p_holm")],
+                       "points", "models", "higher_is_better"]
 
 
 def _summarize(frame: pd.DataFrame, by: list, value: str) -> pd.DataFrame:
@@ -154,22 +157,30 @@ class SweepResult:
     def correlations(self) -> pd.DataFrame:
         """Per score: Spearman's rho of its per-eps mean against the per-eps mean robustness
         (``rho_robustness``) and against the training eps (``rho_eps``), each with a 95%
-        seeds-within-eps bootstrap interval; failed models left out."""
+        parametric interval (``config.bootstrap`` draws), a permutation p-value (``_p``) and
+        that p Holm-adjusted over every correlation of the frame, both axes (``_p_holm``);
+        failed models left out."""
         ok = self.scores[~self.scores["failed"]]
         models = self.models.set_index(["eps", "seed"])["robustness"]
         rows = []
         for key, group in ok.groupby(SCORE_CELL, sort=False):
             robust = models.loc[list(zip(group["eps"], group["seed"]))].to_numpy()
             args = dict(resamples=self.config.bootstrap, seed=0)
-            vs_rob = point_spearman(group["eps"], robust, group["mean"], **args)
+            vs_rob = point_spearman(group["eps"], robust, group["mean"], x_bounds=(0.0, 1.0),
+                                    **args)
             vs_eps = point_spearman(group["eps"], group["eps"], group["mean"], **args)
-            rows.append({**dict(zip(SCORE_CELL, key)),
-                         "rho_robustness": vs_rob["rho"], "rho_robustness_low": vs_rob["ci_low"],
-                         "rho_robustness_high": vs_rob["ci_high"], "rho_eps": vs_eps["rho"],
-                         "rho_eps_low": vs_eps["ci_low"], "rho_eps_high": vs_eps["ci_high"],
-                         "points": vs_rob["points"], "models": vs_rob["models"],
-                         "higher_is_better": METRICS[key[2]].higher_is_better})
-        return pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+            row = {**dict(zip(SCORE_CELL, key)), "points": vs_rob["points"],
+                   "models": vs_rob["models"],
+                   "higher_is_better": METRICS[key[2]].higher_is_better}
+            for axis, out in zip(AXES, (vs_rob, vs_eps)):
+                row.update({axis: out["rho"], f"{axis}_low": out["ci_low"],
+                            f"{axis}_high": out["ci_high"], f"{axis}_p": out["p"]})
+            rows.append(row)
+        frame = pd.DataFrame(rows, columns=CORRELATION_COLUMNS)
+        if len(frame):
+            p = holm(frame[[f"{a}_p" for a in AXES]].to_numpy(dtype=np.float64).reshape(-1))
+            frame[[f"{a}_p_holm" for a in AXES]] = p.reshape(len(frame), len(AXES))
+        return frame
 
     # --- tables --------------------------------------------------------------------------
 
@@ -211,7 +222,8 @@ class SweepResult:
         return out.reset_index().fillna("—")
 
     def correlation_table(self) -> pd.DataFrame:
-        """The rank correlations, formatted: ``rho [95% interval]``."""
+        """The rank correlations, formatted: ``rho [95% interval]``, permutation p and Holm p
+        for each axis."""
         c = self.correlations
         if c.empty:
             return pd.DataFrame()
@@ -221,11 +233,35 @@ class SweepResult:
                      else f"{r:.2f} [{lo:.2f}, {hi:.2f}]")
                     for r, lo, hi in zip(c[prefix], c[prefix + "_low"], c[prefix + "_high"])]
 
-        return pd.DataFrame({**{k: c[k] for k in SCORE_CELL},
-                             "higher is": np.where(c["higher_is_better"], "better", "worse"),
-                             f"rho vs {self.config.robustness} accuracy": fmt("rho_robustness"),
-                             "rho vs train eps": fmt("rho_eps"), "eps points": c["points"],
-                             "models": c["models"]})
+        def fmt_p(column):
+            return [f"{p:.2g}" if np.isfinite(p) else "—" for p in c[column]]
+
+        columns = {**{k: c[k] for k in SCORE_CELL},
+                   "higher is": np.where(c["higher_is_better"], "better", "worse")}
+        for axis, name in zip(AXES, (f"{self.config.robustness} accuracy", "train eps")):
+            columns.update({f"rho vs {name}": fmt(axis), f"p ({name})": fmt_p(f"{axis}_p"),
+                            f"Holm p ({name})": fmt_p(f"{axis}_p_holm")})
+        return pd.DataFrame({**columns, "eps points": c["points"], "models": c["models"]})
+
+    def robustness_ties(self) -> str:
+        """A note on eps points whose mean robustness is tied ("" if none): they share an
+        average rank, which bounds ``|rho|`` and the smallest p against robustness."""
+        m = self.models[~self.models["failed"]].groupby("eps")["robustness"].mean().dropna()
+        tied = m[m.duplicated(keep=False)]
+        if tied.empty:
+            return ""
+        c = self.config
+        groups = "; ".join(f"{100 * v:.2f}% at train eps {', '.join(f'{e:g}' for e in g.index)}"
+                           for v, g in tied.groupby(tied))
+        best = stats.spearmanr(m, stats.rankdata(m, method="ordinal")).statistic
+        p_min = permutation_p(m, stats.rankdata(m, method="ordinal"))
+        broken = " (0.00%: the attack breaks every such model on every evaluated image)" \
+            if (tied == 0).any() else ""
+        return (f"Ties on the robustness axis: mean {c.robustness} accuracy at eps "
+                f"{c.reference:g} is {groups}{broken}. The axis cannot order tied points: they "
+                f"share an average rank, so |rho vs {c.robustness} accuracy| is at most "
+                f"{best:.2f} over these {len(m)} points and its permutation p at least "
+                f"{p_min:.2g}. The train-eps axis has no ties.")
 
     def metric_table(self, explainer: str, input_kind: str = "natural") -> pd.DataFrame:
         """Rows: training eps; columns: each metric of ``explainer`` on ``input_kind`` inputs
@@ -244,6 +280,8 @@ class SweepResult:
 
     def to_markdown(self) -> str:
         c = self.config
+        p_values = self.correlations[[f"{a}_p" for a in AXES]].to_numpy(dtype=np.float64)
+        tests = int(np.isfinite(p_values).sum())
         parts = [f"# rvi sweep: {c.model} on {c.dataset}", "",
                  f"- training eps: {', '.join(f'{e:g}' for e in c.eps_grid)} "
                  "(0: natural; else PGD-7, step eps/3, rvi.sweep.sweep_recipe); seeds "
@@ -251,8 +289,11 @@ class SweepResult:
                  f"- robustness axis: {c.robustness} accuracy at the reference eps {c.reference:g}"
                  f"; adversarial inputs: PGD-7 at {c.reference:g}",
                  "- intervals: 95% Student-t over seeds; rank correlations: Spearman over the "
-                 "per-eps means, 95% percentile bootstrap resampling seeds within each eps "
-                 f"({c.bootstrap} resamples; docs/sweep.md)",
+                 "per-eps means, 95% interval from drawing each eps point's pair of means from "
+                 f"its bivariate Student-t over seeds ({c.bootstrap} draws); p: permutation "
+                 "test of the per-eps means (two-sided; exact over all k! orderings up to "
+                 f"{EXACT_POINTS} points, else {PERMUTATIONS} random ones), Holm-adjusted over "
+                 f"all {tests} correlations of this sweep (docs/sweep.md)",
                  f"- failed model: clean accuracy below {FAILED_FACTOR:g} x chance; flagged and "
                  "left out of every mean, interval and correlation", ""]
         bad = self.failed_points()
@@ -270,6 +311,8 @@ class SweepResult:
         if not corr.empty:
             parts += ["", "## Rank correlation with robustness (Spearman)", "",
                       corr.to_markdown(index=False)]
+            ties = self.robustness_ties()
+            parts += ["", ties] if ties else []
         for explainer in [*c.methods, "model"]:
             table = self.metric_table(explainer)
             if not table.empty:
@@ -288,7 +331,9 @@ class SweepResult:
         corr = self.correlation_table()
         if not corr.empty:
             parts.append(tex_frame(corr.astype(str)).to_latex(
-                index=False, escape=False, caption=tex_escape("Spearman rank correlations")))
+                index=False, escape=False, caption=tex_escape(
+                    "Spearman rank correlations over the per-eps means (95% parametric "
+                    "interval; permutation p; Holm p over the sweep's correlations)")))
         return "\n".join(parts)
 
     def summary_dict(self) -> dict:

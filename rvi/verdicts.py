@@ -68,20 +68,28 @@ def _explainer(metric: str, method: str) -> str:
 
 
 def _control_pairs(keys: dict, metric: str, method: str) -> list:
-    """``[(control, column of the trained model, column of the control)]`` for ``metric``."""
+    """``[(control, column of the trained model, column of the control, where the control's
+    rows are)]`` for ``metric``; where: :data:`RANDOM_WEIGHTS`, :data:`REFERENCE` or None (the
+    trained model's own rows)."""
     own = ScoreKey(_explainer(metric, method), metric, "clean").column
     if own not in keys:
         return []
+    reads_output = METRICS[metric].family == "faithfulness"
     pairs = []
     for control in CONTROL_COMPARISONS:
         explainer = control.explainer or keys[own].explainer
-        if control.image_scale and not math.isfinite(METRICS[metric].high):
+        where = control.model
+        if reads_output and where == RANDOM_WEIGHTS:
+            continue  # a random model's own output is no baseline for the trained model's
+        if reads_output and where == REFERENCE:
+            where = None  # trivial maps scored with the model under test, in its own rows
+        elif control.image_scale and not math.isfinite(METRICS[metric].high):
             continue  # a map on the image's scale says nothing about a scale-dependent score
         if control.model is None and explainer in (keys[own].explainer, "model"):
             continue  # the trained map itself (e.g. method = saliency)
         other = ScoreKey(explainer, metric, "clean").column
         if other in keys:
-            pairs.append((control, own, other))
+            pairs.append((control, own, other, where))
     return pairs
 
 
@@ -105,9 +113,9 @@ def control_differences(records: pd.DataFrame, method: str, resamples: int = 200
                   None: model}
         by_rows: dict = {}  # the model whose rows hold the control's column -> its pairs
         for metric in metrics:
-            for c, a, b in _control_pairs(keys, metric, method):
-                if stored[c.model] is not None:
-                    by_rows.setdefault(stored[c.model], []).append((metric, c, a, b))
+            for c, a, b, where in _control_pairs(keys, metric, method):
+                if stored[where] is not None:
+                    by_rows.setdefault(stored[where], []).append((metric, c, a, b))
         for rows_model, found in by_rows.items():
             where = {"model": rows_model, "input": "natural"}
             labels = [dict(model=model, metric=m, control=c.name) for m, c, _, _ in found]
@@ -149,86 +157,128 @@ def _cascading_differences(cascading: pd.DataFrame, model: str, metrics: list) -
 
 def _main_differences(differences: pd.DataFrame, method: str) -> pd.Series:
     """Mask of the (model - reference) rows a verdict checks: natural input, clean reference,
-    the main method (or the model's own score), metrics of METRICS."""
+    the main method (or the model's own score), metrics of METRICS with ``verdict``."""
     if differences.empty:
         return pd.Series([], dtype=bool)
-    known = differences["metric"].isin(list(METRICS))
+    known = differences["metric"].isin([m for m in METRICS if METRICS[m].verdict])
     wanted = [(_explainer(m, method) if m in METRICS else None) for m in differences["metric"]]
     return known & (differences["input"] == "natural") & (differences["reference"] == "clean") \
         & (differences["explainer"] == pd.Series(wanted, index=differences.index))
 
 
 def _required_controls(controls: pd.DataFrame, models: ModelSet) -> pd.Series:
-    """Mask of the control rows a verdict requires a compared (non-reference) model to beat."""
+    """Mask of the control rows a verdict requires a compared (non-reference) model to beat:
+    not ceilings, and cascading only for metrics scored on randomized models."""
     if controls.empty:
         return pd.Series([], dtype=bool)
-    return controls["model"].isin(models.compared) & ~controls["ceiling"].astype(bool)
+    scored_on_random = [METRICS[m].family != "faithfulness" if m in METRICS else False
+                        for m in controls["metric"]]
+    return controls["model"].isin(models.compared) & ~controls["ceiling"].astype(bool) \
+        & ((controls["control"] != CASCADING) | pd.Series(scored_on_random, index=controls.index))
 
 
 def with_holm(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
               models: ModelSet = NATURAL_ROBUST) -> tuple:
-    """Copies of both frames with ``p_holm``: Holm over the family the verdicts check (each
-    compared model - the reference per metric, and each compared model - each of its required
-    controls per metric; rows with a p-value), all models in one family; NaN for rows outside
-    the family."""
+    """Copies of both frames with ``p_holm``: for every row a verdict checks, the
+    Holm-adjusted p-value of that verdict; NaN for rows outside every verdict.
+
+    A verdict (one per compared model and metric with ``verdict``) is an intersection-union
+    test of its conditions (the main difference, each required control, the cascading end): its
+    p-value is the largest p of its conditions, and no correction is needed inside it (Berger
+    1982). Holm's correction runs across the verdicts of the study, all models in one family.
+    """
     differences, controls = differences.copy(), controls.copy()
     d_mask = _main_differences(differences, method).to_numpy()
     c_mask = _required_controls(controls, models).to_numpy()
-    d_p = differences["p"].to_numpy(dtype=np.float64) if len(differences) else np.empty(0)
-    c_p = controls["p"].to_numpy(dtype=np.float64) if len(controls) else np.empty(0)
-    family = np.concatenate([np.where(d_mask, d_p, np.nan), np.where(c_mask, c_p, np.nan)])
-    adjusted = holm(family)
-    differences["p_holm"] = adjusted[:len(differences)]
-    controls["p_holm"] = adjusted[len(differences):]
+    components: dict = {}
+    for frame, mask in ((differences, d_mask), (controls, c_mask)):
+        for (_, row), member in zip(frame.iterrows(), mask):
+            if member:
+                components.setdefault(_verdict_of(row), []).append(row["p"])
+    main = {_verdict_of(r) for (_, r), m in zip(differences.iterrows(), d_mask) if m}
+    keys = [k for k in components if k in main]  # a verdict needs its main difference
+    p_iut = np.array([np.nanmax(np.asarray(components[k], dtype=np.float64))
+                      if np.isfinite(np.asarray(components[k], dtype=np.float64)).any()
+                      else np.nan for k in keys])
+    adjusted = dict(zip(keys, holm(p_iut))) if keys else {}
+    for frame, mask in ((differences, d_mask), (controls, c_mask)):
+        frame["p_holm"] = [adjusted.get(_verdict_of(r), np.nan) if m else np.nan
+                           for (_, r), m in zip(frame.iterrows(), mask)] if len(frame) else []
     return differences, controls
+
+
+def _verdict_of(row) -> tuple:
+    """(compared model, metric) of a difference or control row; a frame from before model sets
+    holds robust - natural."""
+    return row.get("model", "robust"), row["metric"]
 
 
 # --- Adebayo et al.'s randomization test: similarity of randomized maps to the trained maps ---
 
-#: A method fails the randomization test when its maps at the fully randomized end of cascading
-#: randomization keep a mean Spearman rank correlation of at least this with the trained maps.
-RANDOMIZATION_LIMIT = 0.5
+#: The randomization test's tolerance on the excess similarity over the floor: a method passes
+#: when its fully randomized maps are at most this much closer to the trained maps of the same
+#: image than to those of another image (in units of the similarity measure).
+RANDOMIZATION_MARGIN = 0.05
 RANDOMIZATION_RULE = (
-    "A method passes the model-randomization test (Adebayo et al. 2018) when the mean Spearman "
-    "rank correlation between its maps of the fully randomized model (cascading, every layer "
-    f"re-initialized) and of the trained model lies below {RANDOMIZATION_LIMIT:g} with its whole "
-    f"95% interval, fails when the interval lies at or above {RANDOMIZATION_LIMIT:g}, and is "
-    "inconclusive otherwise.")
+    "A method passes the model-randomization test (Adebayo et al. 2018) on a similarity measure "
+    "when its maps of the fully randomized model (cascading, every layer re-initialized) are no "
+    "closer to the trained model's map of the same image than to its maps of other images (the "
+    "floor: what all maps share, e.g. the digits' common layout), up to a tolerance: the whole 95% "
+    "interval of the excess (same image − other image) lies below "
+    f"{RANDOMIZATION_MARGIN:g}. It fails when the interval lies above {RANDOMIZATION_MARGIN:g} "
+    "(the randomized maps keep structure of this image that the trained maps also have) and is "
+    "inconclusive otherwise. Decided for every measure (Spearman, SSIM, HOG) on absolute and "
+    "signed maps.")
 
 
 def randomization_test(randomization: pd.DataFrame) -> pd.DataFrame:
-    """Per trained model and similarity measure: the similarity of the fully randomized
-    (cascading) model's maps to the trained model's, with a 95% interval and the outcome of
-    :data:`RANDOMIZATION_RULE` (decided on ``spearman``).
+    """Per trained model, method and similarity measure at the fully randomized end of
+    cascading randomization: the similarity to the trained maps (same image), the floor
+    (another image), their per-image excess with a 95% interval, the trivial image and edge
+    maps' similarity to the trained maps, and the outcome of :data:`RANDOMIZATION_RULE`.
 
-    The interval is a t interval over per-seed means with 2 or more seeds, else a normal
-    interval over the images of the one seed (mean ± 1.96 sd / sqrt(n)).
-    Columns: ``model, method, measure, mean, ci_low, ci_high, seeds, n_per_seed, interval,
-    outcome``.
+    Intervals are t intervals over per-seed means with 2 or more seeds, else normal intervals
+    over the images of the one seed (mean ± 1.96 sd / sqrt(n)).
+    Columns: ``model, method, measure, same, floor, image_map, edge_map, excess, ci_low,
+    ci_high, seeds, n_per_seed, interval, outcome``.
     """
-    columns = ["model", "method", "measure", "mean", "ci_low", "ci_high", "seeds", "n_per_seed",
-               "interval", "outcome"]
+    columns = ["model", "method", "measure", "same", "floor", "image_map", "edge_map", "excess",
+               "ci_low", "ci_high", "seeds", "n_per_seed", "interval", "outcome"]
     if randomization is None or randomization.empty or "kind" not in randomization.columns:
         return pd.DataFrame(columns=columns)
-    ends = randomization[(randomization["mode"] == "cascading")
-                         & (randomization["kind"] == "similarity")]
-    ends = ends[ends["step"] == ends.groupby(["seed", "model"])["step"].transform("max")]
+    cascade = randomization[randomization["mode"] == "cascading"]
+    last = cascade["step"] == cascade.groupby(["seed", "model"])["step"].transform("max")
+    ends, first = cascade[last], cascade[cascade["step"] == 0]
     rows = []
-    for (model, method, measure), group in ends.groupby(["model", "method", "metric"], sort=False):
-        if len(group) >= 2:
-            mean, low, high, _, seeds, _ = t_interval(group["mean"].to_numpy()[:, None])
-            mean, low, high, seeds, kind = mean[0], low[0], high[0], int(seeds[0]), SEEDS_INTERVAL
-        else:
-            row = group.iloc[0]
-            half = 1.96 * row["sd"] / math.sqrt(row["n"])
-            mean, low, high, seeds = row["mean"], row["mean"] - half, row["mean"] + half, 1
-            kind = "images: normal"
-        outcome = "passes" if high < RANDOMIZATION_LIMIT else \
-            "fails" if low >= RANDOMIZATION_LIMIT else "inconclusive"
-        rows.append(dict(model=model, method=method, measure=measure, mean=mean, ci_low=low,
+    for (model, method, measure), group in ends[ends["kind"] == "excess"].groupby(
+            ["model", "method", "metric"], sort=False):
+        mean, low, high, seeds, kind = _seed_interval(group)
+        pick = dict(model=model, method=method, metric=measure)
+
+        def mean_of(frame, kind):
+            values = frame[(frame["kind"] == kind)
+                           & (frame[list(pick)] == pd.Series(pick)).all(axis=1)]["mean"]
+            return float(values.mean()) if len(values) else np.nan
+
+        outcome = "passes" if high < RANDOMIZATION_MARGIN else \
+            "fails" if low > RANDOMIZATION_MARGIN else "inconclusive"
+        rows.append(dict(model=model, method=method, measure=measure,
+                         same=mean_of(ends, "similarity"), floor=mean_of(ends, "floor"),
+                         image_map=mean_of(first, "image map"),
+                         edge_map=mean_of(first, "edge map"), excess=mean, ci_low=low,
                          ci_high=high, seeds=seeds, n_per_seed=int(group["n"].min()),
-                         interval=kind, outcome=outcome if measure == "spearman" else ""))
+                         interval=kind, outcome=outcome))
     return pd.DataFrame(rows, columns=columns)
+
+
+def _seed_interval(group: pd.DataFrame) -> tuple:
+    """``(mean, low, high, seeds, interval kind)`` of per-seed rows (``mean, sd, n``)."""
+    if len(group) >= 2:
+        mean, low, high, _, seeds, _ = t_interval(group["mean"].to_numpy()[:, None])
+        return mean[0], low[0], high[0], int(seeds[0]), SEEDS_INTERVAL
+    row = group.iloc[0]
+    half = 1.96 * row["sd"] / math.sqrt(row["n"])
+    return row["mean"], row["mean"] - half, row["mean"] + half, 1, "images: normal"
 
 
 # --- verdicts: the rule is data ---------------------------------------------------------------
@@ -242,18 +292,29 @@ class Rule(NamedTuple):
 
 
 VERDICT_RULES = (
+    Rule("metric", "Verdicts are drawn only on metrics comparable across models (``verdict`` in "
+         "the registry): raw deletion, insertion and infidelity depend on each model's own "
+         "baseline (its resistance to occlusion, its logit scale) and are reported, not decided "
+         "on; their model-relative versions (deletion_gain, lerf_morf, infidelity_unexplained) "
+         "are."),
     Rule("difference", "The robust − natural paired difference of the main method's score on "
          "natural inputs, compared with the clean image, lies on the metric's cleaner side with "
-         f"Holm-adjusted p < {ALPHA:g}."),
+         f"p < {ALPHA:g}."),
     Rule("controls", "The robust model beats every required control on the cleaner side with "
-         f"Holm-adjusted p < {ALPHA:g}: its random-weights version and the plain gradient, and "
-         "the trivial explainers (image, edge, noise) only on metrics with a finite range. "
-         "Ceiling controls (the image map for cosine) are reported, not required."),
+         f"p < {ALPHA:g}: the plain gradient; its random-weights version on metrics that do not "
+         "read the model's output (cleanliness); the trivial explainers (image, edge, noise) on "
+         "cleanliness metrics with a finite range, compared on the image, and on every "
+         "faithfulness metric, scored with the robust model itself. Ceiling controls (the image "
+         "map for cosine) are reported, not required."),
     Rule("cascading", "The fully randomized end of cascading randomization scores on the less "
-         f"clean side of the trained robust model (Holm-adjusted p < {ALPHA:g} over the per-seed "
+         f"clean side of the trained robust model (p < {ALPHA:g} over the per-seed "
          "differences with 2 or more seeds; by its point value with one seed, which gives a "
          "single mean); otherwise the metric does not depend on the weights here. Faithfulness "
          "metrics are not scored on randomized models, so this line does not apply to them."),
+    Rule("holm", "The conditions above form one intersection–union test, whose p-value is the "
+         "largest p of its conditions (no correction inside a verdict); that p-value, "
+         "Holm-adjusted across the verdicts of the study (one per compared model and metric), "
+         f"is below {ALPHA:g}."),
     Rule("accuracy", "The robust model's clean accuracy (mean over seeds) is at least the "
          f"natural model's minus {100 * CLEAN_ACCURACY_MARGIN:g} points, and its accuracy under "
          f"the benchmark attack at least {100 * ATTACK_ACCURACY_GAIN:g} points above the natural "
@@ -268,11 +329,9 @@ def _interval(row) -> str:
 
 
 def _cleaner(row, sign: float) -> Optional[bool]:
-    """True when the row's difference is significant on the cleaner side, False when on the
-    other side, None when not distinguishable (Holm p, or the point value without any p)."""
-    p = row.get("p_holm", np.nan)
-    if not np.isfinite(p):
-        p = row.get("p", np.nan)
+    """True when the row's difference is significant (raw p < ALPHA) on the cleaner side, False
+    when on the other side, None when not distinguishable (or the point value without any p)."""
+    p = row.get("p", np.nan)
     if not np.isfinite(p):
         return bool(sign * row["difference"] > 0) if np.isfinite(row["difference"]) else None
     if p >= ALPHA:
@@ -305,15 +364,15 @@ def verdicts(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
              models: ModelSet = NATURAL_ROBUST) -> list:
     """One line per compared model and metric of METRICS with a (model - reference)
     difference, following :data:`VERDICT_RULES` (where "robust" reads "the compared model" and
-    "natural" "the reference"). Decisions use Holm-adjusted p < :data:`ALPHA` (``p_holm``,
-    computed here with :func:`with_holm` when absent, over all models at once); intervals shown
-    are the raw 95% ones."""
+    "natural" "the reference"). Each condition is decided at raw p < :data:`ALPHA`, the
+    verdict by its Holm-adjusted intersection-union p (``p_holm``, computed here with
+    :func:`with_holm` when absent, over all models at once); intervals shown are the raw 95%
+    ones."""
     if "p_holm" not in differences.columns or \
             (not controls.empty and "p_holm" not in controls.columns):
         differences, controls = with_holm(differences, controls, method, models)
-    tests = int(np.isfinite(differences["p_holm"]).sum()) + \
-        (int(np.isfinite(controls["p_holm"]).sum()) if not controls.empty else 0)
     main = differences[_main_differences(differences, method)]
+    tests = int(np.isfinite(main["p_holm"]).sum())
     if "model" not in main.columns:  # a frame from before model sets: robust - natural
         main = main.assign(model="robust", versus="natural")
     lines = []
@@ -339,8 +398,8 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests, model="rob
     head = {True: f"{model} {better} than {reference} by",
             False: f"{model} {worse} than {reference} by",
             None: f"{model} and {reference} not distinguishable:"}[side]
-    head = f"{head} {_interval(row)} (p_holm {row['p_holm']:.2g})"
-    checks = {"difference": side is True, "accuracy": acc_met is True}
+    head = f"{head} {_interval(row)} (p {row['p']:.2g})"
+    checks = {"metric": True, "difference": side is True, "accuracy": acc_met is True}
     parts = [head]
     required = own[~own["ceiling"].astype(bool) & (own["control"] != CASCADING)]
     not_beaten = [f"{c['control']} {_interval(c)}" for _, c in required.iterrows()
@@ -369,6 +428,8 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests, model="rob
         checks["cascading"] = _cleaner(cascade.iloc[0], sign) is True
         parts.append(f"cascading end {_interval(cascade.iloc[0])}" + (
             "" if checks["cascading"] else ": the metric does not depend on the weights here"))
+    checks["holm"] = bool(np.isfinite(row["p_holm"]) and row["p_holm"] < ALPHA)
+    parts.append(f"verdict p (largest of its conditions, Holm-adjusted) {row['p_holm']:.2g}")
     parts.append(acc_text)
     checks["seeds"] = seeds >= MIN_SEEDS
     failed = [r.key for r in VERDICT_RULES if r.key != "seeds" and not checks[r.key]]
@@ -382,4 +443,4 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests, model="rob
         f"; about the given models only (a method-level verdict needs ≥ {MIN_SEEDS} seeds)"
     label = method if METRICS[metric].uses_map else "model gradient"
     return (f"{metric} ({label}, natural input): {'; '.join(parts)} → {verdict} "
-            f"[{seeds} seed{'s' if seeds != 1 else ''}, Holm over {tests} tests{scope}]")
+            f"[{seeds} seed{'s' if seeds != 1 else ''}, Holm over {tests} verdicts{scope}]")

@@ -91,8 +91,14 @@ def test_accuracy_and_verdicts(result):
     adversarial = result.records.query("model == 'natural' and input == 'adversarial'")
     pgd = accuracy.query(f"model == 'natural' and attack == '{ATTACK.label}'")["accuracy"].iloc[0]
     assert adversarial["correct"].mean() == pytest.approx(pgd)  # same attack, same seed
-    assert len(result.verdicts) == len(result.config.metrics)
-    assert all(line.split(" ")[0] in result.config.metrics for line in result.verdicts)
+    decided = [m for m in result.config.metrics if rvi.METRICS[m].verdict]
+    assert [line.split(" ")[0] for line in result.verdicts] == \
+        [m for m in rvi.METRICS if m in decided]  # raw deletion/insertion: no verdict
+    family = int(result.to_markdown().split("Holm over ")[1].split(" ")[0])
+    assert family == len(decided)
+    for line in result.verdicts:  # faithfulness: no random-weights control; trivial maps are
+        if rvi.METRICS[line.split(" ")[0]].family == "faithfulness":
+            assert "random weights" not in line
 
 
 def test_markdown_latex_csv(result):

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rvi import faithfulness as F
+from rvi import relative as R
 from rvi.metrics import METRICS, alignment, alignment_margin, cleanliness, score
 from rvi.saliency import explain
 
@@ -124,12 +125,12 @@ def test_model_relative_deletion_known_answers_linear_model():
 
     morf = contributions.argsort(descending=True)
     expected = area(morf.flip(0)) - area(morf)
-    assert float(F.lerf_morf(model, x, maps, targets, steps=4)[0]) == pytest.approx(expected)
+    assert float(R.lerf_morf(model, x, maps, targets, steps=4)[0]) == pytest.approx(expected)
     assert expected > 0
     flat = torch.ones_like(maps)
-    assert float(F.lerf_morf(model, x, flat, targets, steps=4)[0]) == 0.0
-    assert float(F.lerf_morf(model, x, -maps, targets, steps=4)[0]) == pytest.approx(-expected)
-    gain = F.deletion_gain(model, x, maps, targets, steps=4, seed=3)
+    assert float(R.lerf_morf(model, x, flat, targets, steps=4)[0]) == 0.0
+    assert float(R.lerf_morf(model, x, -maps, targets, steps=4)[0]) == pytest.approx(-expected)
+    gain = R.deletion_gain(model, x, maps, targets, steps=4, seed=3)
     assert -1 <= float(gain[0]) <= 1
 
 
@@ -139,14 +140,14 @@ def test_deletion_gain_is_seeded_per_image_and_batch_free(lenet, batch):
     images, labels = batch
     images, labels = images[:10], labels[:10]
     maps = explain(lenet, images, "true", "saliency", labels=labels).maps
-    whole = F.deletion_gain(lenet, images, maps, labels, seed=5)
-    small = F.deletion_gain(lenet, images, maps, labels, seed=5, batch_size=21)
-    parts = torch.cat([F.deletion_gain(lenet, images[:4], maps[:4], labels[:4], seed=5),
-                       F.deletion_gain(lenet, images[4:], maps[4:], labels[4:], seed=5,
+    whole = R.deletion_gain(lenet, images, maps, labels, seed=5)
+    small = R.deletion_gain(lenet, images, maps, labels, seed=5, batch_size=21)
+    parts = torch.cat([R.deletion_gain(lenet, images[:4], maps[:4], labels[:4], seed=5),
+                       R.deletion_gain(lenet, images[4:], maps[4:], labels[4:], seed=5,
                                        offset=4)])
     torch.testing.assert_close(small, whole)
     torch.testing.assert_close(parts, whole)
-    assert not torch.equal(F.deletion_gain(lenet, images, maps, labels, seed=6), whole)
+    assert not torch.equal(R.deletion_gain(lenet, images, maps, labels, seed=6), whole)
     random = F.deletion(lenet, images, maps, labels) + whole  # the random order's own AUC
     assert ((random >= 0) & (random <= 1)).all()
 
@@ -196,6 +197,62 @@ def test_infidelity_scale_invariant_seeded_and_batch_free(lenet, batch):
     torch.testing.assert_close(F.infidelity(lenet, images, 5 * maps, targets, seed=3,
                                             batch_size=7), first, rtol=1e-3, atol=1e-12)
     assert not torch.equal(F.infidelity(lenet, images, maps, targets, seed=4), first)
+
+
+def _unexplained_reference(model, images, maps, targets, seed, samples=F.PERTURB_SAMPLES,
+                           std=F.INFIDELITY_NOISE_STD):
+    """1 - R^2 written out: the same seeded perturbations, Δf and <I, s> per draw, the uncentred
+    R^2 of a least-squares line through the origin."""
+    out = []
+    for i in range(len(images)):
+        noise = F.per_image_draws(seed, i, 1, samples, tuple(images.shape[1:]), "normal") * std
+        x = images[i:i + 1]
+        with torch.no_grad():
+            change = (model(x)[0, targets[i]] - model(x - noise)[:, targets[i]]).double()
+        dot = (noise * maps[i:i + 1]).flatten(1).sum(1).double()
+        r2 = (dot @ change) ** 2 / ((dot @ dot) * (change @ change))
+        out.append(1 - r2)
+    return torch.stack(out)
+
+
+def test_infidelity_unexplained_is_one_minus_r2(lenet, batch):
+    images, labels = batch
+    images, labels = images[:5], labels[:5]
+    maps = explain(lenet, images, "true", "saliency", labels=labels, absolute=False).maps
+    got = R.infidelity_unexplained(lenet, images, maps, labels, seed=2)
+    expected = _unexplained_reference(lenet.eval(), images, maps, labels, seed=2)
+    torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-5)
+    assert bool(((got >= 0) & (got <= 1)).all())
+    # scale-free in the map and in the logit: scaling the model's output scales Δf only
+    scaled = nn.Sequential(lenet, _Scale(50.0))
+    torch.testing.assert_close(R.infidelity_unexplained(scaled, images, 3 * maps, labels, seed=2),
+                               got, rtol=1e-3, atol=1e-5)
+    raw = F.infidelity(lenet, images, maps, labels, seed=2)
+    raw_scaled = F.infidelity(scaled, images, maps, labels, seed=2)
+    assert bool((raw_scaled > 100 * raw).all())  # raw infidelity grows with the logit's scale
+
+
+class _Scale(nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return self.factor * x
+
+
+def test_infidelity_unexplained_known_answers():
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(3, 16, generator=generator)
+    model = _linear(weight)
+    images = torch.rand(5, 1, 4, 4, generator=generator)
+    targets = torch.tensor([0, 1, 2, 0, 1])
+    exact = weight[targets].reshape(5, 1, 4, 4)
+    assert float(R.infidelity_unexplained(model, images, exact, targets).max()) < 1e-5
+    unrelated = torch.rand(5, 1, 4, 4, generator=generator)
+    assert float(R.infidelity_unexplained(model, images, unrelated, targets).min()) > 0.05
+    flat = _linear(torch.zeros(3, 16))  # the logit never changes: nothing explained
+    assert R.infidelity_unexplained(flat, images, exact, targets).tolist() == [1.0] * 5
 
 
 def test_sensitivity_zero_for_constant_gradient_and_positive_for_lenet(lenet, batch):
@@ -342,6 +399,9 @@ def test_registered_costs_follow_the_functions_defaults():
         assert METRICS[name].align_shards and METRICS[name].random_draws
         assert METRICS[name].passes_per_image == F.PERTURB_SAMPLES + 1
     assert METRICS["gini"].family == "cleanliness" and METRICS["gini"].passes_per_image == 0
+    assert METRICS["infidelity_unexplained"].passes_per_image == 2 * (F.PERTURB_SAMPLES + 1)
+    assert METRICS["infidelity_unexplained"].signed_map
+    assert [m for m in METRICS if not METRICS[m].verdict] == ["deletion", "insertion", "infidelity"]
     for name in ("deletion_gain", "lerf_morf"):  # two deletion curves per image
         assert METRICS[name].expansion == F.CURVE_STEPS + 1
         assert METRICS[name].passes_per_image == 2 * (F.CURVE_STEPS + 1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from rvi import faithfulness
+from rvi import faithfulness, relative
 from rvi.metrics import (
     METRICS, MetricInfo, accuracy, alignment, alignment_margin, cleanliness, cosine,
     count_zero_maps, foreground_mass, inner, metric_images_per_call, score, zero_maps,
@@ -114,7 +114,7 @@ def test_color_image_compared_by_channel_mean():
 def test_registry_is_data():
     assert set(METRICS) == {"inner", "cosine", "foreground_mass", "alignment", "alignment_logit",
                             "alignment_margin", "gini", "deletion", "insertion", "deletion_gain",
-                            "lerf_morf", "infidelity", "sensitivity_max"}
+                            "lerf_morf", "infidelity", "sensitivity_max", "infidelity_unexplained"}
     for name, info in METRICS.items():
         assert isinstance(info, MetricInfo) and info.name == name
         assert info.low < info.high and isinstance(info.higher_is_better, bool)
@@ -129,18 +129,21 @@ def test_registry_is_data():
 
 
 def test_metrics_keep_their_order():
-    """Tables list metrics in this order: rvi.metrics registers its own, then rvi.faithfulness."""
+    """Tables list metrics in this order: rvi.metrics registers its own, then rvi.faithfulness,
+    then rvi.relative."""
     assert tuple(METRICS) == ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment",
-                              "alignment_margin", "gini", "deletion", "insertion", "deletion_gain",
-                              "lerf_morf", "infidelity", "sensitivity_max")
+                              "alignment_margin", "gini", "deletion", "insertion", "infidelity",
+                              "sensitivity_max", "deletion_gain", "lerf_morf",
+                              "infidelity_unexplained")
 
 
 def test_each_metric_is_registered_next_to_its_function():
     for name in ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment_margin"):
         assert METRICS[name].function.__module__ == "rvi.metrics", name
-    for name in ("gini", "deletion", "insertion", "deletion_gain", "lerf_morf", "infidelity",
-                 "sensitivity_max"):
+    for name in ("gini", "deletion", "insertion", "infidelity", "sensitivity_max"):
         assert METRICS[name].function.__module__ == "rvi.faithfulness", name
+    for name in ("deletion_gain", "lerf_morf", "infidelity_unexplained"):
+        assert METRICS[name].function.__module__ == "rvi.relative", name
     assert METRICS["alignment"].function is METRICS["alignment_logit"].function
 
 
@@ -172,9 +175,10 @@ def test_score_equals_the_public_functions(scored):
         "alignment_margin": alignment_margin(model, images, batch_size=40),
         "deletion": faithfulness.deletion(model, images, s, labels, batch_size=40),
         "insertion": faithfulness.insertion(model, images, s, labels, batch_size=40),
-        "deletion_gain": faithfulness.deletion_gain(model, images, s, labels, seed=1,
-                                                    batch_size=40),
-        "lerf_morf": faithfulness.lerf_morf(model, images, s, labels, batch_size=40),
+        "deletion_gain": relative.deletion_gain(model, images, s, labels, seed=1, batch_size=40),
+        "lerf_morf": relative.lerf_morf(model, images, s, labels, batch_size=40),
+        "infidelity_unexplained": relative.infidelity_unexplained(model, images, s, labels,
+                                                                  seed=1, batch_size=40),
         "infidelity": faithfulness.infidelity(model, images, s, labels, seed=1, batch_size=40),
         "sensitivity_max": faithfulness.sensitivity_max(model, images, labels, "saliency", seed=1,
                                                         batch_size=40),
@@ -201,7 +205,8 @@ def test_shard_blocks_of_the_metrics():
     the others add no block of their own (deletion/insertion on purpose)."""
     assert faithfulness.PERTURB_SAMPLES == 10
     for name in METRICS:
-        expected = 25 if name in ("infidelity", "sensitivity_max") else 250
+        expected = 25 if name in ("infidelity", "sensitivity_max",
+                                  "infidelity_unexplained") else 250
         assert metric_images_per_call(name, 250) == expected, name
     assert metric_images_per_call("infidelity", 7) == 1
     assert METRICS["deletion"].images_per_call(250) == 250 // (faithfulness.CURVE_STEPS + 1) == 11

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 import rvi
-from rvi.sweep_result import SweepResult
+from rvi.stats import holm
+from rvi.sweep_result import SCORE_CELL, SweepResult
 
 GRID = (0.0, 0.1, 0.2, 0.3, 0.4)
 SEEDS = (0, 1, 2)
@@ -93,6 +94,45 @@ def test_correlations_of_a_monotone_curve():
     empty = corr.loc[("adversarial", "saliency", "cosine", "perturbed")]  # never scored: NaN
     assert np.isnan(empty["rho_robustness"]) and empty["models"] == 0
     assert "rho vs autoattack accuracy" in make_result().correlation_table().columns
+
+
+def test_correlations_carry_permutation_and_holm_p_values():
+    result = make_result()
+    corr = result.correlations
+    tested = corr[np.isfinite(corr["rho_eps"])]
+    # 4 perfectly ordered points: exact p 2 / 4!; Holm over the 3 x 2 correlations of the sweep
+    assert len(tested) == 3 and tested["rho_robustness_p"].to_numpy() == pytest.approx([2 / 24] * 3)
+    assert tested["rho_eps_p_holm"].to_numpy() == pytest.approx(holm([2 / 24] * 6)[:3])
+    assert np.isnan(corr.loc[~np.isfinite(corr["rho_eps"]), "rho_eps_p_holm"]).all()
+    table = result.correlation_table()
+    assert list(table.columns[5:11]) == [
+        "rho vs autoattack accuracy", "p (autoattack accuracy)", "Holm p (autoattack accuracy)",
+        "rho vs train eps", "p (train eps)", "Holm p (train eps)"]
+    assert table.loc[0, "p (train eps)"] == "0.083" and table.loc[0, "Holm p (train eps)"] == "0.5"
+    text = result.to_markdown()
+    assert "Holm-adjusted over all 6 correlations" in text and "bootstrap" not in text
+    assert "Ties on the robustness axis" not in text and result.robustness_ties() == ""
+
+
+def test_a_sweep_of_failed_models_only_renders_without_tests():
+    result = make_result()
+    result.records = [r for r in result.records if r["job"]["eps"] == 0.4]
+    assert result.correlations.empty and result.correlation_table().empty
+    assert "Holm-adjusted over all 0 correlations" in result.to_markdown()
+
+
+def test_tied_robustness_is_explained():
+    result = make_result()
+    for i, record in enumerate(result.records):  # AutoAttack breaks every model below eps 0.3
+        if record["job"]["eps"] < 0.3:
+            result.records[i] = fake_record(record["job"]["eps"], record["job"]["seed"], 0.99,
+                                            0.0, 0.6 + record["job"]["eps"])
+    note = result.robustness_ties()
+    assert "0.00% at train eps 0, 0.1, 0.2 (0.00%: the attack breaks" in note
+    assert "at most 0.77 over these 4 points" in note and "p at least 0.5" in note
+    assert note in result.to_markdown()
+    row = result.correlations.set_index(SCORE_CELL).loc[("natural", "saliency", "cosine", "clean")]
+    assert row["rho_robustness"] == pytest.approx(0.7745967) and row["rho_eps"] == pytest.approx(1)
 
 
 def test_save_and_load(tmp_path):
