@@ -5,7 +5,7 @@ metric and control. Writes ``benchmarks/results/seed_study/`` (tables, JSON reco
 
     python benchmarks/seed_study.py --data-dir ../shared/data [--overwrite]
     python benchmarks/seed_study.py --seeds 0 1 2 3 4 --eval-attacks fgsm pgd pgd-40x5 \
-        --out benchmarks/results/seed_study_5seeds            # the method-level study
+        --out benchmarks/results/mnist_study                  # the method-level study
     python benchmarks/seed_study.py --dataset fashion-mnist --eps 0.1 --seeds 0 1 2 \
         --out benchmarks/results/fashion_study
 """
