@@ -12,10 +12,10 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import pandas as pd
 
@@ -253,6 +253,53 @@ class BenchmarkResult:
             raise ValueError(f"{path} holds invalid JSON: {err}") from err
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path} is not a complete rvi result: {_describe(err)}") from err
+
+
+def combine_seeds(results: Sequence[BenchmarkResult]) -> BenchmarkResult:
+    """One result from results of the same study run on disjoint seeds (e.g. seeds 0-2 on one
+    day or machine, 3-4 on another): records, accuracy and randomization rows concatenated in
+    the given order, the examples of the first, wall times summed. Every seed is computed on its
+    own, so the combined result equals one run on all the seeds (tested), except the timings.
+
+    Raises:
+        ValueError: fewer than two results, configs that differ in more than ``seeds``,
+            ``out_dir`` and ``cache_dir``, different compared models, or a seed in two results.
+    """
+    results = list(results)
+    if len(results) < 2 or not all(isinstance(r, BenchmarkResult) for r in results):
+        raise ValueError(f"results must be two or more BenchmarkResults, got {results!r:.200}")
+    first = results[0]
+
+    def study(result):
+        return {k: v for k, v in result.config.to_dict().items()
+                if k not in ("seeds", "out_dir", "cache_dir")}
+
+    for number, result in enumerate(results[1:], 1):
+        if study(result) != study(first):
+            changed = sorted(k for k in study(first) if study(first)[k] != study(result)[k])
+            raise ValueError(f"results[{number}] is another study: its config differs in "
+                             f"{', '.join(changed)}")
+        if result.model_set != first.model_set:
+            raise ValueError(f"results[{number}] compares other models: {result.model_set}")
+    seeds = [seed for r in results for seed in r.config.seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"results must have disjoint seeds, got {seeds}")
+    timings: dict = {}
+    for result in results:
+        for stage, seconds in result.meta.get("timings_seconds", {}).items():
+            timings[stage] = round(timings.get(stage, 0.0) + seconds, 2)
+    meta = {**first.meta, "timings_seconds": timings,
+            "training": {k: v for r in results for k, v in r.meta.get("training", {}).items()},
+            "combined_from": [{"seeds": list(r.config.seeds), "environment":
+                               r.meta.get("environment")} for r in results]}
+    models = None if first.models is None else \
+        {**first.models, "info": [row for r in results for row in r.models.get("info", [])]}
+    return BenchmarkResult(
+        config=replace(first.config, seeds=tuple(seeds)),
+        records=pd.concat([r.records for r in results], ignore_index=True),
+        accuracy=pd.concat([r.accuracy for r in results], ignore_index=True),
+        cascading=pd.concat([r.cascading for r in results], ignore_index=True),
+        examples=first.examples, meta=meta, models=models)
 
 
 def check_out_folder(folder: Union[str, Path], overwrite: bool) -> bool:

@@ -197,14 +197,19 @@ def with_holm(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
                 components.setdefault(_verdict_of(row), []).append(row["p"])
     main = {_verdict_of(r) for (_, r), m in zip(differences.iterrows(), d_mask) if m}
     keys = [k for k in components if k in main]  # a verdict needs its main difference
-    p_iut = np.array([np.nanmax(np.asarray(components[k], dtype=np.float64))
-                      if np.isfinite(np.asarray(components[k], dtype=np.float64)).any()
-                      else np.nan for k in keys])
+    p_iut = np.array([_largest(components[k]) for k in keys])
     adjusted = dict(zip(keys, holm(p_iut))) if keys else {}
     for frame, mask in ((differences, d_mask), (controls, c_mask)):
         frame["p_holm"] = [adjusted.get(_verdict_of(r), np.nan) if m else np.nan
                            for (_, r), m in zip(frame.iterrows(), mask)] if len(frame) else []
     return differences, controls
+
+
+def _largest(p_values: list) -> float:
+    """The largest finite p-value (a condition without one is decided by its point value), or
+    NaN when none is finite."""
+    finite = [p for p in p_values if np.isfinite(p)]
+    return max(finite) if finite else np.nan
 
 
 def _verdict_of(row) -> tuple:

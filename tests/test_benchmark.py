@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import io
 import json
@@ -10,6 +11,7 @@ import pytest
 import rvi
 from rvi import records, report, stats, verdicts
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
+from rvi.result import combine_seeds
 
 ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
 
@@ -349,3 +351,27 @@ def test_result_names_its_model_set_and_describes_the_trained_models(result):
     assert (info["parameters"] > 0).all() and info["fingerprint"].str.len().eq(64).all()
     assert set(zip(result.differences["model"], result.differences["versus"])) == {
         ("robust", "natural")}
+
+
+def test_results_on_disjoint_seeds_combine_into_one_run(result, tmp_path):
+    """Seed 0 (the module's run) + seed 1 (another run, another cache) = one run on seeds 0, 1:
+    the same records and tables; only the wall time differs."""
+    both = rvi.run_benchmark(tiny_config(tmp_path, seeds=(0, 1)))
+    second = rvi.run_benchmark(tiny_config(tmp_path, seeds=(1,)))
+    combined = combine_seeds([result, second])
+    assert combined.config.seeds == (0, 1)
+    pd.testing.assert_frame_equal(combined.records, both.records)
+    pd.testing.assert_frame_equal(combined.accuracy, both.accuracy)
+    pd.testing.assert_frame_equal(combined.cascading, both.cascading)
+
+    def tables(r):
+        return [line for line in r.to_markdown().splitlines() if "wall time" not in line]
+
+    assert tables(combined) == tables(both)
+    assert combined.meta["timings_seconds"]["total"] == pytest.approx(
+        result.meta["timings_seconds"]["total"] + second.meta["timings_seconds"]["total"], abs=0.02)
+    with pytest.raises(ValueError, match="disjoint seeds"):
+        combine_seeds([result, both])
+    other = dataclasses.replace(second, config=tiny_config(tmp_path, seeds=(1,), n_test=40))
+    with pytest.raises(ValueError, match="config differs in n_test"):
+        combine_seeds([result, other])
