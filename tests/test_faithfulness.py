@@ -174,13 +174,18 @@ def test_curves_channels_and_bounds(lenet, batch):
         torch.testing.assert_close(auc, full)
 
 
-def test_infidelity_zero_for_exact_linear_attribution():
+def _linear_case():
+    """A seeded 3-class linear model on 4x4 images, five images, their targets, the exact
+    attribution (f_t(x) - f_t(x - I) = <w_t, I> exactly) and the generator for further draws."""
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(3, 16, generator=generator)
-    model = _linear(weight)
     images = torch.rand(5, 1, 4, 4, generator=generator)
     targets = torch.tensor([0, 1, 2, 0, 1])
-    exact = weight[targets].reshape(5, 1, 4, 4)  # f_t(x) - f_t(x - I) = <w_t, I> exactly
+    return _linear(weight), images, targets, weight[targets].reshape(5, 1, 4, 4), generator
+
+
+def test_infidelity_zero_for_exact_linear_attribution():
+    model, images, targets, exact, generator = _linear_case()
     scores = F.infidelity(model, images, exact, targets)
     assert float(scores.abs().max()) < 1e-5
     wrong = F.infidelity(model, images, torch.rand(5, 1, 4, 4, generator=generator), targets)
@@ -242,12 +247,7 @@ class _Scale(nn.Module):
 
 
 def test_infidelity_unexplained_known_answers():
-    generator = torch.Generator().manual_seed(0)
-    weight = torch.randn(3, 16, generator=generator)
-    model = _linear(weight)
-    images = torch.rand(5, 1, 4, 4, generator=generator)
-    targets = torch.tensor([0, 1, 2, 0, 1])
-    exact = weight[targets].reshape(5, 1, 4, 4)
+    model, images, targets, exact, generator = _linear_case()
     assert float(R.infidelity_unexplained(model, images, exact, targets).max()) < 1e-5
     unrelated = torch.rand(5, 1, 4, 4, generator=generator)
     assert float(R.infidelity_unexplained(model, images, unrelated, targets).min()) > 0.05
