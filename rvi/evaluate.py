@@ -15,9 +15,24 @@ from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig
 
 
-@torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Predicted labels (N,) int64 for (N, C, H, W) images, in eval mode (restored after)."""
+    return _per_batch(model, images, batch_size, lambda logits, part: logits.argmax(1))
+
+
+def class_probability(model: nn.Module, images: torch.Tensor, classes: torch.Tensor,
+                      batch_size: int = 1000) -> torch.Tensor:
+    """(N,) float: the softmax probability of ``classes`` (N,) int64 for (N, C, H, W) images, in
+    eval mode (restored after); e.g. where a deletion curve of the class a map explains starts."""
+    check_images(images, classes)
+    return _per_batch(model, images, batch_size, lambda logits, part: logits.softmax(1).gather(
+        1, classes[part].to(logits.device).view(-1, 1)).squeeze(1))
+
+
+@torch.no_grad()
+def _per_batch(model: nn.Module, images: torch.Tensor, batch_size: int, reduce) -> torch.Tensor:
+    """``reduce(logits, part)`` of each batch ``images[part]``, on the CPU, concatenated: the
+    model in eval mode (restored after), without gradients."""
     check_model(model)
     check_images(images)
     check_int("batch_size", batch_size, 1)
@@ -25,23 +40,8 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> t
     device = model_device(model)
     with preserved_state(model), channels_last(model):
         model.eval()
-        return torch.cat([model(images[i:i + batch_size].to(device)).argmax(1).cpu()
-                          for i in range(0, len(images), batch_size)])
-
-
-def class_probability(model: nn.Module, images: torch.Tensor, classes: torch.Tensor,
-                      batch_size: int = 1000) -> torch.Tensor:
-    """(N,) float: the softmax probability of ``classes`` (N,) int64 for (N, C, H, W) images, in
-    eval mode (restored after); e.g. where a deletion curve of the class a map explains starts."""
-    check_model(model)
-    check_images(images, classes)
-    check_int("batch_size", batch_size, 1)
-    model = ddp.unwrap(model)
-    device = model_device(model)
-    with preserved_state(model), channels_last(model), torch.no_grad():
-        model.eval()
-        return torch.cat([model(images[i:i + batch_size].to(device)).softmax(1).cpu()
-                          .gather(1, classes[i:i + batch_size].cpu().view(-1, 1)).squeeze(1)
+        return torch.cat([reduce(model(images[i:i + batch_size].to(device)),
+                                 slice(i, i + batch_size)).cpu()
                           for i in range(0, len(images), batch_size)])
 
 
