@@ -40,6 +40,11 @@ RECIPES = [(f"{'rob' if adversarial else 'nat'} bs{batch} lr{lr:g} E{epochs} s{s
                (True, 512, 3e-3, 12, 2), (True, 512, 4e-3, 12, 0), (True, 512, 4e-3, 12, 1),
                (True, 512, 6e-3, 12, 0), (True, 512, 6e-3, 16, 0), (True, 512, 6e-3, 16, 1),
                (True, 512, 6e-3, 20, 0), (True, 128, 3e-3, 20, 0)]]
+# the eps warm-up (TrainConfig.eps_warmup_epochs, rvi 0.6): eps and step rise linearly over W epochs
+RECIPES += [(f"rob bs128 lr0.003 E{epochs} W{warmup:g} s{seed}",
+             rvi.TrainConfig(adversarial=True, attack=ATTACK, epochs=epochs, seed=seed,
+                             eps_warmup_epochs=warmup))
+            for epochs, warmup, seed in [(20, 5, s) for s in (3, 2, 4, 0, 1)]]
 
 
 def run(args) -> None:

@@ -20,13 +20,15 @@ from .sweep import run_sweep
 from .sweep_result import SweepResult
 from .train import load_checkpoint, load_model, new_model, train_model, training_summary
 from .version import __version__  # noqa: F401 (rvi.__version__)
+from .zoo import gbp_safe_copy, load_robustbench
 
 
 __all__ = [
     "AttackConfig", "Attribution", "BenchmarkConfig", "BenchmarkResult", "DATASETS", "Dataset",
     "METHODS", "METRICS", "MODELS", "SweepConfig", "SweepResult", "TrainConfig", "attack",
     "build_model", "cleanliness", "compare", "controls", "distributed", "evaluate", "explain",
-    "faithfulness", "load_checkpoint", "load_dataset", "load_model", "new_model", "predict",
+    "faithfulness", "gbp_safe_copy", "load_checkpoint", "load_dataset", "load_model",
+    "load_robustbench", "new_model", "predict",
     "prefer_channels_last", "relative", "run_benchmark", "run_sweep", "score", "similarity", "train_model",
     "training_summary",
 ]

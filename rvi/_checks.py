@@ -30,9 +30,15 @@ EPS_GRIDS = {
     "fashion-mnist": (0.0, 0.05, 0.1, 0.15, 0.2),
     "synthetic": (0.0, 0.3),
 }
+#: The L-inf budget and PGD step, (eps, alpha), each dataset is usually attacked and trained at:
+#: the defaults of a study's attacks (``BenchmarkConfig``, ``rvi train``, ``rvi evaluate``).
+#: MNIST: Madry et al.'s 0.3 with step 0.1; Fashion-MNIST 0.1 with step eps/3; CIFAR-10 8/255
+#: with step 2/255.
+DATASET_ATTACK = {"mnist": (0.3, 0.1), "mnist-5k": (0.3, 0.1), "fashion-mnist": (0.1, 0.0333333333),
+                  "cifar10": (8 / 255, 2 / 255), "synthetic": (0.3, 0.1)}
 #: The eps each dataset is usually attacked at (the sweep's adversarial inputs and robustness
 #: axis); :data:`rvi.sweep.REFERENCE_EPS`.
-REFERENCE_EPS = {"mnist": 0.3, "mnist-5k": 0.3, "fashion-mnist": 0.1, "synthetic": 0.3}
+REFERENCE_EPS = {name: eps for name, (eps, _) in DATASET_ATTACK.items()}
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
 

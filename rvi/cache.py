@@ -41,8 +41,10 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
     # epochs=None trains as many epochs as epochs_for() says: key the recipe by what it trains
-    resolved = replace(config, epochs=config.epochs_for(info["n_train"]))
-    blob = json.dumps({"data": info, "architecture": architecture, "config": resolved.to_dict(),
+    recipe = replace(config, epochs=config.epochs_for(info["n_train"])).to_dict()
+    if not recipe["eps_warmup_epochs"]:
+        del recipe["eps_warmup_epochs"]  # added in rvi 0.6: models cached before keep their keys
+    blob = json.dumps({"data": info, "architecture": architecture, "config": recipe,
                        "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -24,14 +24,17 @@ from .benchmark import run_benchmark
 from .cache import cached_model_path
 from .compare import compare, load_images_file, load_user_model
 from .config import (EVAL_ATTACK_HELP, AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig,
-                     parse_eval_attack)
+                     dataset_attack, dataset_attack_help, deep_merge, parse_eval_attack)
 from .data import DATASETS, image_hashes, load_dataset
 from .evaluate import evaluate
+from .html_report import HTML_FILE
 from .models import MODELS
 from .result import BenchmarkResult, check_out_folder
 from .sweep import run_sweep
 from .sweep_result import SWEEP_FILE, SweepResult
+from .terminal import summary
 from .train import load_checkpoint, load_model, new_model, train_model, training_summary
+from .zoo import DATASETS as ZOO_DATASETS, THREAT_MODELS, load_robustbench
 
 
 def _flag(prefix: str, name: str) -> str:
@@ -56,6 +59,8 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, prefix: str = "",
             _add_config_flags(parser, type(default), f"{prefix}{spec.name}_", default)
             continue
         hint = hints[spec.name]
+        if cls is AttackConfig and spec.name in ("eps", "alpha"):
+            default = dataset_attack_help(spec.name)
         kwargs = {"default": argparse.SUPPRESS, "dest": prefix + spec.name,
                   "help": f"{spec.metadata.get('help', '')} (default: {default})".replace("%", "%%")}
         if hint is bool:
@@ -71,6 +76,12 @@ def _add_config_flags(parser: argparse.ArgumentParser, cls, prefix: str = "",
         parser.add_argument(_flag(prefix, spec.name), **kwargs)
 
 
+def _config_type(hint):
+    """``X`` for a field typed ``Optional[X]`` (a default resolved per dataset), else ``hint``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if typing.get_origin(hint) is typing.Union and len(args) == 1 else hint
+
+
 def _given_values(cls, args: argparse.Namespace, prefix: str = "", skip: Sequence[str] = ()) -> dict:
     """The fields of ``cls`` whose flags were typed, as a nested dict (absent: not given)."""
     values: dict = {}
@@ -78,7 +89,7 @@ def _given_values(cls, args: argparse.Namespace, prefix: str = "", skip: Sequenc
     for spec in dataclasses.fields(cls):
         if spec.name in skip:
             continue
-        hint = hints[spec.name]
+        hint = _config_type(hints[spec.name])
         if dataclasses.is_dataclass(hint):
             nested = _given_values(hint, args, f"{prefix}{spec.name}_")
             if nested:
@@ -89,17 +100,6 @@ def _given_values(cls, args: argparse.Namespace, prefix: str = "", skip: Sequenc
     return values
 
 
-def _deep_merge(base: dict, over: dict) -> dict:
-    """``over`` laid on ``base``: nested dicts merged key by key, anything else replaced."""
-    merged = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
 def _merged_config(cls, args: argparse.Namespace, *, prefix: str = "", skip: Sequence[str] = (),
                    base: Optional[dict] = None, file_path: Optional[str] = None,
                    fixed: Optional[dict] = None):
@@ -107,10 +107,15 @@ def _merged_config(cls, args: argparse.Namespace, *, prefix: str = "", skip: Seq
     nested recipes are filled from the defaults), then the flags that were typed, then the
     fields the command sets itself (``fixed``, e.g. ``rvi compare --data``'s dataset); fields
     in ``skip`` keep their defaults."""
-    merged = base if base is not None else cls().to_dict()
+    if base is None:
+        # fields whose default depends on the dataset are filled by cls.from_dict from the
+        # dataset's defaults, around whatever part of them was given
+        base = {k: v for k, v in cls().to_dict().items()
+                if k not in getattr(cls, "DATASET_DEFAULTS", ())}
+    merged = base
     if file_path is not None:
-        merged = _deep_merge(merged, _read_config_file(file_path))
-    merged = _deep_merge(merged, _given_values(cls, args, prefix, skip))
+        merged = deep_merge(merged, _read_config_file(file_path))
+    merged = deep_merge(merged, _given_values(cls, args, prefix, skip))
     merged = {k: v for k, v in merged.items() if k not in skip}
     return cls.from_dict({**merged, **(fixed or {})})
 
@@ -194,17 +199,27 @@ def _build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--overwrite", action="store_true",
                        help="replace an existing result in --out")
     bench.add_argument("--quiet", action="store_true", help="no progress bars")
+    bench.add_argument("--full", action="store_true", help=FULL_HELP)
     _add_backend_flag(bench)
     _add_config_flags(bench, BenchmarkConfig)
     _add_compare_parser(commands)
     _add_sweep_parser(commands)
-    report = commands.add_parser("report", help="re-render the tables and figures of a saved "
-                                                "result from its records (no model needed)",
+    report = commands.add_parser("report", help="re-render the tables, figures and (for a "
+                                                "benchmark result) the one-page report.html of a "
+                                                "saved result from its records (no model needed)",
                                  allow_abbrev=False)
     report.add_argument("folder", help="a folder written by rvi bench, rvi sweep, "
                                        "BenchmarkResult.save or SweepResult.save")
+    report.add_argument("--html", action="store_true",
+                        help="print only the path of the re-rendered report.html instead of the "
+                             "tables (report.html is written either way; benchmark results "
+                             "only, not sweeps)")
+    report.add_argument("--full", action="store_true", help=FULL_HELP + " (a sweep's tables "
+                        "are always printed)")
     return parser
 
+
+FULL_HELP = "print every table (always saved in tables.md) after the short summary"
 
 #: BenchmarkConfig fields ``rvi compare`` has no flag for: training and the dataset by name
 #: (the models and images come from --model and --data/--images).
@@ -215,12 +230,25 @@ def _add_compare_parser(commands) -> None:
     compare = commands.add_parser(
         "compare", allow_abbrev=False,
         help="run the benchmark's attacks, maps, metrics and controls on models you bring")
-    compare.add_argument("--model", dest="models", action="append", required=True,
-                         metavar="NAME=PATH",
-                         help="a named model (repeat; two or more; the first is the reference "
-                              "unless --reference): an rvi checkpoint, a TorchScript file, or a "
-                              "torch.save'd module with --trust-pickle. Models take inputs in "
-                              "[0, 1] and return logits (normalization inside the model)")
+    compare.add_argument("--model", dest="models", action="append", metavar="NAME=PATH",
+                         help="a named model (repeat; two or more models in all, with "
+                              "--robustbench's; the first model given is the reference unless "
+                              "--reference): an rvi "
+                              "checkpoint, a TorchScript file, or a torch.save'd module with "
+                              "--trust-pickle. Models take inputs in [0, 1] and return logits "
+                              "(normalization inside the model)")
+    compare.add_argument("--robustbench", dest="models", action="append", metavar="NAME",
+                         type=lambda name: ("robustbench", name),
+                         help="a RobustBench model-zoo model, named NAME in the results (repeat; "
+                              "needs pip install \"rvi[robustbench]\"; its checkpoint is read from "
+                              "--robustbench-dir, else downloaded there)")
+    compare.add_argument("--robustbench-dataset", default="cifar10", choices=ZOO_DATASETS,
+                         help="the zoo the --robustbench models come from (default: cifar10)")
+    compare.add_argument("--robustbench-threat-model", default="Linf", choices=THREAT_MODELS,
+                         help="their threat model (default: Linf)")
+    compare.add_argument("--robustbench-dir", default=None, metavar="DIR",
+                         help="folder with RobustBench's DATASET/THREAT_MODEL/NAME.pt checkpoints "
+                              "(default: ~/.cache/rvi/robustbench)")
     compare.add_argument("--reference", default=None,
                          help="the model the others are compared with (default: the first)")
     source = compare.add_mutually_exclusive_group(required=True)
@@ -244,6 +272,7 @@ def _add_compare_parser(commands) -> None:
     compare.add_argument("--overwrite", action="store_true",
                          help="replace an existing result in --out")
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.add_argument("--full", action="store_true", help=FULL_HELP)
     _add_config_flags(compare, BenchmarkConfig, skip=COMPARE_SKIP)
 
 
@@ -260,46 +289,76 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         images, labels = load_images_file(args.images)
         name = f"images from {args.images}"
-    paths = {}
-    for spec in args.models:
-        model_name, sep, path = spec.partition("=")
-        if not sep or not model_name or not path or model_name in paths:
-            raise ValueError(f"--model must be NAME=PATH with distinct names, got {spec!r}")
+    paths, zoo = {}, set()
+    for spec in args.models or ():
+        if isinstance(spec, tuple):  # --robustbench NAME: the zoo's name, and the zoo as source
+            spec = model_name = spec[1]
+            path = f"robustbench:{args.robustbench_dataset}/{args.robustbench_threat_model}/{spec}"
+            zoo.add(spec)
+        else:
+            model_name, _, path = spec.partition("=")
+        if not model_name or not path or model_name in paths:
+            raise ValueError(f"--model must be NAME=PATH and --robustbench NAME, with distinct "
+                             f"names, got {spec!r}")
         paths[model_name] = path
+    if len(paths) < 2:
+        raise ValueError(f"rvi compare needs two or more models (--model NAME=PATH, --robustbench "
+                         f"NAME), got {len(paths)}")
     check_out_folder(config.out_dir, args.overwrite)  # before the work, not after
-    models = {n: load_user_model(p, trust_pickle=args.trust_pickle, num_classes=num_classes,
-                                 in_channels=images.shape[1]).to(config.device)
+    models = {n: (_robustbench_model(n, args) if n in zoo else
+                  load_user_model(p, trust_pickle=args.trust_pickle, num_classes=num_classes,
+                                  in_channels=images.shape[1])).to(config.device)
               for n, p in paths.items()}
     result = compare(models, images, labels, config, reference=args.reference,
                      num_classes=num_classes, sources=paths, data_name=name,
                      progress=not args.quiet)  # None on ranks other than 0 under torchrun
-    _save_and_print(result, config.out_dir, args.overwrite)
+    _save_and_print(result, config.out_dir, args.overwrite, args.full)
     return 0
 
 
-def _save_and_print(result, out_dir, overwrite: bool) -> None:
-    """Rank 0 saves ``result`` (atomically; the other ranks, which hold None, wait) and prints."""
+def _robustbench_model(name: str, args: argparse.Namespace):
+    """``--robustbench NAME``'s model; robustbench not installed is an error message, not a crash."""
+    try:
+        return load_robustbench(name, args.robustbench_dataset, args.robustbench_threat_model,
+                                args.robustbench_dir)
+    except ImportError as err:
+        raise ValueError(f"--robustbench {name}: {err}") from err
+
+
+def _save_and_print(result, out_dir, overwrite: bool, full: bool) -> None:
+    """Rank 0 saves ``result`` (atomically; the other ranks, which hold None, wait) and prints
+    its summary (and, with ``full``, every table)."""
     folder = ddp.on_main(lambda: result.save(out_dir, overwrite=overwrite))
     if ddp.is_main():
-        print((folder / "tables.md").read_text())  # as saved, not rendered twice
-        print(f"\nresults, records and figures saved to {folder}")
+        _print_result(result, folder, full)
+
+
+def _print_result(result, folder: Path, full: bool) -> None:
+    print(summary(result, folder), end="")
+    if full:
+        print("\n" + (folder / "tables.md").read_text(), end="")  # as saved, not rendered twice
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     if (Path(args.folder) / SWEEP_FILE).is_file():
+        if args.html:
+            raise ValueError(f"--html: {args.folder} is a sweep, which has no HTML report")
         sweep = SweepResult.load(args.folder)
         print(sweep.to_markdown())
         print(f"\ntables and figures re-rendered in {sweep.save(args.folder)}")
         return 0
     result = BenchmarkResult.load(args.folder)
     folder = result.save(args.folder, overwrite=True, records=False)
-    print((folder / "tables.md").read_text())
-    print(f"\ntables and figures re-rendered in {folder}")
+    if args.html:
+        print(folder / HTML_FILE)
+        return 0
+    _print_result(result, folder, args.full)
+    print(f"\ntables, figures and {HTML_FILE} re-rendered in {folder}")
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    config = _merged_config(TrainConfig, args)
+    config = _train_config(args)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise ValueError(f"--out must be a folder, got the file {args.out!r}")
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
@@ -317,6 +376,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
                           dataset_info=info)
     _main_print(f"done: {training_summary(history, config, len(data.train_images))}\n{path}")
     return 0
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """``rvi train``'s recipe: the flags given, on a default whose attack is the dataset's."""
+    return _merged_config(TrainConfig, args,
+                          base=TrainConfig(attack=dataset_attack(args.dataset)).to_dict())
 
 
 def _main_print(*args, **kwargs) -> None:
@@ -380,7 +445,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     state = load_checkpoint(args.checkpoint)
     data, images, labels = _evaluation_data(args, state)
     model = load_model(args.checkpoint, data.num_classes, data.image_shape[0]).to(ddp.device())
-    base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",))
+    base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",),
+                          base=dataset_attack(data.name).to_dict())
     try:
         attacks = [parse_eval_attack(spec, base) for spec in args.attacks]
     except ValueError as err:
@@ -399,7 +465,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     config = _merged_config(BenchmarkConfig, args, file_path=args.config)
     check_out_folder(config.out_dir, args.overwrite)  # before hours of work, not after
     result = run_benchmark(config, progress=not args.quiet)  # None on ranks > 0 under torchrun
-    _save_and_print(result, config.out_dir, args.overwrite)
+    _save_and_print(result, config.out_dir, args.overwrite, args.full)
     return 0
 
 

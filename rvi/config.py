@@ -12,8 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ._checks import (ATTACKS, CONTROLS, DATASETS, EPS_GRIDS, MODELS,  # noqa: F401 (re-exported)
-                      OPTIMIZERS, REFERENCE_EPS, SCHEDULES, check_bool, check_int, optional_int)
+from ._checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASETS,  # noqa: F401 (re-exported)
+                      EPS_GRIDS, MODELS, OPTIMIZERS, REFERENCE_EPS, SCHEDULES, check_bool,
+                      check_int, optional_int)
 from ._checks import check_choice as _check_choice
 from ._checks import check_range as _check_range
 from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Registry
@@ -123,6 +124,25 @@ class AttackConfig(_Config):
         return f"PGD-{self.steps} eps={_num(self.eps)} alpha={_num(self.alpha)}{restarts}{start}"
 
 
+def dataset_attack(dataset: str) -> AttackConfig:
+    """PGD-7 with a random start at the (eps, alpha) ``dataset`` is usually attacked at
+    (:data:`DATASET_ATTACK`: MNIST 0.3 / 0.1, Fashion-MNIST 0.1 / 0.033, CIFAR-10 8/255 / 2/255)."""
+    _check_choice("dataset", dataset, DATASETS)
+    eps, alpha = DATASET_ATTACK[dataset]
+    return AttackConfig(eps=eps, alpha=alpha)
+
+
+def dataset_attack_help(name: str) -> str:
+    """The per-dataset default of AttackConfig field ``name`` (eps or alpha), for help texts."""
+    index = ("eps", "alpha").index(name)
+
+    def pixels(value: float) -> str:
+        steps = value * 255
+        return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{value:g}"
+    return "per dataset: " + ", ".join(f"{dataset} {pixels(pair[index])}"
+                                       for dataset, pair in DATASET_ATTACK.items())
+
+
 def _num(value: float) -> str:
     """``0.3`` as ``0.3``; a value that ``:g`` would round is written in full."""
     short = f"{value:g}"
@@ -150,6 +170,9 @@ class TrainConfig(_Config):
     seed: int = _help("seed for initialization, shuffling and PGD random starts", default=0)
     precision: str = _help("arithmetic of the attack and forward pass during training: float32, or "
                            "bfloat16 autocast (weights and optimizer stay float32)", default="float32")
+    eps_warmup_epochs: float = _help(
+        "epochs over which the training attack's eps and step rise linearly, batch by batch, from "
+        "0 to their values (0: full strength from the first batch)", default=0.0)
 
     def __post_init__(self) -> None:
         check_bool("adversarial", self.adversarial)
@@ -166,6 +189,12 @@ class TrainConfig(_Config):
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0, low_open=False)
         check_int("seed", self.seed, 0)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_range("eps_warmup_epochs", self.eps_warmup_epochs, 0.0, 10_000.0, low_open=False)
+        if self.eps_warmup_epochs and not self.adversarial:
+            raise ValueError(f"eps_warmup_epochs needs adversarial=True, got {self.eps_warmup_epochs}")
+        if self.epochs is not None and self.eps_warmup_epochs > self.epochs:
+            raise ValueError(f"eps_warmup_epochs must be at most epochs ({self.epochs}), got "
+                             f"{self.eps_warmup_epochs}")
 
     def epochs_for(self, n_images: int) -> int:
         """Epochs this recipe trains on ``n_images`` training images: ``epochs`` when given, else
@@ -186,7 +215,8 @@ class TrainConfig(_Config):
         kind = f"adversarial ({self.attack.label})" if self.adversarial else "natural"
         epochs = "auto epochs" if self.epochs is None else f"{self.epochs} epochs"
         precision = "" if self.precision == "float32" else f", {self.precision}"
-        return (f"{kind}, {epochs}, {self.optimizer} lr {self.lr:g} {self.schedule}, "
+        warmup = f", eps warm-up {self.eps_warmup_epochs:g} epochs" if self.eps_warmup_epochs else ""
+        return (f"{kind}, {epochs}{warmup}, {self.optimizer} lr {self.lr:g} {self.schedule}, "
                 f"batch {self.batch_size}{precision}")
 
     @property
@@ -227,14 +257,6 @@ def _check_strings(config, *, optional: tuple, required: tuple) -> None:
             raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
-def _default_natural() -> TrainConfig:
-    return TrainConfig()
-
-
-def _default_robust() -> TrainConfig:
-    return TrainConfig(adversarial=True)
-
-
 EVAL_ATTACK_HELP = ("attacks for the accuracy table: fgsm, pgd (the --attack-* settings), "
                     "pgd-STEPSxRESTARTS (e.g. pgd-40x5, step 2.5*eps/steps) or autoattack")
 
@@ -248,13 +270,14 @@ class BenchmarkConfig(_Config):
                                     "or ~/.cache/rvi/data)", default=None)
     download: bool = _help("let torchvision download a missing dataset", default=True)
     model: str = _help("architecture: lenet, madry-cnn or resnet18", default="lenet")
-    natural: TrainConfig = _help("recipe of the naturally trained model",
-                                 default_factory=_default_natural)
-    robust: TrainConfig = _help("recipe of the adversarially trained model",
-                                default_factory=_default_robust)
-    attack: AttackConfig = _help("attack that makes the adversarial inputs (default: PGD-7 eps 0.3 "
-                                 "alpha 0.1 with random start; independent of the robust recipe's "
-                                 "training attack)", default_factory=AttackConfig)
+    natural: Optional[TrainConfig] = _help("recipe of the naturally trained model", default=None)
+    robust: Optional[TrainConfig] = _help(
+        "recipe of the adversarially trained model (default: trained on the dataset's attack, "
+        "dataset_attack())", default=None)
+    attack: Optional[AttackConfig] = _help(
+        "attack that makes the adversarial inputs (default: the dataset's, dataset_attack(): PGD-7 "
+        "with random start, MNIST eps 0.3 alpha 0.1, Fashion-MNIST 0.1 / 0.033, CIFAR-10 8/255 / "
+        "2/255; independent of the robust recipe's training attack)", default=None)
     transfer: bool = _help("attack each model with examples made against the other model "
                            "(black-box transfer) instead of white-box", default=False)
     eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))
@@ -287,9 +310,16 @@ class BenchmarkConfig(_Config):
                                      "~/.cache/rvi/models)", default=None)
     out_dir: str = _help("folder the result is saved to", default="rvi-results")
 
+    #: Fields whose default depends on ``dataset``: None is replaced by the dataset's default,
+    #: and a partial dict in :meth:`from_dict` is filled from it.
+    DATASET_DEFAULTS = ("natural", "robust", "attack")
+
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("model", self.model, MODELS)
+        for name, value in self.dataset_defaults(self.dataset).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)  # frozen: resolved once, here
         for name in ("natural", "robust"):
             if not isinstance(getattr(self, name), TrainConfig):
                 raise ValueError(f"{name} must be a TrainConfig, got {getattr(self, name)!r}")
@@ -314,6 +344,25 @@ class BenchmarkConfig(_Config):
         check_int("bootstrap", self.bootstrap, 100)
         check_int("batch_size", self.batch_size, 1)
         _check_strings(self, optional=("data_dir", "cache_dir"), required=("device", "out_dir"))
+
+    @staticmethod
+    def dataset_defaults(dataset: str) -> dict:
+        """The defaults of :attr:`DATASET_DEFAULTS` for ``dataset``: the robust recipe trains on,
+        and the adversarial inputs are made by, :func:`dataset_attack` (the natural recipe holds
+        it too, unused, so that every attack of a saved config is the dataset's)."""
+        attack = dataset_attack(dataset)
+        return {"natural": TrainConfig(attack=attack),
+                "robust": TrainConfig(adversarial=True, attack=attack), "attack": attack}
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        """Like every config's, except that a partial ``robust`` or ``attack`` dict is filled from
+        the defaults of ``data``'s dataset (``{"dataset": "cifar10", "attack": {"eps": 0.05}}``
+        keeps CIFAR-10's step 2/255)."""
+        defaults = cls.dataset_defaults(data.get("dataset", cls.dataset))
+        filled = {name: deep_merge(defaults[name].to_dict(), value)
+                  for name, value in data.items() if name in defaults and isinstance(value, dict)}
+        return super().from_dict({**data, **filled})
 
     def recipe(self, kind: str, seed: int) -> TrainConfig:
         """The ``natural`` or ``robust`` recipe with its seed replaced by ``seed``."""
@@ -443,6 +492,12 @@ class SweepConfig(_Config):
         ``eval_eps`` (or, when empty, the model's own eps if it is > 0), without repeats."""
         extra = self.eval_eps if self.eval_eps else ((train_eps,) if train_eps > 0 else ())
         return tuple(dict.fromkeys((self.reference, *map(float, extra))))
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    """``over`` laid on ``base``: nested dicts merged key by key, anything else replaced."""
+    return {**base, **{key: deep_merge(base[key], value) if isinstance(value, dict) and
+                       isinstance(base.get(key), dict) else value for key, value in over.items()}}
 
 
 _NESTED = {("TrainConfig", "attack"): AttackConfig, ("BenchmarkConfig", "natural"): TrainConfig,

@@ -34,6 +34,35 @@ def save_figures(result, folder: Path) -> list:
     return paths
 
 
+#: At most this many panels side by side in the per-metric figures; more go on further rows.
+MAX_COLUMNS = 4
+
+
+def panel_grid(count: int, width: float, height: float):
+    """A figure of ``count`` panels of ``width`` x ``height`` inches, at most :data:`MAX_COLUMNS`
+    to a row; returns ``(figure, the count axes in reading order)``, spare grid cells hidden."""
+    import matplotlib.pyplot as plt
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive int, got {count!r}")
+    columns = min(count, MAX_COLUMNS)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows),
+                             squeeze=False)
+    flat = list(axes.flat)
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count]
+
+
+def title_grid(fig, title: str) -> None:
+    """``title`` above the panels in a band of fixed height, however many rows there are, then
+    the panels laid out tightly below it."""
+    height = fig.get_figheight()
+    fig.suptitle(title, fontsize=11, y=1 - 0.08 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.32 / height))
+
+
 def saliency_grid(result):
     """For k test images: the image, the adversarial images and the main method's map in each
     cell (each map scaled to its own maximum)."""
@@ -84,10 +113,10 @@ def saliency_grid(result):
 
 
 def score_distributions(result):
-    """Per-cell box plots of each metric of the main method (cleanliness against the clean
-    image, faithfulness and alignment on the input the model saw), with the trivial explainers'
-    means as grey lines. Boxes are drawn from per-cell quartiles, so large results stay fast."""
-    import matplotlib.pyplot as plt
+    """Per-cell box plots of each metric of the main method, one panel per metric in rows of at
+    most :data:`MAX_COLUMNS` (cleanliness against the clean image, faithfulness and alignment on
+    the input the model saw), with the trivial explainers' means as grey lines. Boxes are drawn
+    from per-cell quartiles, so large results stay fast."""
     import seaborn as sns
 
     method = result.config.methods[0]
@@ -98,8 +127,8 @@ def score_distributions(result):
     colors = dict(zip(in_order, sns.color_palette(n_colors=max(3, len(in_order)))))
     cells = {cell: records[(records["model"] == cell[0]) & (records["input"] == cell[1])]
              for cell in order}
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 4.2), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    fig, axes = panel_grid(len(metrics), 3.6, 4.6)
+    for ax, metric in zip(axes, metrics):
         info = METRICS[metric]
         explainer = method if info.uses_map else "model"
         data, names, facecolors = [], [], []
@@ -132,9 +161,8 @@ def score_distributions(result):
         ax.set_ylabel(f"{metric} per image")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")
-    fig.suptitle(f"{method} maps per cell: cleanliness against the clean image, faithfulness and "
-                 "alignment on the input the model saw", fontsize=11)
-    fig.tight_layout()
+    title_grid(fig, f"{method} maps per cell: cleanliness against the clean image, faithfulness "
+                    "and alignment on the input the model saw")
     return fig
 
 
@@ -163,18 +191,18 @@ def accuracy_chart(result):
 
 def cascading_chart(result):
     """Cascading randomization: each map metric and each similarity to the trained maps as the
-    layers are re-initialized from the output down, per model; bands are 95% t-intervals over
-    seeds."""
-    import matplotlib.pyplot as plt
+    layers are re-initialized from the output down, per model, one panel each in rows of at most
+    :data:`MAX_COLUMNS`; bands are 95% t-intervals over seeds."""
     import seaborn as sns
 
     casc = result.cascading
     if casc.empty:
         return None
-    casc = casc[casc["mode"] == "cascading"]
+    # the curves (floors and trivial maps are in the model-randomization table)
+    casc = casc[(casc["mode"] == "cascading") & casc["kind"].isin(["score", "similarity"])]
     panels = list(dict.fromkeys(zip(casc["kind"], casc["metric"])))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.8), squeeze=False)
-    for ax, (kind, metric) in zip(axes[0], panels):
+    fig, axes = panel_grid(len(panels), 3.6, 3.8)
+    for ax, (kind, metric) in zip(axes, panels):
         pick = casc[(casc["kind"] == kind) & (casc["metric"] == metric)]
         seeds = pick["seed"].nunique()
         # the tables' seed-level interval (Student-t over per-seed means), not a bootstrap
@@ -189,6 +217,5 @@ def cascading_chart(result):
         ax.set_ylabel(f"mean {metric}")
         ax.set_title(metric_direction(metric) if kind == "score" else f"{metric} similarity to the "
                      "trained map", fontsize=9)
-    fig.suptitle(f"Cascading randomization ({casc['method'].iloc[0]} maps)", fontsize=11)
-    fig.tight_layout()
+    title_grid(fig, f"Cascading randomization ({casc['method'].iloc[0]} maps)")
     return fig

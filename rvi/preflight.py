@@ -4,6 +4,8 @@ elsewhere), naming the module and the problem. :func:`rvi.saliency.explain` runs
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -29,8 +31,21 @@ class _ActivationRecorder(TorchFunctionMode):
         if name in ACTIVATION_NAMES and not any(isinstance(m, nn.ReLU) for _, m in self.stack):
             where = self.stack[-1] if self.stack else ("<model>", None)
             self.found.append((name, where[0], type(where[1]).__name__ if where[1] is not None
-                               else "forward"))
+                               else "forward", _call_site()))
         return func(*args, **(kwargs or {}))
+
+
+def _call_site() -> str:
+    """``module:line (function)`` of the innermost frame outside torch and this module: the code
+    that called the activation function."""
+    frame = sys._getframe(1)
+    while frame is not None and (frame.f_globals.get("__name__") == __name__ or
+                                 str(frame.f_globals.get("__name__")).split(".")[0] == "torch"):
+        frame = frame.f_back
+    if frame is None:
+        return "an unknown place"
+    function = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)  # Python < 3.11: name
+    return f"{frame.f_globals.get('__name__')}:{frame.f_lineno} ({function})"
 
 
 def check_guided_backprop_model(model: nn.Module, example: torch.Tensor) -> None:
@@ -47,7 +62,8 @@ def check_guided_backprop_model(model: nn.Module, example: torch.Tensor) -> None
         example: (n, C, H, W) float, already on the model's device (one image is enough).
 
     Raises:
-        ValueError: naming the first offending function or module and what to change.
+        ValueError: naming the first offending function or module (for an activation function:
+            the module and the line of code that calls it) and what to change.
     """
     stack: list = []
     found: list = []
@@ -76,13 +92,15 @@ def check_guided_backprop_model(model: nn.Module, example: torch.Tensor) -> None
         for handle in handles:
             handle.remove()
     if found:
-        func, name, kind = found[0]
+        func, name, kind, site = found[0]
+        others = list(dict.fromkeys(s for *_, s in found if s != site))
+        others = f"; other calls at {', '.join(others)}" if others else ""
         raise ValueError(
             f"method 'guided_backprop' needs every nonlinearity to be an nn.ReLU module: Captum's "
             f"GuidedBackprop only rewrites the backward pass of nn.ReLU modules, but this model "
-            f"calls {func!r} in module {name!r} ({kind}), which would silently get the plain "
-            f"gradient. Replace F.relu/torch.relu/Tensor.relu calls with nn.ReLU modules and other "
-            f"activations with nn.ReLU, or use method='saliency'")
+            f"calls {func!r} in module {name!r} ({kind}) at {site}{others}, which would silently "
+            f"get the plain gradient. Replace F.relu/torch.relu/Tensor.relu calls with nn.ReLU "
+            f"modules and other activations with nn.ReLU, or use method='saliency'")
     consumers = _count_consumers(output)
     for name, node, index in relu_inputs:
         if node is not None and consumers.get((node, index), 0) > 1:

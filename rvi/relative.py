@@ -6,7 +6,8 @@ move more under noise (infidelity, in squared logit units). Comparing two models
 then compares those reactions. Each score here divides or subtracts the same model's baseline on
 the same image, so it can be compared across models:
 
-- :func:`deletion_gain`: deletion AUC of a random pixel order minus the map's order;
+- :func:`deletion_gain`: deletion AUC of a random pixel order minus the map's order (removed
+  pixels black; ``deletion_gain_blur``: set to the blurred image, a removal closer to the data);
 - :func:`lerf_morf`: deletion AUC least relevant first minus most relevant first (Bluecher et
   al. 2024);
 - :func:`infidelity_unexplained`: Captum's normalized infidelity divided by the mean squared
@@ -17,6 +18,8 @@ Registered in :data:`rvi.metrics.METRICS` after :mod:`rvi.faithfulness`'s metric
 """
 
 from __future__ import annotations
+
+from typing import Union
 
 import torch
 from torch import nn
@@ -29,11 +32,14 @@ from .registry import METRIC_REGISTRY, Metric
 
 def deletion_gain(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                   targets: torch.Tensor, *, seed: int = 0, steps: int = CURVE_STEPS,
-                  batch_size: int = 256, offset: int = 0) -> torch.Tensor:
+                  baseline: Union[float, str] = 0.0, batch_size: int = 256,
+                  offset: int = 0) -> torch.Tensor:
     """The same model's deletion AUC with the pixels removed in a random order, minus with the
     map's order (most relevant first). **Higher is better**.
 
     Each image's random order comes from its own generator, seeded by ``(seed, offset + i)``.
+    ``baseline``: what a removed pixel becomes (:func:`rvi.faithfulness.perturbation_curves`:
+    0 is black, ``"blur"`` the blurred image's value).
 
     Shape:
         see :func:`rvi.faithfulness.perturbation_curves`. Returns (N,) float in [-1, 1].
@@ -43,7 +49,7 @@ def deletion_gain(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
     height, width = images.shape[-2:]
     order = per_image_draws(seed, offset, len(images), 1, (1, height, width), "uniform")
     order = order.to(maps.device)
-    kwargs = dict(steps=steps, batch_size=batch_size, offset=offset)
+    kwargs = dict(steps=steps, baseline=baseline, batch_size=batch_size, offset=offset)
     return deletion(model, images, order, targets, **kwargs) - \
         deletion(model, images, maps, targets, **kwargs)
 
@@ -60,6 +66,21 @@ METRIC_REGISTRY.register(Metric(
     "anything off the data (zeroed pixels), as deletion; one random order per image",
     family="faithfulness", needs_targets=True, function=_score_deletion_gain, uses_sign=True,
     random_draws=True, expansion=CURVE_STEPS + 1, passes_per_image=2 * (CURVE_STEPS + 1)))
+
+
+def _score_deletion_gain_blur(maps, images, *, model, targets, seed, batch_size, offset,
+                              **_) -> torch.Tensor:
+    return deletion_gain(model, images, maps, targets, seed=seed, baseline="blur",
+                         batch_size=batch_size, offset=offset)
+
+
+METRIC_REGISTRY.register(Metric(
+    "deletion_gain_blur", -1.0, 1.0, True, True, True,
+    "deletion_gain with removed pixels set to the blurred image, not to black",
+    "faithfulness to detail the blur keeps (the blurred digit's shape stays); one random "
+    "order per image", family="faithfulness", needs_targets=True,
+    function=_score_deletion_gain_blur, uses_sign=True, random_draws=True,
+    expansion=CURVE_STEPS + 1, passes_per_image=2 * (CURVE_STEPS + 1)))
 
 
 def lerf_morf(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,

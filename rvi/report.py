@@ -132,7 +132,9 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
     return pd.DataFrame(rows).fillna("")
 
 
-def _difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
+def difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
+    """``frame``'s ``columns`` plus the difference and its interval, seeds, images per seed,
+    interval kind, p, Holm p (and ``ceiling``), formatted as the tables show them."""
     out = frame[columns].copy()
     out["difference [95% interval]"] = [format_interval(r["difference"], r["ci_low"], r["ci_high"])
                                         for _, r in frame.iterrows()]
@@ -185,6 +187,12 @@ def _model_lines(result) -> list:
 
 
 def _header(result) -> str:
+    return "\n".join(header_lines(result))
+
+
+def header_lines(result) -> list:
+    """The tables' header as Markdown lines: ``# title``, a blank line, ``- `` items (models,
+    attack, maps, images and seeds, intervals, machine, wall time)."""
     c, meta = result.config, result.meta
     source = "transferred from the other model" if c.transfer else "white-box against each model"
     if is_compare(result):
@@ -209,7 +217,7 @@ def _header(result) -> str:
                      f"captum {env.get('captum')}, rvi {env.get('rvi')}")
     if "timings_seconds" in meta:
         lines.append(f"- wall time: {meta['timings_seconds'].get('total', float('nan')):.0f} s")
-    return "\n".join(lines)
+    return lines
 
 
 def markdown(result) -> str:
@@ -241,12 +249,12 @@ def markdown(result) -> str:
         parts += ["", f"## {title}, paired over the same images (raw 95% intervals; p (Holm): "
                       "the verdict's intersection–union p, Holm-adjusted across verdicts, on the "
                       "rows a verdict uses; the other rows are descriptive)", "",
-                  _difference_table(main, (["model"] if several else [])
-                                    + ["input", "metric", "reference"]).to_markdown(index=False)]
+                  difference_table(main, (["model"] if several else [])
+                                   + ["input", "metric", "reference"]).to_markdown(index=False)]
     controls = result.control_differences
     if not controls.empty:
         parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired)", "",
-                  _difference_table(controls, ["model", "metric", "control"])
+                  difference_table(controls, ["model", "metric", "control"])
                   .to_markdown(index=False)]
     tests = int(np.isfinite(diffs["p_holm"]).sum())
     parts += ["", f"## Verdicts (each an intersection–union test of its conditions at p < "
@@ -281,21 +289,31 @@ def _randomization_markdown(result) -> list:
         parts += ["", f"## Layer randomization, {mode} ({method}; {heading}; mean over images "
                       "and seeds; similarity to the trained model's maps)", "",
                   wide.reset_index().to_markdown(index=False, floatfmt=".3f")]
-    test = randomization_test(table)
-    if not test.empty:
-        text = test.rename(columns={"same": "same image", "floor": "other image (floor)",
-                                    "image_map": "image map", "edge_map": "edge map"})
-        text["excess over the floor [95% interval]"] = [
-            format_interval(r["excess"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
-        shown = text[["model", "method", "measure", "same image", "other image (floor)",
-                      "image map", "edge map", "excess over the floor [95% interval]", "seeds",
-                      "interval", "outcome"]]
+    shown = randomization_table(result)
+    if not shown.empty:
         parts += ["", "## Model-randomization test (Adebayo et al. 2018), calibrated", "",
                   RANDOMIZATION_RULE, "", "Similarity of the fully randomized model's maps to "
                   "the trained maps of the same image and of another image, the trivial maps' "
                   "similarity to the trained maps, and the excess (same − other).", "",
                   shown.to_markdown(index=False, floatfmt=".3f")]
     return parts
+
+
+def randomization_table(result) -> pd.DataFrame:
+    """The model-randomization test (:func:`rvi.verdicts.randomization_test`) as the tables show
+    it, one row per model, method and measure; empty without layer randomization."""
+    if result.cascading.empty:
+        return pd.DataFrame()
+    test = randomization_test(result.cascading)
+    if test.empty:
+        return test
+    text = test.rename(columns={"same": "same image", "floor": "other image (floor)",
+                                "image_map": "image map", "edge_map": "edge map"})
+    text["excess over the floor [95% interval]"] = [
+        format_interval(r["excess"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
+    return text[["model", "method", "measure", "same image", "other image (floor)",
+                 "image map", "edge map", "excess over the floor [95% interval]", "seeds",
+                 "interval", "outcome"]]
 
 
 def latex(result) -> str:

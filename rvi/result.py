@@ -19,7 +19,7 @@ from typing import Optional, Sequence, Union
 
 import pandas as pd
 
-from . import report, stats, verdicts
+from . import html_report, report, stats, verdicts
 from .figures import save_figures
 from .records import (NATURAL_ROBUST, ModelSet, frame_from_json, frame_to_json, json_rows,
                       seed_mean_table)
@@ -35,7 +35,7 @@ RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
 OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
                "differences.csv", "controls.csv", "summary.json", "seed_means.csv", "saliency_grid.png",
-               "scores.png", "accuracy.png", "cascading.png")
+               "scores.png", "accuracy.png", "cascading.png", html_report.HTML_FILE)
 
 
 @dataclass(eq=False)
@@ -109,11 +109,17 @@ class BenchmarkResult:
         return self._comparisons[1]
 
     @cached_property
+    def verdict_rows(self) -> list:
+        """One dict per compared model and metric: ``model``, ``metric``, ``verdict``, ``line``
+        (:func:`rvi.verdicts.verdict_rows`, rules :data:`rvi.verdicts.VERDICT_RULES`)."""
+        return verdicts.verdict_rows(self.differences, self.control_differences,
+                                     self.config.methods[0], self.accuracy,
+                                     self.config.attack.label, self.model_set)
+
+    @property
     def verdicts(self) -> list:
         """One line per metric, computed from the numbers (:data:`rvi.verdicts.VERDICT_RULES`)."""
-        return verdicts.verdicts(self.differences, self.control_differences,
-                                 self.config.methods[0], self.accuracy, self.config.attack.label,
-                                 self.model_set)
+        return [row["line"] for row in self.verdict_rows]
 
     def to_frame(self) -> pd.DataFrame:
         """Tidy table: one row per (model, input, explainer, metric, reference) with ``mean``,
@@ -157,8 +163,10 @@ class BenchmarkResult:
 
     def save(self, folder: Union[str, Path], *, overwrite: bool = False,
              figures: bool = True, records: bool = True) -> Path:
-        """Write the result, tables and figures into ``folder``. ``records=False`` keeps the
-        folder's record file as it is and re-renders only tables and figures (``rvi report``).
+        """Write the result, tables, figures and the one-page ``report.html``
+        (:mod:`rvi.html_report`; without figures when ``figures=False``) into ``folder``.
+        ``records=False`` keeps the folder's record file as it is and re-renders the rest
+        (``rvi report``).
 
         A new (or empty) folder is filled in a temporary sibling folder and renamed into place
         in one step. With ``overwrite=True`` an existing rvi result is updated file by file:
@@ -221,8 +229,12 @@ class BenchmarkResult:
             with atomic_write(folder / name, "w") as handle:
                 handle.write(text)
         written = {RESULT_FILE, *texts}
+        images = {}
         if figures:
-            written |= {path.name for path in save_figures(self, folder)}
+            paths = save_figures(self, folder)
+            written |= {path.name for path in paths}
+            images = {path.name: path.read_bytes() for path in paths}
+        written.add(html_report.save(self, folder, images).name)  # last: it shows the figures
         return written
 
     def seed_means(self) -> pd.DataFrame:

@@ -108,12 +108,15 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     device = model_device(model)
     steps_per_epoch = -(-len(images) // config.batch_size)
     epochs = config.epochs_for(len(images))
+    if config.eps_warmup_epochs > epochs:
+        raise ValueError(f"config.eps_warmup_epochs must be at most the {epochs} epochs trained, "
+                         f"got {config.eps_warmup_epochs}")
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, epochs * steps_per_epoch)
     history: list = []
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path, model, architecture=architecture)
-        if state["config"] != config.to_dict():
+        if TrainConfig.from_dict(state["config"]) != config:
             raise ValueError(
                 f"checkpoint_path {str(checkpoint_path)!r} was made with another recipe "
                 f"({state['config']}); use a new path or the same TrainConfig")
@@ -152,6 +155,9 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                     x = images[idx].to(device).contiguous(memory_format=layout)
                     y = labels[idx].to(device)
                     with autocast:
+                        if attack is not None and config.eps_warmup_epochs:
+                            _set_strength(attack, config, ((epoch - 1) * steps_per_epoch + step + 1)
+                                          / (config.eps_warmup_epochs * steps_per_epoch))
                         if attack is not None:
                             x = _attack_part(attack, config, x, y, part, n_step, images.shape[1:])
                         logits = net(x)
@@ -185,6 +191,16 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if history and ddp.is_main():
         _log.info("training done: %s", training_summary(history, config, len(images)))
     return history
+
+
+def _set_strength(attack, config: TrainConfig, progress: float) -> None:
+    """Scale the training attack's eps and step by ``min(1, progress)``: the eps warm-up, where
+    ``progress`` is the batch's index (from 1) over the warm-up's batches."""
+    scale = min(1.0, progress)
+    for part in getattr(attack, "attacks", [attack]):  # a MultiAttack holds one PGD per restart
+        part.eps = config.attack.eps * scale
+        if hasattr(part, "alpha"):
+            part.alpha = config.attack.alpha * scale
 
 
 def _attack_part(attack, config: TrainConfig, x, y, part: slice, n_step: int, image_shape):

@@ -373,6 +373,15 @@ def verdicts(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
     verdict by its Holm-adjusted intersection-union p (``p_holm``, computed here with
     :func:`with_holm` when absent, over all models at once); intervals shown are the raw 95%
     ones."""
+    return [row["line"] for row in verdict_rows(differences, controls, method, accuracy, attack,
+                                                models)]
+
+
+def verdict_rows(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
+                 accuracy: Optional[pd.DataFrame] = None, attack: Optional[str] = None,
+                 models: ModelSet = NATURAL_ROBUST) -> list:
+    """:func:`verdicts` as dicts: ``model``, ``metric``, ``verdict`` (e.g. ``supported`` or
+    ``not supported (fails: controls, holm)``) and the whole ``line``."""
     if "p_holm" not in differences.columns or \
             (not controls.empty and "p_holm" not in controls.columns):
         differences, controls = with_holm(differences, controls, method, models)
@@ -388,8 +397,9 @@ def verdicts(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
             row = rows[rows["metric"] == metric].iloc[0]
             own = controls[(controls["model"] == model) & (controls["metric"] == metric)] \
                 if not controls.empty else controls
-            lines.append(_verdict_line(metric, method, row, own, acc_met, acc_text, tests,
-                                       model, models.reference))
+            line, verdict = _verdict_line(metric, method, row, own, acc_met, acc_text, tests,
+                                          model, models.reference)
+            lines.append({"model": model, "metric": metric, "verdict": verdict, "line": line})
     return lines
 
 
@@ -448,4 +458,5 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests, model="rob
         f"; about the given models only (a method-level verdict needs ≥ {MIN_SEEDS} seeds)"
     label = method if METRICS[metric].uses_map else "model gradient"
     return (f"{metric} ({label}, natural input): {'; '.join(parts)} → {verdict} "
-            f"[{seeds} seed{'s' if seeds != 1 else ''}, Holm over {tests} verdicts{scope}]")
+            f"[{seeds} seed{'s' if seeds != 1 else ''}, Holm over {tests} verdicts{scope}]",
+            verdict)

@@ -38,6 +38,9 @@ def test_key_changes_with_split_architecture_recipe_and_training_version(monkeyp
     assert cache.cache_key(data, "madry-cnn", config) != base
     assert cache.cache_key(data, "lenet", dataclasses.replace(config, lr=0.01)) != base
     assert cache.cache_key(data, "lenet", config) == base  # deterministic
+    assert cache.cache_key(data, "lenet", dataclasses.replace(
+        config, adversarial=True, eps_warmup_epochs=0.5)) != cache.cache_key(
+        data, "lenet", dataclasses.replace(config, adversarial=True))
     monkeypatch.setattr(cache, "TRAINING_VERSION", train.TRAINING_VERSION + 1)
     assert cache.cache_key(data, "lenet", config) != base
 
@@ -81,3 +84,10 @@ def test_auto_epochs_share_the_key_of_the_same_epochs_written_out():
         cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n))
     assert cache.cache_key(data, "lenet", auto) != \
         cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n + 1))
+
+
+def test_keys_of_models_cached_before_the_eps_warmup_field_are_unchanged():
+    # computed by rvi 0.5.0, whose TrainConfig had no eps_warmup_epochs
+    data = make_synthetic(40, 20)
+    assert cache.cache_key(data, "lenet", rvi.TrainConfig(epochs=1)) == "bdad3db7c6de0762"
+    assert cache.cache_key(data, "lenet", rvi.TrainConfig(adversarial=True)) == "2086b8a9578bc762"

@@ -32,7 +32,44 @@ def test_help_explains_each_flag(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     text = capsys.readouterr().out
-    assert "--robust-attack-eps" in text and "L-inf budget" in text and "(default: 0.3)" in text
+    assert "--robust-attack-eps" in text and "L-inf budget" in text
+    flat = " ".join(text.split())
+    assert "(default: per dataset: mnist 0.3, mnist-5k 0.3, fashion-mnist 0.1, cifar10 8/255" in flat
+    assert "(default: per dataset: mnist 0.1, mnist-5k 0.1, fashion-mnist 0.0333333, cifar10 2/255" \
+        in flat
+
+
+@pytest.mark.parametrize("argv, file, eps, alpha", [
+    (["--dataset", "cifar10"], None, 8 / 255, 2 / 255),
+    (["--dataset", "fashion-mnist"], None, 0.1, 0.0333333333),
+    ([], {"dataset": "cifar10"}, 8 / 255, 2 / 255),
+    (["--dataset", "cifar10"], {"dataset": "mnist"}, 8 / 255, 2 / 255),
+    ([], None, 0.3, 0.1),
+])
+def test_attack_defaults_follow_the_dataset(tmp_path, argv, file, eps, alpha):
+    config = _bench_config(argv, tmp_path, file)
+    for attack in (config.attack, config.robust.attack, config.natural.attack):
+        assert (attack.eps, attack.alpha, attack.steps) == (eps, alpha, 7)
+
+
+def test_given_attack_values_win_over_the_dataset_defaults(tmp_path):
+    config = _bench_config(["--dataset", "cifar10", "--attack-eps", "0.05",
+                            "--robust-attack-steps", "3"], tmp_path, {"robust": {"lr": 0.01}})
+    # the given field wins, the others keep CIFAR-10's defaults
+    assert (config.attack.eps, config.attack.alpha) == (0.05, 2 / 255)
+    assert (config.robust.attack.eps, config.robust.attack.steps, config.robust.lr) == \
+        (8 / 255, 3, 0.01)
+    assert config.robust.adversarial and not config.natural.adversarial
+
+
+def test_train_attack_follows_the_dataset():
+    from rvi.cli import _train_config
+
+    args = _build_parser().parse_args(["train", "--dataset", "cifar10", "--adversarial"])
+    assert (_train_config(args).attack.eps, _train_config(args).attack.alpha) == (8 / 255, 2 / 255)
+    args = _build_parser().parse_args(["train", "--dataset", "fashion-mnist", "--adversarial",
+                                       "--attack-alpha", "0.05"])
+    assert (_train_config(args).attack.eps, _train_config(args).attack.alpha) == (0.1, 0.05)
 
 
 def test_train_then_evaluate(tmp_path, capsys):
@@ -111,8 +148,10 @@ def test_bench_writes_results_and_prints_the_table(tmp_path, capsys):
             "--bootstrap", "100", "--cache-dir", str(tmp_path / "cache"),
             "--out-dir", str(tmp_path / "out"), "--quiet"]
     assert main(args) == 0
-    printed = capsys.readouterr().out
-    assert "## Accuracy" in printed and "## Verdicts" in printed
+    printed = capsys.readouterr().out  # the short summary only
+    assert printed.startswith("rvi bench: lenet on synthetic") and "## " not in printed
+    assert "cosine ↑" in printed and f"full tables: {tmp_path / 'out' / 'tables.md'}" in printed
+    assert max(len(line) for line in printed.splitlines()) <= 100
     saved = json.loads((tmp_path / "out" / "summary.json").read_text())["config"]
     assert saved["n_test"] == 16 and saved["methods"] == ["saliency"]          # from the file
     assert saved["robust"]["attack"]["steps"] == 2                             # flag wins
@@ -123,9 +162,11 @@ def test_bench_writes_results_and_prints_the_table(tmp_path, capsys):
     tables = (tmp_path / "out" / "tables.md").read_text()
     (tmp_path / "out" / "tables.md").unlink()
     capsys.readouterr()
-    assert main(["report", str(tmp_path / "out")]) == 0
+    assert main(["report", str(tmp_path / "out"), "--full"]) == 0
     assert (tmp_path / "out" / "tables.md").read_text() == tables
-    assert "## Verdicts" in capsys.readouterr().out
+    printed = capsys.readouterr().out  # the summary, then every table
+    assert printed.startswith("rvi bench: lenet on synthetic") and "## Verdicts" in printed
+    assert printed.index("full tables:") < printed.index("## Accuracy")
     assert main(["report", str(tmp_path)]) == 2
     assert "no rvi result in" in capsys.readouterr().err
 

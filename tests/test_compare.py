@@ -324,8 +324,9 @@ def test_cli_compares_saved_modules_and_torchscript(colour, tmp_path, capsys):
     assert "--trust-pickle" in capsys.readouterr().err
     assert main(base + ["--trust-pickle"]) == 0
     text = capsys.readouterr().out
-    assert "# rvi compare: natural, robust on images from" in text
-    assert "not a claim about the training methods" in text
+    assert text.startswith("rvi compare: natural, robust on images from")
+    assert "these models only, not the training methods" in " ".join(text.split())
+    assert "not a claim about the training methods" in (tmp_path / "out" / "tables.md").read_text()
     loaded = rvi.BenchmarkResult.load(tmp_path / "out")
     sources = loaded.model_info.set_index("model")["source"]
     assert sources["robust"].endswith("robust.ts")

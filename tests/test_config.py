@@ -1,8 +1,9 @@
+import json
 import re
 
 import pytest
 
-from rvi.config import AttackConfig, TrainConfig
+from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
 
 
 def test_attack_defaults_are_the_seed_attack():
@@ -77,7 +78,7 @@ def test_benchmark_attack_help_states_the_real_default():
 
     help_text = {f.name: f.metadata["help"] for f in dc.fields(BenchmarkConfig)}["attack"]
     default = BenchmarkConfig().attack
-    assert "PGD-7 eps 0.3 alpha 0.1" in help_text and "default: the robust" not in help_text
+    assert "MNIST eps 0.3 alpha 0.1" in help_text and "CIFAR-10 8/255 / 2/255" in help_text
     assert (default.name, default.steps, default.eps, default.alpha) == ("pgd", 7, 0.3, 0.1)
 
 
@@ -97,7 +98,8 @@ def test_benchmark_config_refuses_bad_simple_fields(changes, message):
 
 METHOD_LIST = "guided_backprop, saliency, integrated_gradients, smoothgrad"
 METRIC_LIST = ("inner, cosine, foreground_mass, alignment_logit, alignment, alignment_margin, gini, "
-               "deletion, insertion, infidelity, sensitivity_max, deletion_gain, lerf_morf, "
+               "deletion, insertion, infidelity, sensitivity_max, deletion_gain, deletion_gain_blur, "
+               "lerf_morf, "
                "infidelity_unexplained")
 
 
@@ -136,3 +138,29 @@ def test_config_alone_validates_names_in_a_fresh_process():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == f"metrics entry must be one of {METRIC_LIST}; got 'ssim'"
+
+
+def test_benchmark_attacks_default_to_the_datasets():
+    from rvi.config import DATASET_ATTACK, dataset_attack
+
+    for dataset, (eps, alpha) in DATASET_ATTACK.items():
+        config = BenchmarkConfig(dataset=dataset)
+        assert config.attack == dataset_attack(dataset) == AttackConfig(eps=eps, alpha=alpha)
+        assert config.robust == TrainConfig(adversarial=True, attack=config.attack)
+        assert config.natural == TrainConfig(attack=config.attack)
+        # a saved config holds the resolved values and loads back equal
+        assert BenchmarkConfig.from_dict(json.loads(config.to_json())) == config
+    assert BenchmarkConfig(dataset="cifar10").attack.eps == 8 / 255
+
+
+def test_given_benchmark_attacks_are_kept_and_partial_dicts_filled_from_the_dataset():
+    given = AttackConfig(eps=0.2, alpha=0.05)
+    config = BenchmarkConfig(dataset="cifar10", attack=given)
+    assert config.attack == given and config.robust.attack.eps == 8 / 255
+    config = BenchmarkConfig.from_dict({"dataset": "cifar10", "attack": {"eps": 0.05},
+                                        "robust": {"attack": {"steps": 3}, "epochs": 2}})
+    assert (config.attack.eps, config.attack.alpha) == (0.05, 2 / 255)
+    assert (config.robust.adversarial, config.robust.epochs, config.robust.attack.steps,
+            config.robust.attack.eps) == (True, 2, 3, 8 / 255)
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        BenchmarkConfig.from_dict({"dataset": "imagenet"})

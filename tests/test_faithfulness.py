@@ -25,6 +25,18 @@ def _linear(weight: torch.Tensor, bias=None) -> nn.Module:
     return nn.Sequential(nn.Flatten(), layer).eval()
 
 
+def _scipy_blur(image):
+    """(C, H, W) blurred by scipy: the same Gaussian as rvi.faithfulness.blurred, truncated at
+    the same radius, torch's "reflect" padding being scipy's "mirror"."""
+    from scipy.ndimage import gaussian_filter
+
+    sigma = F.BLUR_SIGMA_FRACTION * max(image.shape[-2:])
+    radius = math.ceil(2 * sigma)
+    return torch.from_numpy(np.stack([gaussian_filter(channel.double().numpy(), sigma,
+                                                      mode="mirror", truncate=radius / sigma)
+                                      for channel in image])).to(image.dtype)
+
+
 def _reference_curve(model, image, relevance, target, steps, mode, baseline=0.0):
     """Slow per-image, per-step reference: numpy stable argsort, one forward per step."""
     c, h, w = image.shape
@@ -35,10 +47,11 @@ def _reference_curve(model, image, relevance, target, steps, mode, baseline=0.0)
         mask = np.zeros(h * w, dtype=bool)
         mask[order[:count]] = True
         mask = torch.from_numpy(mask).reshape(1, h, w)
+        base = _scipy_blur(image) if baseline == "blur" else torch.full_like(image, baseline)
         if mode == "deletion":
-            x = torch.where(mask, torch.full_like(image, baseline), image)
+            x = torch.where(mask, base, image)
         else:
-            x = torch.where(mask, image, torch.full_like(image, baseline))
+            x = torch.where(mask, image, base)
         with torch.no_grad():
             probs.append(float(model(x[None]).softmax(1)[0, target]))
         fractions.append(count / (h * w))
@@ -48,23 +61,47 @@ def _reference_curve(model, image, relevance, target, steps, mode, baseline=0.0)
 
 
 @pytest.mark.parametrize("mode", ["deletion", "insertion"])
-@pytest.mark.parametrize("steps", [7, 20])
-def test_curves_match_slow_reference(lenet, batch, mode, steps):
+@pytest.mark.parametrize("steps, baseline", [(7, 0.0), (20, 0.0), (7, "blur")])
+def test_curves_match_slow_reference(lenet, batch, mode, steps, baseline):
     images, _ = batch
     images = images[:4]
     maps = explain(lenet, images, "predicted").maps
     maps[0] = maps[0].round(decimals=1)  # plenty of ties: the stable rule must match
     targets = torch.tensor([0, 1, 2, 3])
     fractions, probs = F.perturbation_curves(lenet, images, maps, targets, mode, steps=steps,
-                                             batch_size=13)
+                                             baseline=baseline, batch_size=13)
     scorer = F.deletion if mode == "deletion" else F.insertion
-    auc = scorer(lenet, images, maps, targets, steps=steps, batch_size=5)
+    auc = scorer(lenet, images, maps, targets, steps=steps, baseline=baseline, batch_size=5)
     for i in range(len(images)):
         ref_probs, ref_area = _reference_curve(lenet, images[i], maps[i, 0], int(targets[i]),
-                                               steps, mode)
+                                               steps, mode, baseline)
         np.testing.assert_allclose(probs[i].numpy(), ref_probs, rtol=1e-5, atol=1e-6)
         assert float(auc[i]) == pytest.approx(ref_area, rel=1e-5, abs=1e-6)
     assert fractions[0] == 0.0 and fractions[-1] == 1.0
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 28, 28), (1, 3, 32, 32), (1, 1, 9, 12)])
+def test_blur_baseline_is_scipys_gaussian_filter(shape):
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(1))
+    blurred = F.blurred(images)
+    assert blurred.shape == images.shape and 0 <= blurred.min() and blurred.max() <= 1
+    if min(shape[-2:]) > 2 * math.ceil(2 * F.BLUR_SIGMA_FRACTION * max(shape[-2:])):
+        for image, mine in zip(images, blurred):  # same kernel where it fits in the image
+            torch.testing.assert_close(mine, _scipy_blur(image), rtol=0, atol=2e-6)
+    # a constant image is its own blur: removing pixels to the blur changes nothing
+    flat = torch.full(shape, 0.4)
+    torch.testing.assert_close(F.blurred(flat), flat)
+
+
+def test_blur_removal_of_a_constant_image_keeps_the_curve_flat(lenet):
+    image = torch.full((1, 1, 28, 28), 0.4)
+    maps = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    _, probs = F.perturbation_curves(lenet, image, maps, torch.tensor([3]), baseline="blur")
+    torch.testing.assert_close(probs, probs[:, :1].expand_as(probs))
+    _, black = F.perturbation_curves(lenet, image, maps, torch.tensor([3]))
+    assert not torch.allclose(black, black[:, :1].expand_as(black))
+    gain = R.deletion_gain(lenet, image, maps, torch.tensor([3]), baseline="blur")
+    assert float(gain[0]) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_deletion_curve_matches_quantus_pixel_flipping():
@@ -358,6 +395,8 @@ def test_score_dispatches_every_metric(lenet, batch):
     (lambda m, x, s, t: F.deletion(m, x, s[:, :, :5], t), "maps must have shape"),
     (lambda m, x, s, t: F.deletion(m, x, s, t, steps=0), "steps must be"),
     (lambda m, x, s, t: F.insertion(m, x, s, t, baseline=2.0), "baseline must be"),
+    (lambda m, x, s, t: F.deletion(m, x, s, t, baseline="noise"),
+     r"baseline must be a number in \[0, 1\] or 'blur', got 'noise'"),
     (lambda m, x, s, t: F.perturbation_curves(m, x, s, t, "both"), "mode must be"),
     (lambda m, x, s, t: F.infidelity(m, x, s, t, noise_std=-1.0), "noise_std must be"),
     (lambda m, x, s, t: F.infidelity(m, x, s * math.nan, t), "maps must be finite"),
@@ -402,11 +441,12 @@ def test_registered_costs_follow_the_functions_defaults():
     assert METRICS["infidelity_unexplained"].passes_per_image == 2 * (F.PERTURB_SAMPLES + 1)
     assert METRICS["infidelity_unexplained"].signed_map
     assert [m for m in METRICS if not METRICS[m].verdict] == ["deletion", "insertion", "infidelity"]
-    for name in ("deletion_gain", "lerf_morf"):  # two deletion curves per image
+    for name in ("deletion_gain", "deletion_gain_blur", "lerf_morf"):  # two curves per image
         assert METRICS[name].expansion == F.CURVE_STEPS + 1
         assert METRICS[name].passes_per_image == 2 * (F.CURVE_STEPS + 1)
         assert not METRICS[name].align_shards
     assert METRICS["deletion_gain"].random_draws and not METRICS["lerf_morf"].random_draws
+    assert METRICS["deletion_gain_blur"].random_draws
 
 
 @pytest.mark.parametrize("kind", ["deletion", "insertion", "infidelity", "alignment_margin"])

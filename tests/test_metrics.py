@@ -114,7 +114,8 @@ def test_color_image_compared_by_channel_mean():
 def test_registry_is_data():
     assert set(METRICS) == {"inner", "cosine", "foreground_mass", "alignment", "alignment_logit",
                             "alignment_margin", "gini", "deletion", "insertion", "deletion_gain",
-                            "lerf_morf", "infidelity", "sensitivity_max", "infidelity_unexplained"}
+                            "deletion_gain_blur", "lerf_morf", "infidelity", "sensitivity_max",
+                            "infidelity_unexplained"}
     for name, info in METRICS.items():
         assert isinstance(info, MetricInfo) and info.name == name
         assert info.low < info.high and isinstance(info.higher_is_better, bool)
@@ -133,8 +134,8 @@ def test_metrics_keep_their_order():
     then rvi.relative."""
     assert tuple(METRICS) == ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment",
                               "alignment_margin", "gini", "deletion", "insertion", "infidelity",
-                              "sensitivity_max", "deletion_gain", "lerf_morf",
-                              "infidelity_unexplained")
+                              "sensitivity_max", "deletion_gain", "deletion_gain_blur",
+                              "lerf_morf", "infidelity_unexplained")
 
 
 def test_each_metric_is_registered_next_to_its_function():
@@ -142,7 +143,7 @@ def test_each_metric_is_registered_next_to_its_function():
         assert METRICS[name].function.__module__ == "rvi.metrics", name
     for name in ("gini", "deletion", "insertion", "infidelity", "sensitivity_max"):
         assert METRICS[name].function.__module__ == "rvi.faithfulness", name
-    for name in ("deletion_gain", "lerf_morf", "infidelity_unexplained"):
+    for name in ("deletion_gain", "deletion_gain_blur", "lerf_morf", "infidelity_unexplained"):
         assert METRICS[name].function.__module__ == "rvi.relative", name
     assert METRICS["alignment"].function is METRICS["alignment_logit"].function
 
@@ -176,6 +177,8 @@ def test_score_equals_the_public_functions(scored):
         "deletion": faithfulness.deletion(model, images, s, labels, batch_size=40),
         "insertion": faithfulness.insertion(model, images, s, labels, batch_size=40),
         "deletion_gain": relative.deletion_gain(model, images, s, labels, seed=1, batch_size=40),
+        "deletion_gain_blur": relative.deletion_gain(model, images, s, labels, seed=1,
+                                                     baseline="blur", batch_size=40),
         "lerf_morf": relative.lerf_morf(model, images, s, labels, batch_size=40),
         "infidelity_unexplained": relative.infidelity_unexplained(model, images, s, labels,
                                                                   seed=1, batch_size=40),

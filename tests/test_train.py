@@ -216,3 +216,59 @@ def test_fast_paths_agree_with_the_plain_path(synthetic, adversarial):
         maps = rvi.explain(model, images[:64], "true", labels=labels[:64]).maps.flatten(1)
         assert float(torch.nn.functional.cosine_similarity(reference, maps).min()) > map_cos
         assert all(p.is_contiguous() for p in model.parameters())  # layout restored afterwards
+
+
+def test_eps_warmup_rises_linearly_batch_by_batch_then_holds(synthetic, monkeypatch):
+    from rvi import train
+
+    seen = []
+    plain = train._attack_part
+
+    def spy(attack, config, *args):
+        seen.append((round(attack.eps, 9), round(attack.alpha, 9)))
+        return plain(attack, config, *args)
+
+    monkeypatch.setattr(train, "_attack_part", spy)
+    n = len(synthetic.train_images)
+    batch = -(-n // 4)  # 4 batches an epoch
+    config = TrainConfig(epochs=2, batch_size=batch, adversarial=True, attack=ATTACK,
+                         eps_warmup_epochs=1.5)
+    _train(synthetic, config)
+    # batch k of the 6 warm-up batches attacks at k/6 of eps and of the step, then full strength
+    expected = [(round(0.3 * k / 6, 9), round(0.1 * k / 6, 9)) for k in range(1, 7)]
+    assert seen == expected + [(0.3, 0.1)] * 2
+
+
+def test_resume_in_the_middle_of_the_eps_warmup_equals_uninterrupted_run(synthetic, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=64, adversarial=True, eps_warmup_epochs=2,
+                         attack=AttackConfig(eps=0.2, alpha=0.1, steps=1))
+    full, _ = _train(synthetic, config)
+    path = tmp_path / "resumed.pt"
+
+    def interrupt(metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(synthetic, config, checkpoint_path=path, on_epoch_end=interrupt)
+    resumed, history = _train(synthetic, config, checkpoint_path=path)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    unwarmed, _ = _train(synthetic, dataclasses.replace(config, eps_warmup_epochs=0))
+    assert not torch.equal(next(unwarmed.parameters()), next(full.parameters()))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"eps_warmup_epochs": -1.0}, "eps_warmup_epochs must be in"),
+    ({"eps_warmup_epochs": 2.0, "adversarial": False}, "eps_warmup_epochs needs adversarial=True"),
+    ({"eps_warmup_epochs": 3.0, "epochs": 2}, r"eps_warmup_epochs must be at most epochs \(2\)"),
+])
+def test_bad_eps_warmup(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"adversarial": True, **kwargs})
+
+
+def test_eps_warmup_longer_than_the_automatic_epochs_is_refused(synthetic):
+    config = TrainConfig(adversarial=True, attack=ATTACK, eps_warmup_epochs=1000)
+    with pytest.raises(ValueError, match="eps_warmup_epochs must be at most the"):
+        _train(synthetic, config)

@@ -1,0 +1,79 @@
+"""The short terminal summary: the answer first, in 100 columns, numbers from the tables."""
+
+import math
+from pathlib import Path
+
+import pytest
+
+import rvi
+from rvi import terminal
+from rvi.metrics import METRICS
+
+from test_benchmark import tiny_config
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    return rvi.run_benchmark(tiny_config(tmp_path_factory.mktemp("terminal")))
+
+
+def test_summary_fits_100_columns_and_leads_with_accuracy(result):
+    text = terminal.summary(result, Path("some/folder"))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= terminal.WIDTH
+    assert lines[0] == "rvi bench: lenet on synthetic"
+    assert "1 seed; intervals: 95% bootstrap over images" in lines[1]
+    assert lines[4].startswith("accuracy (%), eps 0.3") and "PGD-2" in lines[4]
+    assert "nan" not in text and "(1 seed)" not in text
+    assert text.rstrip().endswith("--full prints the tables here")
+    assert "some/folder/tables.md" in text
+
+
+def test_every_headline_number_is_the_summary_tables(result):
+    text = terminal.summary(result)
+    table = result.summary
+    method = result.config.methods[0]
+    for metric in result.config.metrics:
+        explainer = method if METRICS[metric].uses_map else "model"
+        row = table[(table["model"] == "robust") & (table["input"] == "natural")
+                    & (table["explainer"] == explainer) & (table["metric"] == metric)
+                    & (table["reference"] == "clean")].iloc[0]
+        line = next(line for line in text.splitlines() if line.startswith(f"{metric} "))
+        assert terminal._interval(row["mean"], row["ci_low"], row["ci_high"]) in line
+    for verdict in result.verdict_rows:
+        line = next(line for line in text.splitlines() if line.startswith(f"{verdict['metric']} "))
+        assert line.endswith(verdict["verdict"].split(" (")[0])
+    descriptive = [m for m in result.config.metrics if not METRICS[m].verdict]
+    for metric in descriptive:
+        assert next(line for line in text.splitlines()
+                    if line.startswith(f"{metric} ")).endswith("descriptive")
+
+
+def test_interval_formatting_and_the_dash_for_an_undefined_interval():
+    assert terminal._interval(0.5, math.nan, math.nan) == f"0.500 {terminal.NO_INTERVAL}"
+    assert terminal._interval(0.41149, 0.2809, 0.5416) == "0.411 [0.281, 0.542]"
+    assert terminal._interval(39.62, 35.79, 43.46) == "39.6 [35.8, 43.5]"
+    assert terminal._interval(8.44, -1.29, 18.17) == "8.4 [-1.3, 18.2]"
+
+
+def test_attack_labels_are_shortened():
+    assert terminal._attack("PGD-40 eps=0.3 alpha=0.01875 x5 restarts") == "PGD-40x5"
+    assert terminal._attack("FGSM eps=0.3") == "FGSM"
+    assert terminal._attack("PGD-7 eps=0.1 alpha=0.05 no random start") == \
+        "PGD-7 (no random start)"
+
+
+def test_failing_conditions_are_listed_for_unsupported_verdicts(result):
+    text = " ".join(terminal.summary(result).split())
+    for verdict in result.verdict_rows:
+        head, _, reason = verdict["verdict"].partition(" (fails: ")
+        if reason:
+            assert f"{verdict['metric']}: {reason.rstrip(')')}" in text
+
+
+def test_summary_of_a_committed_five_seed_study_fits():
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "mnist_study"
+    text = terminal.summary(rvi.BenchmarkResult.load(folder), folder)
+    assert max(len(line) for line in text.splitlines()) <= terminal.WIDTH
+    assert "5 seeds; intervals: 95% Student-t" in text
+    assert "robust                 98.30  92.30  89.82  87.32     84.76" in text
