@@ -9,6 +9,7 @@ Backprop maps:
   noise as the map: the model's own resistance to occlusion), and with the least relevant pixels
   first (LeRF); the model-relative scores ``random - MoRF`` (gain over random order) and
   ``LeRF - MoRF`` (Bluecher et al. 2024): the metrics ``deletion_gain`` and ``lerf_morf``;
+  the first two again with removed pixels set to the blurred image (``deletion_gain_blur``);
 - infidelity's parts on signed maps: E[Δf²], the target logit's mean squared change under the
   noise (the scale raw infidelity is measured in), raw normalized infidelity, and the metric
   ``infidelity_unexplained`` (= raw / E[Δf²] = 1 - R²);
@@ -51,6 +52,8 @@ def model_rows(name: str, model, images, labels, seed: int) -> list:
     gain = deletion_gain(model, images, maps, labels, seed=seed)  # the registered metric
     relative = lerf_morf(model, images, maps, labels)
     random, lerf = gain + morf, relative + morf
+    blur_morf = deletion(model, images, maps, labels, baseline="blur")
+    blur_gain = deletion_gain(model, images, maps, labels, seed=seed, baseline="blur")
     signed = rvi.explain(model, images, labels, "guided_backprop", absolute=False).maps
     change = infidelity(model, images, torch.zeros_like(signed), labels, seed=seed,
                         normalize=False)  # E[Δf²]
@@ -65,7 +68,9 @@ def model_rows(name: str, model, images, labels, seed: int) -> list:
             f"{interval(gain)} | {interval(relative)} |",
             f"| {name} | {interval(same)} | {interval(other)} | {interval(image)} | "
             f"{interval(same - other)} |",
-            f"| {name} | {interval(change)} | {interval(raw)} | {interval(unexplained)} |"]
+            f"| {name} | {interval(change)} | {interval(raw)} | {interval(unexplained)} |",
+            f"| {name} | {interval(blur_morf)} | {interval(blur_gain + blur_morf)} | "
+            f"{interval(blur_gain)} |"]
 
 
 def main() -> None:
@@ -77,7 +82,7 @@ def main() -> None:
     data = rvi.load_dataset("mnist-5k")
     config = rvi.BenchmarkConfig(seeds=(args.seed,))
     images, labels = data.test_images[:args.n], data.test_labels[:args.n]
-    faithful, randomization, infidelities = [], [], []
+    faithful, randomization, infidelities, blurred = [], [], [], []
     for kind in ("natural", "robust"):
         model, _, path = get_trained_model(data, config.model, config.recipe(kind, args.seed),
                                            args.cache_dir, device=args.device, quiet=True)
@@ -85,6 +90,7 @@ def main() -> None:
         faithful.append(rows[0])
         randomization.append(rows[1])
         infidelities.append(rows[2])
+        blurred.append(rows[3])
     text = "\n".join([
         "# Each model's own baselines (mnist-5k LeNets of `rvi bench`)", "",
         f"`python benchmarks/calibration.py`: seed {args.seed}, the first {args.n} mnist-5k test "
@@ -95,6 +101,10 @@ def main() -> None:
         "| model | map order (MoRF) | random order | least relevant first (LeRF) | "
         "`deletion_gain` (random − MoRF) | `lerf_morf` (LeRF − MoRF) |",
         "| --- | --- | --- | --- | --- | --- |", *faithful, "",
+        "The same with removed pixels set to the blurred image (`baseline=\"blur\"`, a removal "
+        "closer to the data) instead of black:", "",
+        "| model | map order (MoRF) | random order | `deletion_gain_blur` (random − MoRF) |",
+        "| --- | --- | --- | --- |", *blurred, "",
         "## Infidelity (lower is more faithful) and the logit's scale, signed maps", "",
         "| model | E[Δf²] (squared logit units) | `infidelity` (normalized) | "
         "`infidelity_unexplained` (1 − R²) |", "| --- | --- | --- | --- |", *infidelities, "",

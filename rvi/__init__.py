@@ -5,6 +5,7 @@ scores how clean their saliency maps are (with sanity controls) and reports the 
 """
 
 from . import controls, distributed, faithfulness, relative, similarity
+from . import quantus_metrics  # noqa: F401 (registers the quantus:NAME metrics after rvi's own)
 from ._modelstate import prefer_channels_last
 from .attacks import attack
 from .benchmark import run_benchmark

@@ -22,10 +22,11 @@ from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Registry
 PRECISIONS = ("float32", "bfloat16")
 #: The metrics a benchmark and a sweep score by default.
 #: Raw deletion and insertion are reported beside their model-relative versions (deletion_gain,
-#: lerf_morf), which the verdicts use; raw infidelity (squared logit units) is on request only.
+#: its blurred-removal twin deletion_gain_blur, lerf_morf), which the verdicts use; raw
+#: infidelity (squared logit units) is on request only.
 DEFAULT_METRICS = ("cosine", "foreground_mass", "inner", "gini", "alignment_logit",
-                   "alignment_margin", "deletion", "insertion", "deletion_gain", "lerf_morf",
-                   "infidelity_unexplained")
+                   "alignment_margin", "deletion", "insertion", "deletion_gain",
+                   "deletion_gain_blur", "lerf_morf", "infidelity_unexplained")
 
 
 def _registered(registry: Registry) -> tuple:
@@ -289,7 +290,8 @@ class BenchmarkConfig(_Config):
     metrics: tuple[str, ...] = _help(
         "map metrics (docs/metrics.md): cleanliness inner, cosine, foreground_mass, gini; model "
         "gradient alignment_logit, alignment_margin; faithfulness deletion, insertion, "
-        "deletion_gain, lerf_morf, infidelity_unexplained, infidelity, sensitivity_max",
+        "deletion_gain, deletion_gain_blur, lerf_morf, infidelity_unexplained, infidelity, "
+        "sensitivity_max; any of Quantus' as quantus:NAME (docs/metrics.md)",
         default=DEFAULT_METRICS)
     faithfulness_n: Optional[int] = _help(
         "score the faithfulness metrics on the first N test images of each cell only (they "

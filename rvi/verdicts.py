@@ -300,8 +300,8 @@ VERDICT_RULES = (
     Rule("metric", "Verdicts are drawn only on metrics comparable across models (``verdict`` in "
          "the registry): raw deletion, insertion and infidelity depend on each model's own "
          "baseline (its resistance to occlusion, its logit scale) and are reported, not decided "
-         "on; their model-relative versions (deletion_gain, lerf_morf, infidelity_unexplained) "
-         "are."),
+         "on; their model-relative versions (deletion_gain, deletion_gain_blur, lerf_morf, "
+         "infidelity_unexplained) are."),
     Rule("difference", "The robust − natural paired difference of the main method's score on "
          "natural inputs, compared with the clean image, lies on the metric's cleaner side with "
          f"p < {ALPHA:g}."),

@@ -100,7 +100,8 @@ METHOD_LIST = "guided_backprop, saliency, integrated_gradients, smoothgrad"
 METRIC_LIST = ("inner, cosine, foreground_mass, alignment_logit, alignment, alignment_margin, gini, "
                "deletion, insertion, infidelity, sensitivity_max, deletion_gain, deletion_gain_blur, "
                "lerf_morf, "
-               "infidelity_unexplained")
+               "infidelity_unexplained, quantus:Sparseness, quantus:PixelFlipping, quantus:Infidelity, "
+               "quantus:MaxSensitivity, quantus:ROAD, quantus:RandomLogit")
 
 
 @pytest.mark.parametrize("cls", ["BenchmarkConfig", "SweepConfig"])
