@@ -13,6 +13,7 @@ import math
 import os
 from typing import Optional
 
+import numpy as np
 import torch
 
 #: Dataset names understood by :func:`rvi.load_dataset`.
@@ -229,6 +230,12 @@ def chunks(n: int, size: int, offset: int = 0):
         stop = min(n, start + size - (offset + start) % size)
         yield slice(start, stop)
         start = stop
+
+
+def derived_seed(seed: int, index: int) -> int:
+    """A 32-bit seed for part ``index`` (an image, a chunk) of a run seeded with ``seed``: the
+    first word of NumPy's ``SeedSequence([seed, index])``, so parts get independent streams."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, dtype=np.uint32)[0])
 
 
 @contextlib.contextmanager

@@ -15,8 +15,8 @@ import torch
 import torchattacks
 from torch import nn
 
-from ._checks import (check_images, check_int, check_model, optional_int,  # noqa: F401 (re-exported)
-                      seeded)
+from ._checks import (check_images, check_int, check_model, derived_seed,  # noqa: F401 (re-exported)
+                      optional_int, seeded)
 from ._modelstate import channels_last, check_model_labels, model_device, preserved_state
 from .config import AttackConfig
 from .distributed import unwrap
@@ -48,7 +48,7 @@ def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10, 
 
 def autoattack_seed(seed: int, chunk: int) -> int:
     """The seed AutoAttack gets for chunk ``chunk`` (images ``chunk * AUTOATTACK_CHUNK`` on)."""
-    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, dtype=np.uint32)[0])
+    return derived_seed(seed, chunk)
 
 
 def skip_random_starts(config: AttackConfig, n_images: int, image_shape, device) -> None:

@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_images, check_int, check_map_pair, check_targets, chunks
+from ._checks import (check_choice, check_images, check_int, check_map_pair, check_targets,
+                      chunks, derived_seed)
 from ._modelstate import model_device, preserved_state
 from .faithfulness import CURVE_STEPS, PERTURB_SAMPLES, SENSITIVITY_RADIUS, num_classes_of
 from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Metric
@@ -78,7 +79,7 @@ def pixel_flipping_step(shape) -> int:
 
 def per_image_seed(seed: int, index: int) -> int:
     """The NumPy seed of image ``index``'s Quantus call, from ``(seed, index)``."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+    return derived_seed(seed, index)
 
 
 def _infidelity_settings(shape, *_) -> dict:

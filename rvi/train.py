@@ -155,10 +155,11 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                     x = images[idx].to(device).contiguous(memory_format=layout)
                     y = labels[idx].to(device)
                     with autocast:
-                        if attack is not None and config.eps_warmup_epochs:
-                            _set_strength(attack, config, ((epoch - 1) * steps_per_epoch + step + 1)
-                                          / (config.eps_warmup_epochs * steps_per_epoch))
                         if attack is not None:
+                            if config.eps_warmup_epochs:
+                                _set_strength(attack, config,
+                                              ((epoch - 1) * steps_per_epoch + step + 1)
+                                              / (config.eps_warmup_epochs * steps_per_epoch))
                             x = _attack_part(attack, config, x, y, part, n_step, images.shape[1:])
                         logits = net(x)
                         # summed and scaled so that DDP's average over ranks is the global mean
