@@ -3,8 +3,9 @@ PGD-7 (eps 0.3, alpha 0.1) and natural recipes on full MNIST, each scored on the
 images (clean, FGSM, PGD-7). The recipes' accuracy does not depend on the device, so the sweep can
 run on a GPU; rvi's defaults (``TrainConfig()``) were chosen from it. The committed runs were made
 on one H100 lent by the workplace's device tool, by a copy of this loop, in two calls; the CPU
-runs (``cpu-run1.jsonl``) by a copy that trained through ``rvi.cache.get_trained_model`` with one
-thread each, two runs at a time on the 2-core machine.
+runs with one thread each, two runs at a time on the 2-core machine. Models are trained through
+``rvi.cache.get_trained_model`` (``--cache-dir``), so an interrupted recipe resumes from its last
+epoch; ``train s`` sums the epochs' own times.
 
     python benchmarks/recipe_sweep.py --data-dir ../shared/data --device cuda   # run, append
     python benchmarks/recipe_sweep.py --render                                  # table only
@@ -14,12 +15,12 @@ it finished); ``--render`` writes ``benchmarks/results/recipe_sweep.md`` from ev
 """
 
 import json
-import time
 from pathlib import Path
 
 import torch
 
 import rvi
+from rvi.cache import get_trained_model
 from rvi.config import parse_eval_attack
 
 from _common import RESULTS, parser, write_text
@@ -44,22 +45,24 @@ RECIPES = [(f"{'rob' if adversarial else 'nat'} bs{batch} lr{lr:g} E{epochs} s{s
 RECIPES += [(f"rob bs128 lr0.003 E{epochs} W{warmup:g} s{seed}",
              rvi.TrainConfig(adversarial=True, attack=ATTACK, epochs=epochs, seed=seed,
                              eps_warmup_epochs=warmup))
-            for epochs, warmup, seed in [(20, 5, s) for s in (3, 2, 4, 0, 1)]]
+            for epochs, warmup, seed in [(20, 5, s) for s in (3, 2, 4, 0, 1)]
+            + [(30, 5, s) for s in (2, 4, 3, 0, 1)]]
 
 
 def run(args) -> None:
     data = rvi.load_dataset("mnist", args.data_dir, download=False)
     device = torch.device(args.device)
-    train = data.train_images.to(device), data.train_labels.to(device)
     test = data.test_images.to(device), data.test_labels.to(device)
     attacks = [parse_eval_attack("fgsm", ATTACK), parse_eval_attack("pgd", ATTACK)]
+    runs = Path(args.runs)
+    done = {json.loads(line)["name"] for line in runs.read_text().splitlines()} if runs.exists() else set()
     for name, config in RECIPES:
-        if args.only and name not in args.only:
+        if (args.only and name not in args.only) or name in done:
             continue
-        model = rvi.new_model("lenet", config).to(device)
-        started = time.perf_counter()
-        history = rvi.train_model(model, *train, config, quiet=True)
-        row = {"name": name, "train_s": round(time.perf_counter() - started, 1),
+        # through the model cache, so an interrupted recipe resumes from its last epoch
+        model, history, _ = get_trained_model(data, "lenet", config, args.cache_dir,
+                                              device=args.device, quiet=True)
+        row = {"name": name, "train_s": round(sum(epoch["seconds"] for epoch in history), 1),
                "device": (torch.cuda.get_device_name(0) if device.type == "cuda"
                           else f"cpu, {torch.get_num_threads()} threads"),
                **rvi.evaluate(model, *test, attacks, batch_size=2500),

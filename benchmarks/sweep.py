@@ -6,6 +6,7 @@ resumes, redoing only jobs without a record.
 
     python benchmarks/sweep.py                                   # MNIST, eps 0 ... 0.4
     python benchmarks/sweep.py --dataset fashion-mnist           # eps 0 ... 0.2, reference 0.1
+    python benchmarks/sweep.py --dataset mnist-5k --seeds 0 1 2 3 4   # eps 0 ... 0.3, no download
     python benchmarks/sweep.py --workers 8 --device cuda         # 8 jobs sharing one GPU
 """
 
@@ -19,7 +20,7 @@ from _common import RESULTS, machine, parser, write_text
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"))
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "mnist-5k", "fashion-mnist"))
     p.add_argument("--model", default="lenet")
     p.add_argument("--eps", type=float, nargs="+", default=None,
                    help="training eps values (default: the dataset's grid)")
