@@ -11,7 +11,8 @@ epoch; ``train s`` sums the epochs' own times.
     python benchmarks/recipe_sweep.py --render                                  # table only
 
 Each finished recipe is appended as one JSON line to ``--runs`` (an interrupted sweep keeps what
-it finished); ``--render`` writes ``benchmarks/results/recipe_sweep.md`` from every run file.
+it finished); ``--render`` writes ``benchmarks/results/recipe_sweep.md`` and ``recipe_sweep.png`` (PGD-7
+accuracy against training images, each run a point) from every run file.
 """
 
 import json
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 import rvi
+from rvi._io import atomic_write
 from rvi.cache import get_trained_model
 from rvi.config import parse_eval_attack
 
@@ -82,7 +84,8 @@ def render(run_files: list) -> str:
              "`precision=\"bfloat16\"`. `train s` compares runs on one device only; the CPU "
              "runs shared the 2 cores two at a time. Written by "
              "`benchmarks/recipe_sweep.py --render` from the run files in "
-             "`benchmarks/results/recipe_sweep/`.", "",
+             "`benchmarks/results/recipe_sweep/`; `recipe_sweep.png` plots PGD-7 against the "
+             "training images of every robust run.", "",
              "| recipe (bs batch, lr peak, E epochs, s seed) | device | train s | images | clean "
              "| FGSM | PGD-7 | targets met |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in sorted(rows, key=lambda r: r["name"]):
@@ -94,6 +97,41 @@ def render(run_files: list) -> str:
                      f"{100 * row['FGSM eps=0.3']:.2f} | {100 * row['PGD-7 eps=0.3 alpha=0.1']:.2f} "
                      f"| {'yes' if met else 'no'} |")
     return "\n".join(lines) + "\n"
+
+
+def recipe_of(name: str) -> str:
+    """The recipe without its seed: ``rob bs128 lr0.003 E20 W5 s2`` -> ``bs128 lr0.003 E20 W5``."""
+    return " ".join(part for part in name.split()[1:] if not part.startswith("s"))
+
+
+def draw_frontier(run_files: list, path: Path) -> None:
+    """Every robust run's PGD-7 accuracy against the images it trained on (each point one seed;
+    device-independent cost), one colour per recipe, the seed study's target as a line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    rows = [json.loads(line) for f in run_files for line in Path(f).read_text().splitlines()]
+    frame = pd.DataFrame([{"recipe": recipe_of(r["name"]),
+                           "training images (millions)": int(r["name"].split(" E")[1].split()[0])
+                           * 60_000 / 1e6,
+                           "PGD-7 accuracy (%)": 100 * r["PGD-7 eps=0.3 alpha=0.1"],
+                           "every target met": all(r.get(k, 0) >= v
+                                                   for k, v in TARGETS["robust"].items())}
+                          for r in rows if r["name"].startswith("rob")])
+    figure, axes = plt.subplots(figsize=(8, 5))
+    sns.scatterplot(frame, x="training images (millions)", y="PGD-7 accuracy (%)", hue="recipe",
+                    style="every target met", markers={True: "o", False: "X"}, s=70, ax=axes,
+                    palette="tab20")
+    axes.axhline(100 * TARGETS["robust"]["PGD-7 eps=0.3 alpha=0.1"], color="grey", ls="--", lw=1)
+    axes.set_title("Robust LeNet recipes on full MNIST: training cost against PGD-7 accuracy\n"
+                   "(each point one seed; dashed: the seed study's 91.6%)", fontsize=10)
+    axes.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    with atomic_write(path) as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
 
 
 def main() -> None:
@@ -108,8 +146,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         Path(args.runs).parent.mkdir(parents=True, exist_ok=True)
         run(args)
-    text = render(sorted((RESULTS / "recipe_sweep").glob("*.jsonl")))
+    run_files = sorted((RESULTS / "recipe_sweep").glob("*.jsonl"))
+    text = render(run_files)
     write_text(RESULTS / "recipe_sweep.md", text)
+    draw_frontier(run_files, RESULTS / "recipe_sweep.png")
     print(text)
 
 
