@@ -46,8 +46,13 @@ def main() -> None:
     started = time.perf_counter()
     result = rvi.run_sweep(config, progress=True)
     folder = result.save()
+    # a resumed sweep re-runs only missing jobs: the records hold every job's own time
+    stages = {stage: sum(r["seconds"][stage] for r in result.records)
+              for stage in ("train", "evaluate", "score")}
     write_text(folder / "machine.txt", f"{machine(args.device)}\nwall time of this run: "
-                                       f"{time.perf_counter() - started:.0f} s\n")
+                                       f"{time.perf_counter() - started:.0f} s\n"
+               f"the {len(result.records)} jobs' own time (train or load, evaluate, score), "
+               f"as recorded: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + "\n")
     print(result.to_markdown())
     print(f"written to {folder}")
 
