@@ -52,7 +52,8 @@ def main() -> None:
     write_text(folder / "machine.txt", f"{machine(args.device)}\nwall time of this run: "
                                        f"{time.perf_counter() - started:.0f} s\n"
                f"the {len(result.records)} jobs' own time (train or load, evaluate, score), "
-               f"as recorded: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items()) + "\n")
+               f"as recorded: " + ", ".join(f"{k} {v:.0f} s" for k, v in stages.items())
+               + f"; torch threads per job: {config.threads or 'cores / workers'}\n")
     print(result.to_markdown())
     print(f"written to {folder}")
 
