@@ -81,8 +81,9 @@ def render(run_files: list) -> str:
              "torchattacks PGD-7 (eps 0.3, alpha 0.1). Accuracy on the 10,000 test images. "
              "Targets: natural >= 99.0% clean; robust >= 98.5% clean, >= 93.9% FGSM, >= 91.6% "
              "PGD-7. `images` = epochs x 60,000 (what a CPU pays for). `bf16`: "
-             "`precision=\"bfloat16\"`. `train s` compares runs on one device only; the CPU "
-             "runs shared the 2 cores two at a time. Written by "
+             "`precision=\"bfloat16\"`. `train s` compares runs on one device and machine only; "
+             "most CPU runs shared the 2 cores with other jobs (the device column gives each "
+             "run's threads), and CPU machines of one kind differ up to twofold. Written by "
              "`benchmarks/recipe_sweep.py --render` from the run files in "
              "`benchmarks/results/recipe_sweep/`; `recipe_sweep.png` plots PGD-7 against the "
              "training images of every robust run.", "",
