@@ -57,7 +57,7 @@ def run(args) -> None:
     test = data.test_images.to(device), data.test_labels.to(device)
     attacks = [parse_eval_attack("fgsm", ATTACK), parse_eval_attack("pgd", ATTACK)]
     runs = Path(args.runs)
-    done = {json.loads(line)["name"] for line in runs.read_text().splitlines()} if runs.exists() else set()
+    done = {row["name"] for row in read_runs([runs] if runs.exists() else [])}
     for name, config in RECIPES:
         if (args.only and name not in args.only) or name in done:
             continue
@@ -74,8 +74,23 @@ def run(args) -> None:
             handle.write(json.dumps(row) + "\n")
 
 
-def render(run_files: list) -> str:
-    rows = [json.loads(line) for path in run_files for line in Path(path).read_text().splitlines()]
+def read_runs(run_files: list) -> list:
+    """Every finished recipe's row from the JSON-lines run files."""
+    return [json.loads(line) for path in run_files for line in Path(path).read_text().splitlines()]
+
+
+def epochs_of(name: str) -> int:
+    """The epochs of a recipe name: ``rob bs128 lr0.003 E20 W5 s2`` -> 20."""
+    return int(name.split(" E")[1].split()[0])
+
+
+def targets_met(row: dict) -> bool:
+    """Whether a run meets every target of its kind (natural or robust)."""
+    kind = "robust" if row["name"].startswith("rob") else "natural"
+    return all(row.get(k, 0) >= v for k, v in TARGETS[kind].items())
+
+
+def render(rows: list) -> str:
     lines = ["# Recipe sweep: time to the seed study's accuracy", "",
              "Full MNIST, LeNet, Adam with a one-cycle schedule; robust recipes train on "
              "torchattacks PGD-7 (eps 0.3, alpha 0.1). Accuracy on the 10,000 test images. "
@@ -90,13 +105,10 @@ def render(run_files: list) -> str:
              "| recipe (bs batch, lr peak, E epochs, s seed) | device | train s | images | clean "
              "| FGSM | PGD-7 | targets met |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in sorted(rows, key=lambda r: r["name"]):
-        kind = "robust" if row["name"].startswith("rob") else "natural"
-        met = all(row.get(k, 0) >= v for k, v in TARGETS[kind].items())
-        epochs = int(row["name"].split(" E")[1].split()[0])
         lines.append(f"| {row['name']} | {row.get('device', '?')} | {row['train_s']} | "
-                     f"{epochs * 60_000:,} | {100 * row['clean']:.2f} | "
+                     f"{epochs_of(row['name']) * 60_000:,} | {100 * row['clean']:.2f} | "
                      f"{100 * row['FGSM eps=0.3']:.2f} | {100 * row['PGD-7 eps=0.3 alpha=0.1']:.2f} "
-                     f"| {'yes' if met else 'no'} |")
+                     f"| {'yes' if targets_met(row) else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -105,7 +117,7 @@ def recipe_of(name: str) -> str:
     return " ".join(part for part in name.split()[1:] if not part.startswith("s"))
 
 
-def draw_frontier(run_files: list, path: Path) -> None:
+def draw_frontier(rows: list, path: Path) -> None:
     """Every robust run's PGD-7 accuracy against the images it trained on (each point one seed;
     device-independent cost), one colour per recipe, the seed study's target as a line."""
     import matplotlib
@@ -114,13 +126,10 @@ def draw_frontier(run_files: list, path: Path) -> None:
     import pandas as pd
     import seaborn as sns
 
-    rows = [json.loads(line) for f in run_files for line in Path(f).read_text().splitlines()]
     frame = pd.DataFrame([{"recipe": recipe_of(r["name"]),
-                           "training images (millions)": int(r["name"].split(" E")[1].split()[0])
-                           * 60_000 / 1e6,
+                           "training images (millions)": epochs_of(r["name"]) * 60_000 / 1e6,
                            "PGD-7 accuracy (%)": 100 * r["PGD-7 eps=0.3 alpha=0.1"],
-                           "every target met": all(r.get(k, 0) >= v
-                                                   for k, v in TARGETS["robust"].items())}
+                           "every target met": targets_met(r)}
                           for r in rows if r["name"].startswith("rob")])
     figure, axes = plt.subplots(figsize=(8, 5))
     sns.scatterplot(frame, x="training images (millions)", y="PGD-7 accuracy (%)", hue="recipe",
@@ -147,10 +156,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         Path(args.runs).parent.mkdir(parents=True, exist_ok=True)
         run(args)
-    run_files = sorted((RESULTS / "recipe_sweep").glob("*.jsonl"))
-    text = render(run_files)
+    rows = read_runs(sorted((RESULTS / "recipe_sweep").glob("*.jsonl")))
+    text = render(rows)
     write_text(RESULTS / "recipe_sweep.md", text)
-    draw_frontier(run_files, RESULTS / "recipe_sweep.png")
+    draw_frontier(rows, RESULTS / "recipe_sweep.png")
     print(text)
 
 
