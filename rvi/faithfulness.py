@@ -37,6 +37,7 @@ from torchvision.transforms.functional import gaussian_blur
 from ._checks import (check_choice, check_images, check_int, check_logits, check_map_pair,
                       check_maps_like, check_positive, check_targets, chunks)
 from ._modelstate import channels_last, model_device, preserved_state
+from ._reuse import reused
 from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Metric
 from .saliency import explain
 
@@ -219,6 +220,7 @@ METRIC_REGISTRY.register(Metric(
     verdict=False, expansion=CURVE_STEPS + 1, passes_per_image=CURVE_STEPS + 1))
 
 
+@reused
 def _auc(model, images, maps, targets, mode: str, steps: int, baseline,
          batch_size: int, offset: int = 0) -> torch.Tensor:
     """Trapezoid area under :func:`perturbation_curves` over the fraction changed in [0, 1]."""
@@ -228,6 +230,7 @@ def _auc(model, images, maps, targets, mode: str, steps: int, baseline,
     return torch.trapezoid(probs, fractions.to(probs), dim=1)
 
 
+@reused
 def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
                *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = PERTURB_SAMPLES,
                seed: int = 0, batch_size: int = 256, offset: int = 0,

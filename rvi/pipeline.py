@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as ddp
+from ._reuse import reuse_model_queries
 from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
 from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
@@ -150,7 +151,8 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
                                  num_classes, progress, distributed)
 
     records = []
-    with timed(timings, f"explain/seed{seed}"):
+    # the faithfulness scores of one seed's cells share curves and logit changes: computed once
+    with timed(timings, f"explain/seed{seed}"), reuse_model_queries():
         cells = [(m, i) for m in names for i in ("natural", "adversarial")]
         if "random_weights" in config.controls:
             cells += [(control, "natural") for control in models.controls]

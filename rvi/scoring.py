@@ -24,12 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._reuse import reuse_model_queries
 from .metrics import METRICS, score
 from .records import MODEL_EXPLAINER, ScoreKey
 from .registry import METHOD_REGISTRY
 from .saliency import explain
 
 
+@reuse_model_queries()  # the metrics of one input share curves and logit changes
 def score_model(model: nn.Module, inputs: torch.Tensor, *, references: dict,
                 methods: Sequence[str], metrics: Sequence[str],
                 target: Union[str, torch.Tensor] = "true", labels: Optional[torch.Tensor] = None,
@@ -131,6 +133,7 @@ def score_maps(maps_by_explainer: dict, images: torch.Tensor, metrics: Sequence[
     return scores
 
 
+@reuse_model_queries()
 def score_maps_with_model(model: nn.Module, maps_by_explainer: dict, images: torch.Tensor,
                           targets: torch.Tensor, metrics: Sequence[str], *, seed: int = 0,
                           batch_size: int = 256, faithfulness_n: Optional[int] = None,
