@@ -134,7 +134,9 @@ def _models(config: BenchmarkConfig, data: Dataset, seed: int, cache_dir: Path, 
                                                  device=config.device, quiet=not progress)
         models[kind] = model
         training[f"{kind}/seed{seed}"] = {
-            "recipe": recipe.label, "checkpoint": path.name, "epochs": len(history),
+            # automatic epochs and warm-up written out: what "auto" meant in this rvi version
+            "recipe": recipe.resolved(len(data.train_images)).label, "checkpoint": path.name,
+            "epochs": len(history),
             "train_seconds": round(sum(h["seconds"] for h in history), 1),
             "final_train_loss": history[-1]["loss"],
             "final_train_accuracy": history[-1]["accuracy"]}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import replace
 from pathlib import Path
 from typing import Union
 
@@ -32,7 +31,7 @@ def default_cache_dir() -> Path:
 
 def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig) -> str:
     """A 16-hex-digit key for (training data, architecture, recipe, training code). A recipe
-    with ``epochs=None`` shares the key of the same recipe with its epochs written out.
+    with automatic epochs or warm-up shares the key of the same recipe with them written out.
 
     Args:
         data: the :class:`~rvi.data.Dataset` (or its :meth:`~rvi.data.Dataset.info` dict).
@@ -40,10 +39,13 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
     info = _info(data)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    # epochs=None trains as many epochs as epochs_for() says: key the recipe by what it trains
-    recipe = replace(config, epochs=config.epochs_for(info["n_train"])).to_dict()
-    if not recipe["eps_warmup_epochs"]:
+    # automatic epochs and warm-up train what resolved() says: key the recipe by what it trains
+    recipe = config.resolved(info["n_train"]).to_dict()
+    warmup = recipe["eps_warmup_epochs"]
+    if not warmup:
         del recipe["eps_warmup_epochs"]  # added in rvi 0.6: models cached before keep their keys
+    elif float(warmup).is_integer():
+        recipe["eps_warmup_epochs"] = int(warmup)  # 5 and 5.0 (the automatic warm-up) train alike
     blob = json.dumps({"data": info, "architecture": architecture, "config": recipe,
                        "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -366,10 +366,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     path = cached_model_path(args.out, info, args.model, config)
     model = new_model(args.model, config, data.num_classes, data.image_shape[0]).to(ddp.device())
     epochs = config.epochs_for(len(data.train_images))
+    warmup = config.warmup_for(len(data.train_images))
     processes = (f"; {ddp.world_size()} processes ({ddp.world_size() * torch.get_num_threads()} "
                  f"threads in all), backend {torch.distributed.get_backend()}"
                  if ddp.is_distributed() else "")
-    _main_print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs; "
+    _main_print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs"
+                f"{f', eps warm-up {warmup:g} epochs' if warmup else ''}; "
                 f"{torch.get_num_threads()} torch threads{processes})\ncheckpoint: {path}")
     history = train_model(model, data.train_images, data.train_labels, config,
                           checkpoint_path=path, architecture=args.model, quiet=args.quiet,

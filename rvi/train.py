@@ -107,8 +107,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     architecture = architecture or type(model).__name__
     device = model_device(model)
     steps_per_epoch = -(-len(images) // config.batch_size)
-    epochs = config.epochs_for(len(images))
-    if config.eps_warmup_epochs > epochs:
+    epochs, warmup = config.epochs_for(len(images)), config.warmup_for(len(images))
+    if warmup > epochs:
         raise ValueError(f"config.eps_warmup_epochs must be at most the {epochs} epochs trained, "
                          f"got {config.eps_warmup_epochs}")
     optimizer = _optimizer(model, config)
@@ -116,7 +116,9 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     history: list = []
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path, model, architecture=architecture)
-        if TrainConfig.from_dict(state["config"]) != config:
+        # a recipe with automatic epochs or warm-up resumes one with them written out
+        if TrainConfig.from_dict(state["config"]).resolved(len(images)) != \
+                config.resolved(len(images)):
             raise ValueError(
                 f"checkpoint_path {str(checkpoint_path)!r} was made with another recipe "
                 f"({state['config']}); use a new path or the same TrainConfig")
@@ -156,10 +158,10 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                     y = labels[idx].to(device)
                     with autocast:
                         if attack is not None:
-                            if config.eps_warmup_epochs:
+                            if warmup:
                                 _set_strength(attack, config,
                                               ((epoch - 1) * steps_per_epoch + step + 1)
-                                              / (config.eps_warmup_epochs * steps_per_epoch))
+                                              / (warmup * steps_per_epoch))
                             x = _attack_part(attack, config, x, y, part, n_step, images.shape[1:])
                         logits = net(x)
                         # summed and scaled so that DDP's average over ranks is the global mean

@@ -76,18 +76,24 @@ def test_bad_arguments(call, message):
         call()
 
 
-def test_auto_epochs_share_the_key_of_the_same_epochs_written_out():
+def test_auto_epochs_and_warmup_share_the_key_of_the_same_recipe_written_out():
     data = make_synthetic(64, 16)
     auto = rvi.TrainConfig(adversarial=True)
     n = auto.epochs_for(len(data.train_images))
-    assert cache.cache_key(data, "lenet", auto) == \
-        cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n))
-    assert cache.cache_key(data, "lenet", auto) != \
-        cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n + 1))
+    key = cache.cache_key(data, "lenet", auto)
+    assert key == cache.cache_key(data, "lenet", dataclasses.replace(
+        auto, epochs=n, eps_warmup_epochs=n / 8))
+    assert n % 8 == 0 and key == cache.cache_key(data, "lenet", dataclasses.replace(
+        auto, epochs=n, eps_warmup_epochs=n // 8))  # 5 and 5.0 epochs of warm-up train alike
+    assert key != cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n))
+    assert key != cache.cache_key(data, "lenet", dataclasses.replace(
+        auto, epochs=n + 1, eps_warmup_epochs=n / 8))
 
 
 def test_keys_of_models_cached_before_the_eps_warmup_field_are_unchanged():
     # computed by rvi 0.5.0, whose TrainConfig had no eps_warmup_epochs
     data = make_synthetic(40, 20)
     assert cache.cache_key(data, "lenet", rvi.TrainConfig(epochs=1)) == "bdad3db7c6de0762"
-    assert cache.cache_key(data, "lenet", rvi.TrainConfig(adversarial=True)) == "2086b8a9578bc762"
+    # rvi 0.5's automatic adversarial recipe: 80 epochs on 40 images, no warm-up
+    assert cache.cache_key(data, "lenet", rvi.TrainConfig(adversarial=True, epochs=80)) == \
+        "2086b8a9578bc762"

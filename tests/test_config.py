@@ -19,11 +19,20 @@ def test_train_defaults_are_the_recommended_recipe():
         ("adam", 3e-3, "onecycle", 128, None)
     # natural and adversarial training get the same budget (a comparison of the two never
     # compares budgets as well)
-    assert config.epochs_for(60_000) == TrainConfig(adversarial=True).epochs_for(60_000) == 20
-    # 4,000 images are 32 steps an epoch: 1,000 steps need 32 epochs.
-    assert config.epochs_for(4_000) == TrainConfig(adversarial=True).epochs_for(4_000) == 32
-    assert TrainConfig(adversarial=True).epochs_for(100) == 80  # at most 4x the default
+    assert config.epochs_for(60_000) == TrainConfig(adversarial=True).epochs_for(60_000) == 40
+    assert config.epochs_for(4_000) == TrainConfig(adversarial=True).epochs_for(4_000) == 40
+    # 1,000 images are 8 steps an epoch: 1,000 steps need 125 epochs
+    assert config.epochs_for(1_000) == TrainConfig(adversarial=True).epochs_for(1_000) == 125
+    assert TrainConfig(adversarial=True).epochs_for(100) == 160  # at most 4x the default
     assert TrainConfig(adversarial=True, epochs=3).epochs_for(4_000) == 3
+    # the automatic adversarial recipe warms its eps up over an eighth of its epochs; a recipe
+    # with its epochs given, or a natural one, has no warm-up unless asked
+    assert TrainConfig(adversarial=True).warmup_for(60_000) == 5.0
+    assert TrainConfig(adversarial=True).warmup_for(1_000) == 125 / 8
+    assert TrainConfig(adversarial=True, epochs=40).warmup_for(60_000) == 0.0
+    assert config.warmup_for(60_000) == 0.0
+    assert TrainConfig(adversarial=True).resolved(60_000) == TrainConfig(
+        adversarial=True, epochs=40, eps_warmup_epochs=5.0)
     with pytest.raises(ValueError, match="n_images must be an integer >= 1, got 0"):
         config.epochs_for(0)
 
@@ -165,3 +174,13 @@ def test_given_benchmark_attacks_are_kept_and_partial_dicts_filled_from_the_data
             config.robust.attack.eps) == (True, 2, 3, 8 / 255)
     with pytest.raises(ValueError, match="dataset must be one of"):
         BenchmarkConfig.from_dict({"dataset": "imagenet"})
+
+
+def test_recipes_written_before_the_warmup_field_read_as_no_warmup():
+    old = TrainConfig(adversarial=True).to_dict()
+    del old["eps_warmup_epochs"]  # a complete recipe as rvi 0.5 wrote it
+    assert TrainConfig.from_dict(old).eps_warmup_epochs == 0.0
+    assert BenchmarkConfig.from_dict({"robust": old}).robust.eps_warmup_epochs == 0.0
+    # a partial recipe is filled from the defaults, automatic warm-up included
+    assert TrainConfig.from_dict({"adversarial": True}).eps_warmup_epochs is None
+    assert BenchmarkConfig.from_dict({"robust": {"lr": 1e-3}}).robust.eps_warmup_epochs is None

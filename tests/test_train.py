@@ -179,9 +179,9 @@ def test_training_summary_points_to_the_recommended_recipe():
     short = TrainConfig(adversarial=True, epochs=10, lr=1e-3, schedule="constant")
     text = rvi.training_summary(history(10), short, 4000)
     assert "10 epochs" in text and "accuracy on adversarial examples 42.00%" in text
-    assert "far from the recommended one" in text and "32 epochs on 4000 images" in text
+    assert "far from the recommended one" in text and "40 epochs on 4000 images" in text
     recommended = TrainConfig(adversarial=True)
-    assert "far from" not in rvi.training_summary(history(32), recommended, 4000)
+    assert "far from" not in rvi.training_summary(history(40), recommended, 4000)
     natural = TrainConfig(epochs=20)
     assert rvi.training_summary(history(20, 0.99), natural, 60000) == \
         "20 epochs, final loss 1.0000, accuracy on training images 99.00%"
@@ -256,6 +256,33 @@ def test_resume_in_the_middle_of_the_eps_warmup_equals_uninterrupted_run(synthet
         assert torch.equal(a, b), name
     unwarmed, _ = _train(synthetic, dataclasses.replace(config, eps_warmup_epochs=0))
     assert not torch.equal(next(unwarmed.parameters()), next(full.parameters()))
+
+
+def test_automatic_recipe_trains_and_resumes_as_the_recipe_written_out(synthetic, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setattr(rvi.config, "AUTO_EPOCHS", {"adversarial": 8, "natural": 8})
+    monkeypatch.setattr(rvi.config, "AUTO_MIN_STEPS", 1)  # a short automatic recipe
+    images, labels = synthetic.train_images[:64], synthetic.train_labels[:64]
+    auto = TrainConfig(adversarial=True, batch_size=64, attack=AttackConfig(eps=0.2, alpha=0.1, steps=1))
+    written = auto.resolved(len(images))
+    assert (written.epochs, written.eps_warmup_epochs) == (8, 1.0)
+
+    def train(config, **kwargs):
+        model = rvi.new_model("lenet", config)
+        return model, rvi.train_model(model, images, labels, config, quiet=True, **kwargs)
+
+    def interrupt(metrics):
+        if metrics["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    full, _ = train(auto)
+    path = tmp_path / "model.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train(written, checkpoint_path=path, on_epoch_end=interrupt)
+    resumed, history = train(auto, checkpoint_path=path)  # the automatic recipe resumes it
+    assert len(history) == 8
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
 
 
 @pytest.mark.parametrize("kwargs, message", [
