@@ -3,7 +3,8 @@ PGD-7 (eps 0.3, alpha 0.1) and natural recipes on full MNIST, each scored on the
 images (clean, FGSM, PGD-7). The recipes' accuracy does not depend on the device, so the sweep can
 run on a GPU; rvi's defaults (``TrainConfig()``) were chosen from it. The committed runs were made
 on one H100 lent by the workplace's device tool, by a copy of this loop, in two calls; the CPU
-runs with one thread each, two runs at a time on the 2-core machine. Models are trained through
+runs with one or two threads, often several runs at a time on the 2-core machine (the table's
+device column gives each run's threads). Models are trained through
 ``rvi.cache.get_trained_model`` (``--cache-dir``), so an interrupted recipe resumes from its last
 epoch; ``train s`` sums the epochs' own times.
 
