@@ -8,6 +8,8 @@ recipes were Adam at a constant 1e-3, batch 128, 50 epochs each
 (``TrainConfig(epochs=50, lr=1e-3, schedule="constant")``, adversarial or not).
 """
 
+from typing import Optional
+
 from rvi import AttackConfig, TrainConfig
 
 #: The seed study's training attack: torchattacks PGD(eps=0.3, alpha=0.1, steps=7).
@@ -15,3 +17,11 @@ SEED_ATTACK = AttackConfig(name="pgd", eps=0.3, alpha=0.1, steps=7, random_start
 
 NATURAL = TrainConfig(adversarial=False, seed=0)
 ROBUST = TrainConfig(adversarial=True, attack=SEED_ATTACK, seed=0)
+
+
+def fewer_steps_attack(steps: int, alpha: Optional[float] = None) -> AttackConfig:
+    """The training attack of ``recipe_sweep.py``'s fewer-steps family: PGD-``steps`` at the
+    seed's eps with step ``alpha`` (default 2.5 eps / steps, the rule that gives about the seed's
+    0.1 for 7)."""
+    return AttackConfig(name="pgd", eps=0.3, alpha=alpha or 2.5 * 0.3 / steps, steps=steps,
+                        random_start=True)

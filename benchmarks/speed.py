@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py --data-dir ../shared/data [--images 5120] [--rounds 3]
 
-Training (PGD-7 eps 0.3 alpha 0.1, batch 128, Adam), images per second over ``--images`` MNIST
+Training (PGD-7 eps 0.3 alpha 0.1 unless named, batch 128, Adam), images per second over ``--images`` MNIST
 training images, each variant timed ``--rounds`` times in turn (interleaved, so a busy machine
 slows all of them alike) and reported as the median:
 
@@ -11,13 +11,15 @@ slows all of them alike) and reported as the median:
 - (b) ``rvi.train_model`` as before rvi 0.2: contiguous (NCHW) memory layout, float32;
 - (c) ``rvi.train_model`` as it is by default: channels-last layout on the CPU, float32;
 - (d) (c) with ``precision="bfloat16"`` (autocast for the attack and the forward pass), an option;
-- (e) (c) with the model wrapped in ``torch.compile`` (measured; rvi does not use it, see output).
+- (e) (c) with the model wrapped in ``torch.compile`` (measured; rvi does not use it, see output);
+- (f), (g) (c) with the fewer-steps training attacks of ``recipe_sweep.py``: PGD-3 (alpha 0.25)
+  and PGD-2 (alpha 0.375), alpha = 2.5 eps / steps.
 
 Then attribution and faithfulness throughput (maps or scores per second) and evaluation
-throughput (PGD-7, PGD-40 x 5 restarts, AutoAttack), each with the model's weights in the default
-order (rvi 0.3) and channels-last (rvi now), on the cached robust LeNet of ``recipes.ROBUST``
-(an untrained LeNet when the cache lacks it). Writes ``benchmarks/results/speed.md`` with the
-machine and the ratios.
+throughput and cost per image (FGSM, PGD-7, PGD-40 x 5 restarts, AutoAttack), each with the
+model's weights in the default order (rvi 0.3) and channels-last (rvi now), on the cached
+robust LeNet of ``recipes.ROBUST`` (an untrained LeNet when the cache lacks it). Writes
+``benchmarks/results/speed.md`` with the machine and the ratios.
 """
 
 import os
@@ -35,7 +37,7 @@ from rvi.cache import cached_model_path
 from rvi.config import parse_eval_attack
 
 from _common import RESULTS, machine, parser, write_text
-from recipes import ROBUST
+from recipes import ROBUST, fewer_steps_attack
 
 ATTACK = rvi.AttackConfig(eps=0.3, alpha=0.1, steps=7)
 
@@ -61,9 +63,10 @@ def seed_loop(data_dir: str, n_images: int) -> float:
     return n_images / (time.perf_counter() - started)
 
 
-def rvi_epoch(images, labels, *, channels_last=None, precision="float32", compiled=False) -> float:
-    """(b)-(e): one epoch of ``rvi.train_model`` on the images; returns images per second."""
-    config = rvi.TrainConfig(adversarial=True, attack=ATTACK, epochs=1, precision=precision)
+def rvi_epoch(images, labels, *, channels_last=None, precision="float32", compiled=False,
+              attack=ATTACK) -> float:
+    """(b)-(g): one epoch of ``rvi.train_model`` on the images; returns images per second."""
+    config = rvi.TrainConfig(adversarial=True, attack=attack, epochs=1, precision=precision)
     model = rvi.new_model("lenet", config)
     if compiled:
         model = torch.compile(model)
@@ -81,6 +84,8 @@ def training_rows(args, data) -> list:
         "(c) rvi default: channels-last, float32": lambda: rvi_epoch(images, labels),
         "(d) rvi, precision=bfloat16": lambda: rvi_epoch(images, labels, precision="bfloat16"),
         "(e) rvi + torch.compile(model)": lambda: rvi_epoch(images, labels, compiled=True),
+        "(f) rvi default, PGD-3 alpha 0.25": lambda: rvi_epoch(images, labels, attack=fewer_steps_attack(3)),
+        "(g) rvi default, PGD-2 alpha 0.375": lambda: rvi_epoch(images, labels, attack=fewer_steps_attack(2)),
     }
     rvi_epoch(images[:256], labels[:256])  # warm-up: first-call allocations and oneDNN setup
     times = {name: [] for name in variants}
@@ -95,7 +100,7 @@ def training_rows(args, data) -> list:
         rate = statistics.median(rates)
         rows.append(f"| {name} | {rate:.0f} | {min(rates):.0f}-{max(rates):.0f} | "
                     f"{rate / seed_rate:.2f}x | {rate / old_rate:.2f}x | "
-                    f"{60000 / rate / 60:.1f} min |")
+                    f"{60000 / rate / 60:.1f} min | {40 * 60000 / rate / 60:.1f} min |")
     return rows
 
 
@@ -131,12 +136,12 @@ def attribution_rows(model, data, n: int, rounds: int) -> list:
 
 def evaluation_rows(model, data, n: int, n_autoattack: int) -> list:
     rows = []
-    for spec, count in (("pgd", n), ("pgd-40x5", n), ("autoattack", n_autoattack)):
+    for spec, count in (("fgsm", n), ("pgd", n), ("pgd-40x5", n), ("autoattack", n_autoattack)):
         config = parse_eval_attack(spec, ATTACK)
         plain, fast = _timed_pair(lambda: rvi.attack(
             model, data.test_images[:count], data.test_labels[:count], config, batch_size=500), 1)
         rows.append(f"| {config.label} | {count} | {count / plain:.1f} | {count / fast:.1f} | "
-                    f"{plain / fast:.2f}x |")
+                    f"{plain / fast:.2f}x | {1000 * fast / count:.2f} |")
     return rows
 
 
@@ -170,10 +175,12 @@ def main() -> None:
         f" on {machine(args.device)}. Load average (1 min) {load_before[0]:.1f} before and "
         f"{os.getloadavg()[0]:.1f} after: above the core count means other work shared the "
         "cores, which slows every variant (the ratios come from interleaved runs).", "",
-        f"## Adversarial training (PGD-7, batch 128, {args.images} MNIST images, median of "
-        f"{args.rounds} interleaved runs)", "",
-        "| variant | images/s | range | vs (a) seed loop | vs (b) rvi before | one epoch of 60,000 |",
-        "| --- | --- | --- | --- | --- | --- |", *train, "",
+        f"## Adversarial training (PGD-7 unless named, batch 128, {args.images} MNIST images, "
+        f"median of {args.rounds} interleaved runs)", "",
+        "The last column is what the default recipe's 40 epochs of full MNIST cost at that rate "
+        "(the eps warm-up does not change the cost of an epoch).", "",
+        "| variant | images/s | range | vs (a) seed loop | vs (b) rvi before | one epoch of 60,000 "
+        "| 40 epochs |", "| --- | --- | --- | --- | --- | --- | --- |", *train, "",
         f"## Attribution and faithfulness (Captum; {described}; 1,000 test images, batch 250; "
         f"median of {args.rounds} interleaved runs)", "",
         "Before: the model's weights in the default (NCHW) order, as in rvi 0.3; after: "
@@ -181,8 +188,11 @@ def main() -> None:
         "| method | maps/s before | maps/s after | ratio |", "| --- | --- | --- | --- |",
         *attribution, "",
         f"## Evaluation attacks (torchattacks; {described}; one run each)", "",
-        "| attack | images | images/s before | images/s after | ratio |",
-        "| --- | --- | --- | --- | --- |", *evaluation, "",
+        "Cost per image: wall time over the images attacked, after (channels-last). Restarts "
+        "and AutoAttack's later attacks run only on the images still classified correctly, so "
+        "their cost per image grows with the model's robustness.", "",
+        "| attack | images | images/s before | images/s after | ratio | ms per image |",
+        "| --- | --- | --- | --- | --- | --- |", *evaluation, "",
     ]
     write_text(Path(args.out), "\n".join(lines))
     print("\n".join(lines))
