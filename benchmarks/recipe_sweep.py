@@ -90,9 +90,7 @@ def run(args) -> None:
                           else f"cpu, {torch.get_num_threads()} threads"),
                **rvi.evaluate(model, *test, attacks, batch_size=2500),
                "final_train_accuracy": history[-1]["accuracy"]}
-        print(json.dumps(row), flush=True)
-        with open(args.runs, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_row(Path(args.runs), row)
 
 
 def autoattack(args) -> None:
@@ -112,10 +110,16 @@ def autoattack(args) -> None:
                **rvi.evaluate(model, data.test_images, data.test_labels,
                               [parse_eval_attack("autoattack", ATTACK)], n=args.autoattack_n,
                               batch_size=500)}
-        print(json.dumps(row), flush=True)
-        AUTOATTACK_RUNS.parent.mkdir(parents=True, exist_ok=True)
-        with open(AUTOATTACK_RUNS, "a") as handle:
-            handle.write(json.dumps(row) + "\n")
+        append_row(AUTOATTACK_RUNS, row)
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Print ``row`` and append it to the JSON-lines file ``path`` (an interrupted sweep keeps
+    every row it finished)."""
+    print(json.dumps(row), flush=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(row) + "\n")
 
 
 def read_runs(run_files: list) -> list:
@@ -156,8 +160,8 @@ def render(rows: list) -> str:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in sorted(rows, key=lambda r: r["name"]):
         strong = f"{100 * row[STRONG]:.2f}" if STRONG in row else "-"
-        auto = row.get("autoattack")
-        auto = f"{100 * auto['AutoAttack eps=0.3']:.1f} ({auto['n']:,})" if auto else "-"
+        found = row.get("autoattack")
+        auto = f"{100 * found['AutoAttack eps=0.3']:.1f} ({found['n']:,})" if found else "-"
         lines.append(f"| {row['name']} | {row.get('device', '?')} | {row['train_s']} | "
                      f"{epochs_of(row['name']) * 60_000:,} | {100 * row['clean']:.2f} | "
                      f"{100 * row['FGSM eps=0.3']:.2f} | {100 * row['PGD-7 eps=0.3 alpha=0.1']:.2f} "
@@ -242,7 +246,6 @@ def main() -> None:
     if args.autoattack:
         autoattack(args)
     elif not args.render:
-        Path(args.runs).parent.mkdir(parents=True, exist_ok=True)
         run(args)
     rows = read_runs(sorted((RESULTS / "recipe_sweep").glob("*.jsonl")))
     if AUTOATTACK_RUNS.exists():  # the last AutoAttack result of each recipe joins its row
