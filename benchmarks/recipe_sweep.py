@@ -29,7 +29,7 @@ import torch
 import rvi
 from rvi._io import atomic_write
 from rvi.cache import cached_model_path, get_trained_model
-from rvi.config import parse_eval_attack
+from rvi.config import ONECYCLE_WARMUP_SHARE, parse_eval_attack
 
 from _common import RESULTS, parser, write_text
 from recipes import fewer_steps_attack
@@ -50,22 +50,29 @@ RECIPES = [(f"{'rob' if adversarial else 'nat'} bs{batch} lr{lr:g} E{epochs} s{s
                (True, 512, 3e-3, 12, 2), (True, 512, 4e-3, 12, 0), (True, 512, 4e-3, 12, 1),
                (True, 512, 6e-3, 12, 0), (True, 512, 6e-3, 16, 0), (True, 512, 6e-3, 16, 1),
                (True, 512, 6e-3, 20, 0), (True, 128, 3e-3, 20, 0)]]
-# the eps warm-up (TrainConfig.eps_warmup_epochs, rvi 0.6): eps and step rise linearly over W epochs
-RECIPES += [(f"rob bs128 lr{lr:g} E{epochs} W{warmup:g} s{seed}",
+# the eps warm-up (TrainConfig.eps_warmup_epochs, rvi 0.6): eps and step rise linearly over W
+# epochs. `P0.5`: the one-cycle peak at that share of the steps (TrainConfig.lr_warmup_share, rvi
+# 0.8) instead of torch's 0.3
+RECIPES += [(f"rob bs128 lr{lr:g} E{epochs} W{warmup:g}{f' P{share:g}' if share else ''} s{seed}",
              rvi.TrainConfig(adversarial=True, attack=ATTACK, lr=lr, epochs=epochs, seed=seed,
-                             eps_warmup_epochs=warmup))
-            for lr, epochs, warmup, seed in [(3e-3, 20, 5, s) for s in (3, 2, 4, 0, 1)]
-            + [(3e-3, 30, 5, s) for s in (2, 4, 3, 0, 1)]
-            + [(3e-3, 40, 5, s) for s in (4, 0, 1, 2, 3)] + [(5e-3, 30, 5, 4)]]
+                             eps_warmup_epochs=warmup,
+                             lr_warmup_share=share or ONECYCLE_WARMUP_SHARE))
+            for lr, epochs, warmup, share, seed in [(3e-3, 20, 5, None, s) for s in (3, 2, 4, 0, 1)]
+            + [(3e-3, 30, 5, None, s) for s in (2, 4, 3, 0, 1)]
+            + [(3e-3, 40, 5, None, s) for s in (4, 0, 1, 2, 3)] + [(5e-3, 30, 5, None, 4)]
+            + [(3e-3, 20, 5, 0.5, s) for s in (2, 4, 0, 1, 3)] + [(3e-3, 30, 5, 0.5, 4)]]
 # a separate family: fewer PGD steps with a larger step (alpha = 2.5 eps / steps, the rule that
 # gives the seed's 0.1 for 7 steps, unless the name gives another alpha), the default's epochs
 # and warm-up; scored with PGD-7 as all
-RECIPES += [(f"rob PGD-{steps}{f' a{alpha:g}' if alpha else ''} bs128 lr0.003 E{epochs} W5 s{seed}",
+RECIPES += [(f"rob PGD-{steps}{f' a{alpha:g}' if alpha else ''} bs128 lr0.003 E{epochs} W5"
+             f"{f' P{share:g}' if share else ''} s{seed}",
              rvi.TrainConfig(adversarial=True, lr=3e-3, epochs=epochs, seed=seed,
-                             eps_warmup_epochs=5, attack=fewer_steps_attack(steps, alpha)))
-            for steps, alpha, epochs, seed in [(3, None, 40, s) for s in (0, 1, 2, 3)]
-            + [(2, None, 40, 0), (2, 0.2, 40, 0)] + [(3, 0.15, 40, s) for s in (2, 0)]
-            + [(4, None, 40, s) for s in (0, 2)]]
+                             eps_warmup_epochs=5, attack=fewer_steps_attack(steps, alpha),
+                             lr_warmup_share=share or ONECYCLE_WARMUP_SHARE))
+            for steps, alpha, epochs, share, seed in [(3, None, 40, None, s) for s in (0, 1, 2, 3)]
+            + [(2, None, 40, None, 0), (2, 0.2, 40, None, 0)]
+            + [(3, 0.15, 40, None, s) for s in (2, 0)] + [(4, None, 40, None, s) for s in (0, 2)]
+            + [(3, None, 40, 0.15, 2)] + [(3, None, 40, 0.5, s) for s in (2, 0, 1, 3, 4)]]
 STRONG = "PGD-40 eps=0.3 alpha=0.01875 x5 restarts"
 #: AutoAttack results of ``--autoattack`` (one JSON line per model; a subfolder, so that
 #: ``--render`` does not read them as recipe runs)

@@ -63,11 +63,10 @@ def main() -> None:
              "| --- | --- | --- | --- | --- | --- |" + (" --- |" if aa_col else "") + " --- |"]
     meeting = {"natural": 0, "robust": 0}
     for (kind, seed), row in rows.items():
-        met = []
-        for column, (op, bound) in TARGETS[kind].items():
-            ok = row[column] >= bound if op == ">=" else row[column] <= bound
-            met.append(f"{column} {op} {bound}: {'yes' if ok else 'NO'}")
-        meeting[kind] += all("yes" in m for m in met)
+        checks = {f"{column} {op} {bound}": row[column] >= bound if op == ">=" else row[column] <= bound
+                  for column, (op, bound) in TARGETS[kind].items()}
+        met = [f"{target}: {'yes' if ok else 'NO'}" for target, ok in checks.items()]
+        meeting[kind] += all(checks.values())
         aa = f" {row['AutoAttack']:.2f}% |" if aa_col else ""
         lines.append(f"| {kind} LeNet | {seed} | {row['clean']:.2f}% | {row['FGSM']:.2f}% | "
                      f"{row['PGD-7']:.2f}% | {row['PGD-40 x5']:.2f}% |{aa} {'; '.join(met)} |")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Union
 
 from ._checks import MODELS, check_choice
-from .config import TrainConfig
+from .config import ONECYCLE_WARMUP_SHARE, TrainConfig
 from .data import Dataset
 from .train import CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model, train_model
 
@@ -46,6 +46,8 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
         del recipe["eps_warmup_epochs"]  # added in rvi 0.6: models cached before keep their keys
     elif float(warmup).is_integer():
         recipe["eps_warmup_epochs"] = int(warmup)  # 5 and 5.0 (the automatic warm-up) train alike
+    if recipe["lr_warmup_share"] == ONECYCLE_WARMUP_SHARE:
+        del recipe["lr_warmup_share"]  # added in rvi 0.8: the one shape cached models trained with
     blob = json.dumps({"data": info, "architecture": architecture, "config": recipe,
                        "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -63,6 +63,9 @@ AUTO_EPOCHS = {"adversarial": 40, "natural": 40}
 #: The automatic recipe's eps warm-up (``epochs`` and ``eps_warmup_epochs`` both None), as a share
 #: of its epochs: 5 of 40.
 AUTO_WARMUP_SHARE = 1 / 8
+#: The one-cycle schedule's rise to its peak learning rate, as a share of the steps (torch's
+#: default pct_start, the only shape before rvi 0.8).
+ONECYCLE_WARMUP_SHARE = 0.3
 #: Small datasets get more epochs (up to 4x): adversarial training needs enough optimizer steps.
 AUTO_MIN_STEPS = 1000
 
@@ -178,6 +181,9 @@ class TrainConfig(_Config):
         "epochs over which the training attack's eps and step rise linearly, batch by batch, from "
         "0 to their values (0: full strength from the first batch; default: an eighth of the "
         "epochs when they are automatic too, adversarial only, else 0)", default=None)
+    lr_warmup_share: float = _help(
+        "onecycle only: share of the optimizer steps over which the learning rate rises to its "
+        "peak before annealing (torch's pct_start)", default=ONECYCLE_WARMUP_SHARE)
 
     def __post_init__(self) -> None:
         check_bool("adversarial", self.adversarial)
@@ -194,6 +200,13 @@ class TrainConfig(_Config):
         _check_range("weight_decay", self.weight_decay, 0.0, 1.0, low_open=False)
         check_int("seed", self.seed, 0)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_range("lr_warmup_share", self.lr_warmup_share, 0.0, 1.0)
+        if self.lr_warmup_share == 1.0:  # torch's OneCycleLR divides by the annealing steps
+            raise ValueError(f"lr_warmup_share must be below 1 (some steps must anneal), got "
+                             f"{self.lr_warmup_share!r}")
+        if self.schedule != "onecycle" and self.lr_warmup_share != ONECYCLE_WARMUP_SHARE:
+            raise ValueError(f"lr_warmup_share needs schedule='onecycle', got {self.lr_warmup_share} "
+                             f"with schedule={self.schedule!r}")
         if self.eps_warmup_epochs is None:
             return
         _check_range("eps_warmup_epochs", self.eps_warmup_epochs, 0.0, 10_000.0, low_open=False)
@@ -212,9 +225,10 @@ class TrainConfig(_Config):
     def upgraded(cls, data):
         """``data`` with ``eps_warmup_epochs: 0.0`` added when it is a complete recipe dict
         without that field: one written before rvi 0.6 added it, when no recipe warmed up (a
-        partial dict is left to be filled from the defaults)."""
-        fields = {spec.name for spec in dataclasses.fields(cls)}
-        if isinstance(data, dict) and set(data) == fields - {"eps_warmup_epochs"}:
+        partial dict is left to be filled from the defaults; ``lr_warmup_share``, added in rvi
+        0.8, defaults to the one shape earlier versions trained)."""
+        fields = {spec.name for spec in dataclasses.fields(cls)} - {"lr_warmup_share"}
+        if isinstance(data, dict) and set(data) - {"lr_warmup_share"} == fields - {"eps_warmup_epochs"}:
             return {**data, "eps_warmup_epochs": 0.0}
         return data
 
@@ -253,7 +267,9 @@ class TrainConfig(_Config):
         epochs = "auto epochs" if self.epochs is None else f"{self.epochs} epochs"
         precision = "" if self.precision == "float32" else f", {self.precision}"
         warmup = f", eps warm-up {self.eps_warmup_epochs:g} epochs" if self.eps_warmup_epochs else ""
-        return (f"{kind}, {epochs}{warmup}, {self.optimizer} lr {self.lr:g} {self.schedule}, "
+        shape = ("" if self.lr_warmup_share == ONECYCLE_WARMUP_SHARE
+                 else f" (peak at {self.lr_warmup_share:g} of the steps)")
+        return (f"{kind}, {epochs}{warmup}, {self.optimizer} lr {self.lr:g} {self.schedule}{shape}, "
                 f"batch {self.batch_size}{precision}")
 
     @property

@@ -21,6 +21,9 @@ model and compares each image's randomized map with its original map through the
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
+
 import numpy as np
 import torch
 from scipy.stats import rankdata
@@ -61,40 +64,41 @@ def ssim(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tenso
 def hog_similarity(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) -> torch.Tensor:
     """Pearson correlation of the HOG descriptors (scikit-image ``hog`` with
     :data:`HOG_SETTINGS`) of the maps scaled to [0, 1], per image; channels are summed first.
-    ``b``'s descriptors are kept for the next call with the same, unchanged ``b`` (a fixed
-    reference, as in the randomization tests).
+    A map described recently is not described again (:func:`_hog_rows`).
 
     Shape:
         a, b: (N, C, H, W) float, finite, same shape, H and W >= 8. Returns (N,) float64 (CPU).
     """
     side = HOG_SETTINGS["pixels_per_cell"][0] * HOG_SETTINGS["cells_per_block"][0]
     x, y = (_scaled(m) for m in _check_pair(a, b, flat=False, min_side=side, absolute=absolute))
-    hx = _hog_rows(x)
-    hy = _reference_hog_rows(b, y, absolute)
+    hx, hy = _hog_rows(x), _hog_rows(y)
     return torch.from_numpy(_pearson_rows(hx, hy, hx, hy))
 
 
+#: HOG descriptors of the last :data:`_HOG_MEMO_SIZE` scaled maps described, keyed by the map's
+#: shape and bytes: the randomization test compares every step's maps with the same trained
+#: maps, and its floor compares the step's maps again in another order.
+_HOG_MEMO: OrderedDict = OrderedDict()
+_HOG_MEMO_SIZE = 4096
+
+
 def _hog_rows(scaled: np.ndarray) -> np.ndarray:
+    """(N, H, W) float64 scaled maps -> (N, D) HOG descriptors, each computed once while it is
+    among the memo's most recent."""
     from skimage.feature import hog
 
-    return np.stack([hog(m, **HOG_SETTINGS) for m in scaled])
-
-
-#: The last reference batch of :func:`hog_similarity` (its ``b``), the tensor's version counter,
-#: ``absolute`` and its HOG rows: a randomization curve compares every step with the same
-#: trained-model maps.
-_REFERENCE_HOG: list = [None, -1, None, None]
-
-
-def _reference_hog_rows(maps: torch.Tensor, scaled: np.ndarray, absolute: bool) -> np.ndarray:
-    """HOG rows of ``scaled`` (made from ``maps``), reused when ``maps`` is the same, unchanged
-    tensor as the previous call's, made the same way."""
-    tensor, version, was_absolute, rows = _REFERENCE_HOG
-    if tensor is maps and version == maps._version and was_absolute == absolute:
-        return rows
-    rows = _hog_rows(scaled)
-    _REFERENCE_HOG[:] = [maps, maps._version, absolute, rows]
-    return rows
+    rows = []
+    for one in scaled:
+        key = (one.shape, hashlib.blake2b(one.tobytes(), digest_size=16).digest())
+        row = _HOG_MEMO.get(key)
+        if row is None:
+            row = _HOG_MEMO[key] = hog(one, **HOG_SETTINGS)
+            if len(_HOG_MEMO) > _HOG_MEMO_SIZE:
+                _HOG_MEMO.popitem(last=False)
+        else:
+            _HOG_MEMO.move_to_end(key)
+        rows.append(row)
+    return np.stack(rows)
 
 
 SIMILARITIES = {"spearman": spearman, "ssim": ssim, "hog": hog_similarity}

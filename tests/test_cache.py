@@ -41,6 +41,7 @@ def test_key_changes_with_split_architecture_recipe_and_training_version(monkeyp
     assert cache.cache_key(data, "lenet", dataclasses.replace(
         config, adversarial=True, eps_warmup_epochs=0.5)) != cache.cache_key(
         data, "lenet", dataclasses.replace(config, adversarial=True))
+    assert cache.cache_key(data, "lenet", dataclasses.replace(config, lr_warmup_share=0.15)) != base
     monkeypatch.setattr(cache, "TRAINING_VERSION", train.TRAINING_VERSION + 1)
     assert cache.cache_key(data, "lenet", config) != base
 
@@ -91,7 +92,7 @@ def test_auto_epochs_and_warmup_share_the_key_of_the_same_recipe_written_out():
 
 
 def test_keys_of_models_cached_before_the_eps_warmup_field_are_unchanged():
-    # computed by rvi 0.5.0, whose TrainConfig had no eps_warmup_epochs
+    # computed by rvi 0.5.0, whose TrainConfig had neither eps_warmup_epochs nor lr_warmup_share
     data = make_synthetic(40, 20)
     assert cache.cache_key(data, "lenet", rvi.TrainConfig(epochs=1)) == "bdad3db7c6de0762"
     # rvi 0.5's automatic adversarial recipe: 80 epochs on 40 images, no warm-up

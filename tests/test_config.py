@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 
@@ -184,3 +185,24 @@ def test_recipes_written_before_the_warmup_field_read_as_no_warmup():
     # a partial recipe is filled from the defaults, automatic warm-up included
     assert TrainConfig.from_dict({"adversarial": True}).eps_warmup_epochs is None
     assert BenchmarkConfig.from_dict({"robust": {"lr": 1e-3}}).robust.eps_warmup_epochs is None
+
+
+def test_recipes_written_before_the_lr_shape_field_keep_their_shape():
+    current = TrainConfig(adversarial=True, epochs=40, eps_warmup_epochs=5.0)
+    rvi_07 = current.to_dict()
+    del rvi_07["lr_warmup_share"]  # a complete recipe as rvi 0.6-0.7 wrote it
+    assert TrainConfig.from_dict(rvi_07) == current
+    del rvi_07["eps_warmup_epochs"]  # and as rvi 0.5 wrote it
+    assert TrainConfig.from_dict(rvi_07) == dataclasses.replace(current, eps_warmup_epochs=0.0)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"lr_warmup_share": 0.0}, r"lr_warmup_share must be in \(0.0, 1.0\], got 0.0"),
+    ({"lr_warmup_share": 1.5}, "lr_warmup_share must be in .*got 1.5"),
+    ({"lr_warmup_share": 1.0}, "lr_warmup_share must be below 1.*got 1.0"),
+    ({"lr_warmup_share": 0.5, "schedule": "cosine"},
+     "lr_warmup_share needs schedule='onecycle', got 0.5 with schedule='cosine'"),
+])
+def test_bad_lr_warmup_share(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)

@@ -41,20 +41,38 @@ def test_spearman_matches_scipy_and_independent_maps_are_near_zero():
     torch.testing.assert_close(spearman(a, a.sqrt() + 1), torch.ones(50, dtype=torch.float64))
 
 
-def test_hog_reference_rows_are_reused_only_for_the_same_unchanged_tensor(monkeypatch):
+def test_hog_describes_each_map_once_and_a_changed_map_again(monkeypatch):
+    import skimage.feature
+
     import rvi.similarity as similarity
 
     a, b, c = _maps(3, 1), _maps(3, 2), _maps(3, 3)
-    expected = [hog_similarity(x.clone(), ref.clone()) for x, ref in ((a, b), (c, b), (a, c))]
-    calls = []
-    real = similarity._hog_rows
-    monkeypatch.setattr(similarity, "_hog_rows", lambda scaled: calls.append(1) or real(scaled))
-    torch.testing.assert_close(hog_similarity(a, b), expected[0])
-    torch.testing.assert_close(hog_similarity(c, b), expected[1])
-    assert len(calls) == 3  # b described once
-    b.copy_(c)  # changed in place: described again
-    torch.testing.assert_close(hog_similarity(a, b), expected[2])
-    assert len(calls) == 5
+    pairs = ((a, b), (c, b), (a.roll(1, 0), b), (a, c))
+    similarity._HOG_MEMO.clear()
+    expected = [hog_similarity(x.clone(), ref.clone()) for x, ref in pairs]
+    similarity._HOG_MEMO.clear()
+    described = []
+    real = skimage.feature.hog
+    monkeypatch.setattr(skimage.feature, "hog", lambda m, **kw: described.append(1) or real(m, **kw))
+    for (x, ref), want in zip(pairs[:3], expected):
+        torch.testing.assert_close(hog_similarity(x, ref), want)
+    assert len(described) == 9  # the 9 maps of a, b and c, each once (a rolled: the same maps)
+    b.copy_(c)  # changed in place: now c's maps, already described
+    torch.testing.assert_close(hog_similarity(a, b), expected[3])
+    assert len(described) == 9
+    b.add_(0.5)  # new maps: described
+    hog_similarity(a, b)
+    assert len(described) == 12
+
+
+def test_hog_memo_keeps_only_the_most_recent_maps(monkeypatch):
+    import rvi.similarity as similarity
+
+    monkeypatch.setattr(similarity, "_HOG_MEMO_SIZE", 4)
+    similarity._HOG_MEMO.clear()
+    maps = _maps(6, 4)
+    hog_similarity(maps, maps.flip(0))
+    assert len(similarity._HOG_MEMO) == 4
 
 
 def test_constant_map_has_zero_similarity_to_other_maps():

@@ -299,3 +299,16 @@ def test_eps_warmup_longer_than_the_automatic_epochs_is_refused(synthetic):
     config = TrainConfig(adversarial=True, attack=ATTACK, eps_warmup_epochs=1000)
     with pytest.raises(ValueError, match="eps_warmup_epochs must be at most the"):
         _train(synthetic, config)
+
+
+@pytest.mark.parametrize("share", [0.2, 0.6])
+def test_onecycle_peaks_at_lr_warmup_share(synthetic, share):
+    # one optimizer step an epoch, so the history's per-epoch lr is the schedule step by step
+    images, labels = synthetic.train_images[:32], synthetic.train_labels[:32]
+    config = TrainConfig(epochs=10, batch_size=32, lr=1e-3, lr_warmup_share=share)
+    model = rvi.new_model("lenet", config)
+    history = rvi.train_model(model, images, labels, config, architecture="lenet", quiet=True)
+    rates = [epoch["lr"] for epoch in history]
+    # rates[i] is the lr after i + 1 steps; torch's one-cycle peaks at step share * 10 - 1
+    assert rates.index(max(rates)) + 1 == round(share * 10) - 1
+    assert max(rates) == pytest.approx(1e-3, rel=0.05)
