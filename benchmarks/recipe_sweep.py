@@ -150,7 +150,9 @@ def render(rows: list) -> str:
              "Full MNIST, LeNet, Adam with a one-cycle schedule; robust recipes train on "
              "torchattacks PGD-7 (eps 0.3, alpha 0.1), except the fewer-steps family (`PGD-k` in "
              "the name: k steps of alpha 2.5 x 0.3 / k, a cheaper training attack, labelled "
-             "apart). Every model is scored on the 10,000 test images with the seed's FGSM and "
+             "apart); `W5`: the training eps and step rise linearly over the first 5 epochs; `P0.5`: "
+             "the one-cycle schedule peaks at that share of the steps (torch's 0.3 otherwise). "
+             "Every model is scored on the 10,000 test images with the seed's FGSM and "
              "PGD-7 (eps 0.3, alpha 0.1) and, for runs from rvi 0.7 on, PGD-40 x 5 restarts "
              "(alpha 0.01875), and some with AutoAttack (standard, eps 0.3) on the first n test "
              "images (`--autoattack`). Targets: natural >= 99.0% clean; robust >= 98.5% clean, >= 93.9% "
@@ -162,8 +164,8 @@ def render(rows: list) -> str:
              "`benchmarks/recipe_sweep.py --render` from the run files in "
              "`benchmarks/results/recipe_sweep/`; `recipe_sweep.png` plots PGD-7 against the "
              "training passes of every robust run.", "",
-             "| recipe (bs batch, lr peak, E epochs, s seed) | device | train s | images | clean "
-             "| FGSM | PGD-7 | PGD-40x5 | AutoAttack (first n) | targets met |",
+             "| recipe (bs batch, lr peak, E epochs, W warm-up, P peak share, s seed) | device "
+             "| train s | images | clean | FGSM | PGD-7 | PGD-40x5 | AutoAttack (first n) | targets met |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in sorted(rows, key=lambda r: r["name"]):
         strong = f"{100 * row[STRONG]:.2f}" if STRONG in row else "-"
@@ -207,17 +209,29 @@ def recipe_of(name: str) -> str:
     return " ".join(part for part in name.split()[1:] if not part.startswith("s"))
 
 
+def family_of(name: str) -> str:
+    """The family a robust run belongs to in the frontier figure:
+    ``rob PGD-3 bs128 lr0.003 E40 W5 P0.5 s0`` -> ``PGD-k, eps warm-up, peak at 0.5``."""
+    parts = name.split()
+    attack = "PGD-k" if any(part.startswith("PGD-") for part in parts) else "PGD-7"
+    warmup = ", eps warm-up" if any(part.startswith("W") for part in parts) else ""
+    peak = next((f", peak at {part[1:]}" for part in parts if part.startswith("P")
+                 and not part.startswith("PGD")), "")
+    return attack + warmup + peak
+
+
 def draw_frontier(rows: list, path: Path) -> None:
     """Every robust run's PGD-7 accuracy against the forward-backward passes it trained with
-    (each point one seed; device-independent cost), one colour per recipe, the seed study's
-    target as a line."""
+    (each point one seed; device-independent cost), one colour per family of recipes (the
+    recipes themselves are too many to tell apart by colour; the table names each run), the
+    seed study's target as a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
 
-    frame = pd.DataFrame([{"recipe": recipe_of(r["name"]),
+    frame = pd.DataFrame([{"family": family_of(r["name"]),
                            "training passes (millions)": passes_of(r["name"]) / 1e6,
                            "PGD-7 accuracy (%)": 100 * r["PGD-7 eps=0.3 alpha=0.1"],
                            "every target met": targets_met(r)}
@@ -225,9 +239,10 @@ def draw_frontier(rows: list, path: Path) -> None:
     floor = 85.0  # a run that collapsed (PGD-2 alpha 0.375: 26.9%) would flatten the rest
     frame["PGD-7 accuracy (%)"] = frame["PGD-7 accuracy (%)"].clip(lower=floor)
     figure, axes = plt.subplots(figsize=(8, 5))
-    sns.scatterplot(frame, x="training passes (millions)", y="PGD-7 accuracy (%)", hue="recipe",
+    sns.scatterplot(frame, x="training passes (millions)", y="PGD-7 accuracy (%)", hue="family",
+                    hue_order=sorted(frame["family"].unique()), alpha=0.75,
                     style="every target met", markers={True: "o", False: "X"}, s=70, ax=axes,
-                    palette="tab20")
+                    palette="tab10")
     axes.axhline(100 * TARGETS["robust"]["PGD-7 eps=0.3 alpha=0.1"], color="grey", ls="--", lw=1)
     axes.set_title("Robust LeNet recipes on full MNIST: training cost against PGD-7 accuracy\n"
                    f"(each point one seed; dashed: the seed study's 91.6%; runs below {floor:g}% "
