@@ -227,8 +227,9 @@ class TrainConfig(_Config):
         without that field: one written before rvi 0.6 added it, when no recipe warmed up (a
         partial dict is left to be filled from the defaults; ``lr_warmup_share``, added in rvi
         0.8, defaults to the one shape earlier versions trained)."""
-        fields = {spec.name for spec in dataclasses.fields(cls)} - {"lr_warmup_share"}
-        if isinstance(data, dict) and set(data) - {"lr_warmup_share"} == fields - {"eps_warmup_epochs"}:
+        added_since_05 = {"eps_warmup_epochs", "lr_warmup_share"}
+        rvi_05_fields = {spec.name for spec in dataclasses.fields(cls)} - added_since_05
+        if isinstance(data, dict) and set(data) - {"lr_warmup_share"} == rvi_05_fields:
             return {**data, "eps_warmup_epochs": 0.0}
         return data
 
