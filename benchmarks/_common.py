@@ -3,6 +3,7 @@
 import argparse
 import os
 import platform
+import time
 from pathlib import Path
 
 import torch
@@ -36,3 +37,14 @@ def machine(device: str) -> str:
 def write_text(path: Path, text: str) -> None:
     with atomic_write(path, "w") as handle:
         handle.write(text)
+
+
+def run_and_save(config, out: str, overwrite: bool, device: str) -> None:
+    """Run the benchmark ``config``, save it to ``out`` and print its tables, the machine and the
+    wall time."""
+    started = time.perf_counter()
+    result = rvi.run_benchmark(config, progress=True)
+    folder = result.save(out, overwrite=overwrite)
+    print(result.to_markdown())
+    print(machine(device))
+    print(f"saved to {folder} in {time.perf_counter() - started:.0f} s")

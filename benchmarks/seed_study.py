@@ -10,13 +10,11 @@ metric and control. Writes ``benchmarks/results/seed_study/`` (tables, JSON reco
         --out benchmarks/results/fashion_study
 """
 
-import time
-
 import torch
 
 import rvi
 
-from _common import RESULTS, machine, parser
+from _common import RESULTS, parser, run_and_save
 from rvi.sweep import sweep_recipe
 
 
@@ -49,12 +47,7 @@ def main() -> None:
         target="true", n_test=args.n_test, seeds=tuple(args.seeds), cascade_n=500,
         faithfulness_n=args.faithfulness_n, cache_dir=args.cache_dir, out_dir=args.out,
         device=args.device)
-    started = time.perf_counter()
-    result = rvi.run_benchmark(config, progress=True)
-    folder = result.save(args.out, overwrite=args.overwrite)
-    print(result.to_markdown())
-    print(machine(args.device))
-    print(f"saved to {folder} in {time.perf_counter() - started:.0f} s")
+    run_and_save(config, args.out, args.overwrite, args.device)
 
 
 if __name__ == "__main__":
