@@ -16,7 +16,8 @@ recipe resumes from its last epoch; ``train s`` sums the epochs' own times.
         --autoattack "rob PGD-3 bs128 lr0.003 E40 W5 s0"              # AutoAttack, cached model
 
 Each finished recipe is appended as one JSON line to ``--runs`` (an interrupted sweep keeps what
-it finished; ``--autoattack`` appends to ``autoattack/runs.jsonl`` beside them); ``--render``
+it finished; ``--autoattack`` appends to ``autoattack/runs.jsonl`` beside them, ``--levels`` the
+first layer's thresholds of the cached robust models to ``levels/runs.jsonl``); ``--render``
 writes ``benchmarks/results/recipe_sweep.md`` and ``recipe_sweep.png`` (PGD-7 accuracy against
 forward-backward passes, each run a point) from every run file.
 """
@@ -53,14 +54,16 @@ RECIPES = [(f"{'rob' if adversarial else 'nat'} bs{batch} lr{lr:g} E{epochs} s{s
 # the eps warm-up (TrainConfig.eps_warmup_epochs, rvi 0.6): eps and step rise linearly over W
 # epochs. `P0.5`: the one-cycle peak at that share of the steps (TrainConfig.lr_warmup_share, rvi
 # 0.8) instead of torch's 0.3
-RECIPES += [(f"rob bs128 lr{lr:g} E{epochs} W{warmup:g}{f' P{share:g}' if share else ''} s{seed}",
-             rvi.TrainConfig(adversarial=True, attack=ATTACK, lr=lr, epochs=epochs, seed=seed,
-                             eps_warmup_epochs=warmup,
+RECIPES += [(f"rob bs{batch} lr{lr:g} E{epochs} W{warmup:g}{f' P{share:g}' if share else ''} s{seed}",
+             rvi.TrainConfig(adversarial=True, attack=ATTACK, batch_size=batch, lr=lr,
+                             epochs=epochs, seed=seed, eps_warmup_epochs=warmup,
                              lr_warmup_share=share or ONECYCLE_WARMUP_SHARE))
-            for lr, epochs, warmup, share, seed in [(3e-3, 20, 5, None, s) for s in (3, 2, 4, 0, 1)]
-            + [(3e-3, 30, 5, None, s) for s in (2, 4, 3, 0, 1)]
-            + [(3e-3, 40, 5, None, s) for s in (4, 0, 1, 2, 3)] + [(5e-3, 30, 5, None, 4)]
-            + [(3e-3, 20, 5, 0.5, s) for s in (2, 4, 0, 1, 3)] + [(3e-3, 30, 5, 0.5, 4)]]
+            for batch, lr, epochs, warmup, share, seed in
+            [(128, 3e-3, 20, 5, None, s) for s in (3, 2, 4, 0, 1)]
+            + [(128, 3e-3, 30, 5, None, s) for s in (2, 4, 3, 0, 1)]
+            + [(128, 3e-3, 40, 5, None, s) for s in (4, 0, 1, 2, 3)] + [(128, 5e-3, 30, 5, None, 4)]
+            + [(128, 3e-3, 20, 5, 0.5, s) for s in (2, 4, 0, 1, 3)] + [(128, 3e-3, 30, 5, 0.5, 4)]
+            + [(64, 3e-3, 20, 5, None, s) for s in (0, 4, 1, 2, 3)]]
 # a separate family: fewer PGD steps with a larger step (alpha = 2.5 eps / steps, the rule that
 # gives the seed's 0.1 for 7 steps, unless the name gives another alpha), the default's epochs
 # and warm-up; scored with PGD-7 as all
@@ -77,6 +80,10 @@ STRONG = "PGD-40 eps=0.3 alpha=0.01875 x5 restarts"
 #: AutoAttack results of ``--autoattack`` (one JSON line per model; a subfolder, so that
 #: ``--render`` does not read them as recipe runs)
 AUTOATTACK_RUNS = RESULTS / "recipe_sweep" / "autoattack" / "runs.jsonl"
+#: the first layer's switch-on levels of each finished robust run (``--levels``), likewise apart
+LEVEL_RUNS = RESULTS / "recipe_sweep" / "levels" / "runs.jsonl"
+#: a switch-on level in this range is the second, high threshold the met runs share (1 - eps = 0.7)
+HIGH_LEVEL = (0.6, 0.8)
 
 
 def run(args) -> None:
@@ -120,6 +127,44 @@ def autoattack(args) -> None:
         append_row(AUTOATTACK_RUNS, row)
 
 
+def switch_on_levels(model: torch.nn.Module) -> list:
+    """The input levels at which the first convolution's single-pixel filters switch on.
+
+    A filter whose largest weight ``w`` holds at least 90% of its absolute weight (and whose
+    absolute weight is at least 0.3, i.e. not a dead filter) computes about ``w * x + b`` of one
+    pixel ``x`` in [0, 1], which the ReLU after it passes from ``x = -b / w`` on: a threshold on
+    the pixel. Returns those levels, sorted, rounded to 2 decimals (robust LeNets learn 0.3 = eps,
+    some also about 0.7)."""
+    conv = next(module for module in model.modules() if isinstance(module, torch.nn.Conv2d))
+    weights = conv.weight.detach().flatten(1)
+    bias = conv.bias.detach()
+    mass = weights.abs().sum(1)
+    peak = weights.gather(1, weights.abs().argmax(1, keepdim=True)).squeeze(1)
+    single = (peak.abs() >= 0.9 * mass) & (mass >= 0.3)
+    return sorted(round(float(-b / w), 2) for b, w in zip(bias[single], peak[single]))
+
+
+def levels(args) -> None:
+    """:func:`switch_on_levels` of every finished robust run whose model is in the cache and
+    that ``LEVEL_RUNS`` lacks; one JSON line each (runs whose model is not in the cache, or whose
+    recipe this script no longer lists, are named, not measured)."""
+    data = rvi.load_dataset("mnist", args.data_dir, download=False)
+    recipes = dict(RECIPES)
+    done = {row["name"] for row in read_runs([LEVEL_RUNS] if LEVEL_RUNS.exists() else [])}
+    missing = []
+    for row in read_runs(sorted((RESULTS / "recipe_sweep").glob("*.jsonl"))):
+        name = row["name"]
+        if not name.startswith("rob") or name in done:
+            continue
+        path = name in recipes and cached_model_path(args.cache_dir, data, "lenet", recipes[name])
+        if not (path and path.exists()):
+            missing.append(name)
+            continue
+        append_row(LEVEL_RUNS, {"name": name, "levels": switch_on_levels(rvi.load_model(path))})
+    if missing:
+        print(f"not in {args.cache_dir}, not measured: {', '.join(missing)}")
+
+
 def append_row(path: Path, row: dict) -> None:
     """Print ``row`` and append it to the JSON-lines file ``path`` (an interrupted sweep keeps
     every row it finished)."""
@@ -127,6 +172,22 @@ def append_row(path: Path, row: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         handle.write(json.dumps(row) + "\n")
+
+
+def all_rows() -> list:
+    """Every run of the committed run files, with its AutoAttack result and levels if measured."""
+    rows = read_runs(sorted((RESULTS / "recipe_sweep").glob("*.jsonl")))
+    rows = joined(rows, AUTOATTACK_RUNS, "autoattack", lambda found: found)
+    return joined(rows, LEVEL_RUNS, "levels", lambda found: found["levels"])
+
+
+def joined(rows: list, path: Path, field: str, value) -> list:
+    """``rows`` with ``field`` set to ``value(r)`` of the last row ``r`` of the JSON-lines file
+    ``path`` (if it exists) that has the same name."""
+    if not path.exists():
+        return rows
+    found = {r["name"]: value(r) for r in read_runs([path])}
+    return [{**row, field: found[row["name"]]} if row["name"] in found else row for row in rows]
 
 
 def read_runs(run_files: list) -> list:
@@ -157,7 +218,8 @@ def render(rows: list) -> str:
              "(alpha 0.01875), and some with AutoAttack (standard, eps 0.3) on the first n test "
              "images (`--autoattack`). Targets: natural >= 99.0% clean; robust >= 98.5% clean, >= 93.9% "
              "FGSM, >= 91.6% PGD-7. `images` = epochs x 60,000; a robust epoch costs about "
-             "(k + 1) forward-backward passes per image (k = 7, or the family's k). `bf16`: "
+             "(k + 1) forward-backward passes per image (k = 7, or the family's k); a smaller batch "
+             "costs more per pass on the CPU (`speed.md`). `bf16`: "
              "`precision=\"bfloat16\"`. `train s` compares runs on one device and machine only; "
              "most CPU runs shared the 2 cores with other jobs (the device column gives each "
              "run's threads), and CPU machines of one kind differ up to twofold. Written by "
@@ -194,7 +256,32 @@ def render(rows: list) -> str:
         cost = passes_of(runs[0]["name"]) / (40 * 60_000 * 8)
         lines.append(f"| {recipe} | {cost:.2f} | {', '.join(seeds)} | {sum(map(targets_met, runs))} of "
                      f"{len(runs)} | {min(pgd):.2f} | {max(pgd):.2f} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + level_lines(rows)) + "\n"
+
+
+def level_lines(rows: list) -> list:
+    """The section on the first layer's switch-on levels (rows measured by ``--levels``)."""
+    measured = [row for row in rows if "levels" in row]
+    if not measured:
+        return []
+    high = [row for row in measured if any(HIGH_LEVEL[0] <= x <= HIGH_LEVEL[1] for x in row["levels"])]
+    low = [row for row in measured if row not in high]
+    eps_level = sum(any(0.25 <= x <= 0.35 for x in row["levels"]) for row in measured)
+    lines = ["", "## First-layer thresholds", "",
+             "The robust LeNets' first convolution learns single-pixel filters, each a threshold "
+             "on one pixel (`switch_on_levels`: the input level at which the filter's ReLU opens; "
+             f"written by `--levels` from the cached models, {len(measured)} runs). {eps_level} of "
+             "them learn the level 0.3 (= eps: a background pixel raised by the attack stays off); "
+             f"some also learn a second level in [{HIGH_LEVEL[0]:g}, {HIGH_LEVEL[1]:g}] "
+             "(about 1 - eps). Runs with that second level meet every target in "
+             f"{sum(map(targets_met, high))} of {len(high)}; runs without it in "
+             f"{sum(map(targets_met, low))} of {len(low)}.", "",
+             "| run | levels | PGD-7 | targets met |", "| --- | --- | --- | --- |"]
+    for row in sorted(measured, key=lambda r: r["PGD-7 eps=0.3 alpha=0.1"]):
+        lines.append(f"| {row['name']} | {', '.join(f'{x:.2f}' for x in row['levels']) or 'none'} | "
+                     f"{100 * row['PGD-7 eps=0.3 alpha=0.1']:.2f} | "
+                     f"{'yes' if targets_met(row) else 'no'} |")
+    return lines
 
 
 def passes_of(name: str) -> int:
@@ -211,13 +298,15 @@ def recipe_of(name: str) -> str:
 
 def family_of(name: str) -> str:
     """The family a robust run belongs to in the frontier figure:
-    ``rob PGD-3 bs128 lr0.003 E40 W5 P0.5 s0`` -> ``PGD-k, eps warm-up, peak at 0.5``."""
+    ``rob PGD-3 bs128 lr0.003 E40 W5 P0.5 s0`` -> ``PGD-k, eps warm-up, peak at 0.5``; a batch
+    other than 128 is named (``rob bs64 lr0.003 E20 W5 s0`` -> ``PGD-7, eps warm-up, batch 64``)."""
     parts = name.split()
     attack = "PGD-k" if any(part.startswith("PGD-") for part in parts) else "PGD-7"
     warmup = ", eps warm-up" if any(part.startswith("W") for part in parts) else ""
     peak = next((f", peak at {part[1:]}" for part in parts if part.startswith("P")
                  and not part.startswith("PGD")), "")
-    return attack + warmup + peak
+    batch = next(part[2:] for part in parts if part.startswith("bs"))
+    return attack + warmup + peak + ("" if batch == "128" else f", batch {batch}")
 
 
 def draw_frontier(rows: list, path: Path) -> None:
@@ -261,19 +350,20 @@ def main() -> None:
     p.add_argument("--autoattack", nargs="+", metavar="NAME",
                    help="evaluate these finished recipes' cached models with AutoAttack instead")
     p.add_argument("--autoattack-n", type=int, default=1000, help="test images for --autoattack")
+    p.add_argument("--levels", action="store_true",
+                   help="record the first layer's switch-on levels of the finished robust runs' "
+                        "cached models instead")
     p.add_argument("--only", nargs="+", metavar="NAME",
                    help="run only these recipes, named as in the table (e.g. 'rob bs128 lr0.003 E20 s0')")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.autoattack:
         autoattack(args)
+    elif args.levels:
+        levels(args)
     elif not args.render:
         run(args)
-    rows = read_runs(sorted((RESULTS / "recipe_sweep").glob("*.jsonl")))
-    if AUTOATTACK_RUNS.exists():  # the last AutoAttack result of each recipe joins its row
-        found = {r["name"]: r for r in read_runs([AUTOATTACK_RUNS])}
-        rows = [{**row, "autoattack": found[row["name"]]} if row["name"] in found else row
-                for row in rows]
+    rows = all_rows()
     text = render(rows)
     write_text(RESULTS / "recipe_sweep.md", text)
     draw_frontier(rows, RESULTS / "recipe_sweep.png")
