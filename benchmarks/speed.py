@@ -2,7 +2,7 @@
 
     python benchmarks/speed.py --data-dir ../shared/data [--images 5120] [--rounds 3]
 
-Training (PGD-7 eps 0.3 alpha 0.1 unless named, batch 128, Adam), images per second over ``--images`` MNIST
+Training (PGD-7 eps 0.3 alpha 0.1 and batch 128 unless named, Adam), images per second over ``--images`` MNIST
 training images, each variant timed ``--rounds`` times in turn (interleaved, so a busy machine
 slows all of them alike) and reported as the median:
 
@@ -13,7 +13,8 @@ slows all of them alike) and reported as the median:
 - (d) (c) with ``precision="bfloat16"`` (autocast for the attack and the forward pass), an option;
 - (e) (c) with the model wrapped in ``torch.compile`` (measured; rvi does not use it, see output);
 - (f), (g) (c) with the fewer-steps training attacks of ``recipe_sweep.py``: PGD-3 (alpha 0.25)
-  and PGD-2 (alpha 0.375), alpha = 2.5 eps / steps.
+  and PGD-2 (alpha 0.375), alpha = 2.5 eps / steps;
+- (h) (c) with batch 64 (``recipe_sweep.py``'s batch-64 recipes): more optimizer steps per epoch.
 
 Then attribution and faithfulness throughput (maps or scores per second) and evaluation
 throughput and cost per image (FGSM, PGD-7, PGD-40 x 5 restarts, AutoAttack), each with the
@@ -64,9 +65,10 @@ def seed_loop(data_dir: str, n_images: int) -> float:
 
 
 def rvi_epoch(images, labels, *, channels_last=None, precision="float32", compiled=False,
-              attack=ATTACK) -> float:
-    """(b)-(g): one epoch of ``rvi.train_model`` on the images; returns images per second."""
-    config = rvi.TrainConfig(adversarial=True, attack=attack, epochs=1, precision=precision)
+              attack=ATTACK, batch_size=128) -> float:
+    """(b)-(h): one epoch of ``rvi.train_model`` on the images; returns images per second."""
+    config = rvi.TrainConfig(adversarial=True, attack=attack, epochs=1, precision=precision,
+                             batch_size=batch_size)
     model = rvi.new_model("lenet", config)
     if compiled:
         model = torch.compile(model)
@@ -86,6 +88,7 @@ def training_rows(args, data) -> list:
         "(e) rvi + torch.compile(model)": lambda: rvi_epoch(images, labels, compiled=True),
         "(f) rvi default, PGD-3 alpha 0.25": lambda: rvi_epoch(images, labels, attack=fewer_steps_attack(3)),
         "(g) rvi default, PGD-2 alpha 0.375": lambda: rvi_epoch(images, labels, attack=fewer_steps_attack(2)),
+        "(h) rvi default, batch 64": lambda: rvi_epoch(images, labels, batch_size=64),
     }
     rvi_epoch(images[:256], labels[:256])  # warm-up: first-call allocations and oneDNN setup
     times = {name: [] for name in variants}
@@ -175,7 +178,7 @@ def main() -> None:
         f" on {machine(args.device)}. Load average (1 min) {load_before[0]:.1f} before and "
         f"{os.getloadavg()[0]:.1f} after: above the core count means other work shared the "
         "cores, which slows every variant (the ratios come from interleaved runs).", "",
-        f"## Adversarial training (PGD-7 unless named, batch 128, {args.images} MNIST images, "
+        f"## Adversarial training (PGD-7 and batch 128 unless named, {args.images} MNIST images, "
         f"median of {args.rounds} interleaved runs)", "",
         "The last column is what the default recipe's 40 epochs of full MNIST cost at that rate "
         "(the eps warm-up does not change the cost of an epoch).", "",
