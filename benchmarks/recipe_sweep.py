@@ -150,11 +150,10 @@ def levels(args) -> None:
     recipe this script no longer lists, are named, not measured)."""
     data = rvi.load_dataset("mnist", args.data_dir, download=False)
     recipes = dict(RECIPES)
-    done = {row["name"] for row in read_runs([LEVEL_RUNS] if LEVEL_RUNS.exists() else [])}
     missing = []
-    for row in read_runs(sorted((RESULTS / "recipe_sweep").glob("*.jsonl"))):
+    for row in all_rows():
         name = row["name"]
-        if not name.startswith("rob") or name in done:
+        if not name.startswith("rob") or "levels" in row:
             continue
         path = name in recipes and cached_model_path(args.cache_dir, data, "lenet", recipes[name])
         if not (path and path.exists()):
