@@ -1,4 +1,5 @@
-"""benchmarks/recipe_sweep.py: the first layer's switch-on levels, and the committed table."""
+"""benchmarks/recipe_sweep.py: the first layer's switch-on levels, and the committed table;
+benchmarks/threshold_probe.py: the held first-layer filter."""
 
 import sys
 from pathlib import Path
@@ -17,6 +18,16 @@ def sweep():
     try:
         import recipe_sweep
         yield recipe_sweep
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.fixture(scope="module")
+def probe(sweep):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import threshold_probe
+        yield threshold_probe
     finally:
         sys.path.remove(str(BENCHMARKS))
 
@@ -46,3 +57,21 @@ def test_committed_table_is_what_render_writes(sweep):
     measured = [row for row in rows if "levels" in row]
     assert measured, "no levels recorded"
     assert all(row["name"].startswith("rob") for row in measured)
+
+
+def test_held_threshold_survives_optimizer_steps(probe, sweep):
+    torch.manual_seed(0)
+    model = rvi.new_model("lenet", rvi.TrainConfig())
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    probe.hold_threshold(conv, 2, level=0.69, weight=1.2)
+    images = torch.rand(8, 1, 28, 28)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    before = conv.weight.detach().clone()
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(images), torch.arange(8)).backward()
+        optimizer.step()
+    outputs = conv(images)  # (8, 6, 28, 28); padding 2 keeps each pixel at a filter's centre
+    torch.testing.assert_close(outputs[:, 2:3], 1.2 * images - 0.69 * 1.2)
+    assert not torch.allclose(conv.weight[0], before[0]), "the other filters must still train"
+    assert 0.69 in sweep.switch_on_levels(model)
