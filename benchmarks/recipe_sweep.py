@@ -307,23 +307,30 @@ def probe_lines(rows: list) -> list:
                       "recipes and seeds without it")
     lines = ["", "## A threshold held by hand (probe)", "",
              "`threshold_probe.py` trains a recipe of this table with one first-layer filter held "
-             "from the first step to the last at a single-pixel threshold (weight 1.2 on its centre, "
-             "switching on at the level given; the other five filters and the rest of the network "
-             "train as usual), from the same seed. A probe of whether the second threshold is a "
+             "from the first step at a single-pixel threshold (weight 1.2 on its centre, switching on "
+             "at the level given), to the last step or for the epochs given, after which it trains "
+             "freely; the other five filters and the rest of the network train as usual, from the "
+             "same seed. A probe of whether the second threshold is a "
              "cause of meeting the targets, not a recipe: the hand-set filter is part of the model "
              "the saliency maps explain. With a filter " + "; ".join(counts) + ".", "",
-             "| recipe | held level | train s | clean | FGSM | PGD-7 | PGD-40x5 | targets met "
+             "| recipe | held level, epochs | train s | clean | FGSM | PGD-7 | PGD-40x5 | targets met "
              "| PGD-7 without | levels after the last epoch |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for probe in sorted(probes, key=lambda p: (p["recipe"], p["held"]["level"])):
+    for probe in sorted(probes, key=lambda p: (p["recipe"], p["held"]["level"], held_epochs(p))):
         without = unheld.get(probe["recipe"])
-        lines.append(f"| {probe['recipe']} | {probe['held']['level']:g} | {probe['train_s']} | "
+        lines.append(f"| {probe['recipe']} | {probe['held']['level']:g}, "
+                     f"{held_epochs(probe)} of {epochs_of(probe['recipe'])} | {probe['train_s']} | "
                      f"{100 * probe['clean']:.2f} | {100 * probe['FGSM eps=0.3']:.2f} | "
                      f"{100 * probe[PGD7]:.2f} | {100 * probe[STRONG]:.2f} | "
                      f"{'yes' if targets_met(probe) else 'no'} | "
                      f"{f'{100 * without[PGD7]:.2f}' if without else '-'} | "
                      f"{', '.join(f'{x:.2f}' for x in probe['levels_by_epoch'][-1])} |")
     return lines
+
+
+def held_epochs(probe: dict) -> int:
+    """The epochs a probe held its filter (``epochs`` None: to the end of training)."""
+    return probe["held"].get("epochs") or epochs_of(probe["recipe"])
 
 
 def passes_of(name: str) -> int:

@@ -8,10 +8,12 @@ and scores it as the sweep does (10,000 test images: clean, FGSM, PGD-7, PGD-40 
         --recipe "rob bs128 lr0.003 E20 W5 s0"
 
 The held filter is rewritten before every forward pass (training, the attack's steps and the
-evaluation), so what the optimizer does to it in between is undone. A probe, not a recipe:
-the hand-set filter changes the model that saliency maps explain. Each finished run is appended
-as one JSON line to ``results/recipe_sweep/probes/runs.jsonl`` with the first layer's switch-on
-levels after every epoch; runs are not cached (an interrupted one starts again).
+evaluation), so what the optimizer does to it in between is undone; ``--release-after N`` stops
+holding it after epoch N, from when it trains like the other filters (a hand-set start, not a
+hand-set model). Held to the end, it is a probe, not a recipe: the hand-set filter is part of the
+model that saliency maps explain. Each finished run is appended as one JSON line to
+``results/recipe_sweep/probes/runs.jsonl`` with the first layer's switch-on levels after every
+epoch; runs are not cached (an interrupted one starts again).
 """
 
 import time
@@ -25,9 +27,11 @@ from _common import parser
 from recipe_sweep import ATTACK, PGD7, PROBE_RUNS, RECIPES, append_row, switch_on_levels
 
 
-def hold_threshold(conv: torch.nn.Conv2d, index: int, level: float, weight: float) -> None:
+def hold_threshold(conv: torch.nn.Conv2d, index: int, level: float,
+                   weight: float) -> torch.utils.hooks.RemovableHandle:
     """Keep filter ``index`` of ``conv`` at ``weight`` on its centre pixel (zero elsewhere) with
-    bias ``-level * weight``, rewritten before every forward pass."""
+    bias ``-level * weight``, rewritten before every forward pass until the returned handle's
+    ``remove()``."""
     centre = tuple(size // 2 for size in conv.weight.shape[1:])
 
     def rewrite(module, inputs):
@@ -36,7 +40,7 @@ def hold_threshold(conv: torch.nn.Conv2d, index: int, level: float, weight: floa
             module.weight[(index, *centre)] = weight
             module.bias[index] = -level * weight
 
-    conv.register_forward_pre_hook(rewrite)
+    return conv.register_forward_pre_hook(rewrite)
 
 
 def main() -> None:
@@ -46,6 +50,8 @@ def main() -> None:
     p.add_argument("--weight", type=float, default=1.2,
                    help="its centre weight (the learned 0.69 filters hold 0.9-1.4)")
     p.add_argument("--filter", type=int, default=0, help="which of the first layer's filters to hold")
+    p.add_argument("--release-after", type=int, default=None, metavar="EPOCHS",
+                   help="let the filter train freely after this many epochs (default: held to the end)")
     args = p.parse_args()
     recipes = dict(RECIPES)
     if args.recipe not in recipes or not recipes[args.recipe].adversarial:
@@ -61,17 +67,27 @@ def main() -> None:
     conv = next(module for module in model.modules() if isinstance(module, torch.nn.Conv2d))
     if not 0 <= args.filter < conv.out_channels:
         raise ValueError(f"--filter must be in [0, {conv.out_channels}), got {args.filter}")
-    hold_threshold(conv, args.filter, args.level, args.weight)
+    if args.release_after is not None and not 0 < args.release_after < config.epochs:
+        raise ValueError(f"--release-after must be in (0, {config.epochs}), got {args.release_after}")
+    hold = hold_threshold(conv, args.filter, args.level, args.weight)
     levels_by_epoch = []
+
+    def after_epoch(metrics):
+        levels_by_epoch.append(switch_on_levels(model))
+        if metrics["epoch"] == args.release_after:
+            hold.remove()
+
     started = time.perf_counter()
     history = rvi.train_model(model, data.train_images, data.train_labels, config, quiet=True,
-                              on_epoch_end=lambda _: levels_by_epoch.append(switch_on_levels(model)))
+                              on_epoch_end=after_epoch)
     train_s = time.perf_counter() - started
     attacks = [parse_eval_attack(spec, ATTACK) for spec in ("fgsm", "pgd", "pgd-40x5")]
     scores = rvi.evaluate(model, data.test_images, data.test_labels, attacks, batch_size=2500)
     append_row(PROBE_RUNS, {
-        "name": f"{args.recipe} + held {args.level:g} threshold", "recipe": args.recipe,
-        "held": {"filter": args.filter, "level": args.level, "weight": args.weight},
+        "name": f"{args.recipe} + held {args.level:g} threshold"
+                + (f" for {args.release_after} epochs" if args.release_after else ""),
+        "recipe": args.recipe, "held": {"filter": args.filter, "level": args.level,
+                                        "weight": args.weight, "epochs": args.release_after},
         "train_s": round(train_s, 1), "device": f"{args.device}, {torch.get_num_threads()} threads",
         **scores, "final_train_accuracy": history[-1]["accuracy"],
         "levels_by_epoch": levels_by_epoch})

@@ -63,15 +63,22 @@ def test_held_threshold_survives_optimizer_steps(probe, sweep):
     torch.manual_seed(0)
     model = rvi.new_model("lenet", rvi.TrainConfig())
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
-    probe.hold_threshold(conv, 2, level=0.69, weight=1.2)
+    hold = probe.hold_threshold(conv, 2, level=0.69, weight=1.2)
     images = torch.rand(8, 1, 28, 28)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+
+    def steps(n):
+        for _ in range(n):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), torch.arange(8)).backward()
+            optimizer.step()
+
     before = conv.weight.detach().clone()
-    for _ in range(3):
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(images), torch.arange(8)).backward()
-        optimizer.step()
+    steps(3)
     outputs = conv(images)  # (8, 6, 28, 28); padding 2 keeps each pixel at a filter's centre
     torch.testing.assert_close(outputs[:, 2:3], 1.2 * images - 0.69 * 1.2)
     assert not torch.allclose(conv.weight[0], before[0]), "the other filters must still train"
     assert 0.69 in sweep.switch_on_levels(model)
+    hold.remove()  # released: the filter trains like the others
+    steps(1)
+    assert (conv(images)[:, 2:3] - (1.2 * images - 0.69 * 1.2)).abs().max() > 0.01
