@@ -298,24 +298,28 @@ def probe_lines(rows: list) -> list:
         return []
     probes = read_runs([PROBE_RUNS])
     unheld = {row["name"]: row for row in rows}
-    counts = []
-    for level in sorted({probe["held"]["level"] for probe in probes}, reverse=True):
-        paired = [p for p in probes if p["held"]["level"] == level and p["recipe"] in unheld]
-        counts.append(f"held at {level:g}, {sum(map(targets_met, paired))} of {len(paired)} runs "
-                      "meet every target, against "
-                      f"{sum(targets_met(unheld[p['recipe']]) for p in paired)} of the same "
-                      "recipes and seeds without it")
+
+    def how(probe):
+        epochs = probe["held"].get("epochs")
+        return probe["held"]["level"], f"the first {epochs} epochs" if epochs else "every epoch"
+
     lines = ["", "## A threshold held by hand (probe)", "",
              "`threshold_probe.py` trains a recipe of this table with one first-layer filter held "
              "from the first step at a single-pixel threshold (weight 1.2 on its centre, switching on "
-             "at the level given), to the last step or for the epochs given, after which it trains "
-             "freely; the other five filters and the rest of the network train as usual, from the "
-             "same seed. A probe of whether the second threshold is a "
-             "cause of meeting the targets, not a recipe: the hand-set filter is part of the model "
-             "the saliency maps explain. With a filter " + "; ".join(counts) + ".", "",
-             "| recipe | held level, epochs | train s | clean | FGSM | PGD-7 | PGD-40x5 | targets met "
-             "| PGD-7 without | levels after the last epoch |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "at the level given), for every epoch or for the first epochs given, after which it "
+             "trains freely; the other five filters and the rest of the network train as usual, from "
+             "the same seed. A probe of whether the second threshold is a cause of meeting the "
+             "targets: held for every epoch, the hand-set filter is part of the model the saliency "
+             "maps explain. Runs meeting every target, held and without the held filter (same "
+             "recipes and seeds):", "",
+             "| held level | held for | runs | met | met without |", "| --- | --- | --- | --- | --- |"]
+    for level, span in sorted({how(probe) for probe in probes}, reverse=True):
+        paired = [p for p in probes if how(p) == (level, span) and p["recipe"] in unheld]
+        lines.append(f"| {level:g} | {span} | {len(paired)} | {sum(map(targets_met, paired))} | "
+                     f"{sum(targets_met(unheld[p['recipe']]) for p in paired)} |")
+    lines += ["", "| recipe | held level, epochs | train s | clean | FGSM | PGD-7 | PGD-40x5 "
+              "| targets met | PGD-7 without | levels after the last epoch |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for probe in sorted(probes, key=lambda p: (p["recipe"], p["held"]["level"], held_epochs(p))):
         without = unheld.get(probe["recipe"])
         lines.append(f"| {probe['recipe']} | {probe['held']['level']:g}, "
