@@ -89,6 +89,8 @@ PROBE_RUNS = RESULTS / "recipe_sweep" / "probes" / "runs.jsonl"
 #: switch-on levels in these ranges: the threshold at eps = 0.3, and the second, high one the
 #: met runs share (1 - eps = 0.7)
 EPS_LEVEL, HIGH_LEVEL = (0.25, 0.35), (0.6, 0.8)
+#: forward-backward passes of rvi's default robust recipe (PGD-7, 40 epochs of 60,000 images)
+DEFAULT_PASSES = 40 * 60_000 * 8
 
 
 def run(args) -> None:
@@ -257,7 +259,7 @@ def render(rows: list) -> str:
         if len(seeds) < 2:
             continue
         pgd = [100 * r[PGD7] for r in runs]
-        cost = passes_of(runs[0]["name"]) / (40 * 60_000 * 8)
+        cost = passes_of(runs[0]["name"]) / DEFAULT_PASSES
         lines.append(f"| {recipe} | {cost:.2f} | {', '.join(seeds)} | {sum(map(targets_met, runs))} of "
                      f"{len(runs)} | {min(pgd):.2f} | {max(pgd):.2f} |")
     return "\n".join(lines + level_lines(rows) + probe_lines(rows)) + "\n"
@@ -294,14 +296,13 @@ def level_lines(rows: list) -> list:
 
 def probe_lines(rows: list) -> list:
     """The section on ``threshold_probe.py``'s runs, each beside its recipe's own run."""
-    if not PROBE_RUNS.exists():
+    probes = probe_runs()
+    if not probes:
         return []
-    probes = read_runs([PROBE_RUNS])
     unheld = {row["name"]: row for row in rows}
 
-    def how(probe):
-        epochs = probe["held"].get("epochs")
-        return probe["held"]["level"], f"the first {epochs} epochs" if epochs else "every epoch"
+    def group(probe):
+        return recipe_of(probe["recipe"]), probe["held"]["level"], held_span(probe)
 
     lines = ["", "## A threshold held by hand (probe)", "",
              "`threshold_probe.py` trains a recipe of this table with one first-layer filter held "
@@ -310,13 +311,19 @@ def probe_lines(rows: list) -> list:
              "trains freely; the other five filters and the rest of the network train as usual, from "
              "the same seed. A probe of whether the second threshold is a cause of meeting the "
              "targets: held for every epoch, the hand-set filter is part of the model the saliency "
-             "maps explain. Runs meeting every target, held and without the held filter (same "
-             "recipes and seeds):", "",
-             "| held level | held for | runs | met | met without |", "| --- | --- | --- | --- | --- |"]
-    for level, span in sorted({how(probe) for probe in probes}, reverse=True):
-        paired = [p for p in probes if how(p) == (level, span) and p["recipe"] in unheld]
-        lines.append(f"| {level:g} | {span} | {len(paired)} | {sum(map(targets_met, paired))} | "
-                     f"{sum(targets_met(unheld[p['recipe']]) for p in paired)} |")
+             "maps explain. `without`: the runs of the same recipe and seeds without a held filter.",
+             "", "| recipe | cost | held level | held for | seeds | runs meeting every target | PGD-7 min "
+             "| PGD-7 max | without: meeting every target |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for key in sorted({group(probe) for probe in probes}, key=lambda k: (k[0], -k[1], k[2])):
+        runs = [p for p in probes if group(p) == key]
+        pgd = [100 * p[PGD7] for p in runs]
+        paired = [unheld[p["recipe"]] for p in runs if p["recipe"] in unheld]
+        seeds = ", ".join(sorted(p["recipe"].split()[-1] for p in runs))
+        without = f"{sum(map(targets_met, paired))} of {len(paired)}" if paired else "-"
+        lines.append(f"| {key[0]} | {passes_of(runs[0]['recipe']) / DEFAULT_PASSES:.2f} | {key[1]:g} "
+                     f"| {key[2]} | {seeds} | {sum(map(targets_met, runs))} of {len(runs)} | "
+                     f"{min(pgd):.2f} | {max(pgd):.2f} | {without} |")
     lines += ["", "| recipe | held level, epochs | train s | clean | FGSM | PGD-7 | PGD-40x5 "
               "| targets met | PGD-7 without | levels after the last epoch |",
               "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -330,6 +337,17 @@ def probe_lines(rows: list) -> list:
                      f"{f'{100 * without[PGD7]:.2f}' if without else '-'} | "
                      f"{', '.join(f'{x:.2f}' for x in probe['levels_by_epoch'][-1])} |")
     return lines
+
+
+def probe_runs() -> list:
+    """The rows of ``threshold_probe.py``'s run file (none if it does not exist)."""
+    return read_runs([PROBE_RUNS]) if PROBE_RUNS.exists() else []
+
+
+def held_span(probe: dict) -> str:
+    """How long a probe held its filter, in words."""
+    epochs = probe["held"].get("epochs")
+    return f"the first {epochs} epochs" if epochs else "every epoch"
 
 
 def held_epochs(probe: dict) -> int:
@@ -366,7 +384,7 @@ def draw_frontier(rows: list, path: Path) -> None:
     """Every robust run's PGD-7 accuracy against the forward-backward passes it trained with
     (each point one seed; device-independent cost), one colour per family of recipes (the
     recipes themselves are too many to tell apart by colour; the table names each run), the
-    seed study's target as a line."""
+    probes of ``threshold_probe.py`` as families of their own, the seed study's target as a line."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -377,18 +395,22 @@ def draw_frontier(rows: list, path: Path) -> None:
                            "training passes (millions)": passes_of(r["name"]) / 1e6,
                            "PGD-7 accuracy (%)": 100 * r[PGD7],
                            "every target met": targets_met(r)}
-                          for r in rows if r["name"].startswith("rob")])
+                          for r in rows if r["name"].startswith("rob")]
+                         + [{"family": f"probe: {p['held']['level']:g} held {held_span(p)}",
+                             "training passes (millions)": passes_of(p["recipe"]) / 1e6,
+                             "PGD-7 accuracy (%)": 100 * p[PGD7], "every target met": targets_met(p)}
+                            for p in probe_runs()])
     floor = 85.0  # a run that collapsed (PGD-2 alpha 0.375: 26.9%) would flatten the rest
     frame["PGD-7 accuracy (%)"] = frame["PGD-7 accuracy (%)"].clip(lower=floor)
     figure, axes = plt.subplots(figsize=(8, 5))
     sns.scatterplot(frame, x="training passes (millions)", y="PGD-7 accuracy (%)", hue="family",
                     hue_order=sorted(frame["family"].unique()), alpha=0.75,
                     style="every target met", markers={True: "o", False: "X"}, s=70, ax=axes,
-                    palette="tab10")
+                    palette="tab20")
     axes.axhline(100 * TARGETS["robust"][PGD7], color="grey", ls="--", lw=1)
     axes.set_title("Robust LeNet recipes on full MNIST: training cost against PGD-7 accuracy\n"
                    f"(each point one seed; dashed: the seed study's 91.6%; runs below {floor:g}% "
-                   f"drawn at {floor:g}%)", fontsize=10)
+                   f"drawn at {floor:g}%;\nprobe: one first-layer filter held by hand)", fontsize=10)
     axes.legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     with atomic_write(path) as handle:
         figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
