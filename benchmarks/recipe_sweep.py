@@ -17,8 +17,9 @@ recipe resumes from its last epoch; ``train s`` sums the epochs' own times.
 
 Each finished recipe is appended as one JSON line to ``--runs`` (an interrupted sweep keeps what
 it finished; ``--autoattack`` appends to ``autoattack/runs.jsonl`` beside them, ``--levels`` the
-first layer's thresholds of the cached robust models to ``levels/runs.jsonl``); ``--render``
-writes ``benchmarks/results/recipe_sweep.md`` and ``recipe_sweep.png`` (PGD-7 accuracy against
+first layer's thresholds of the cached robust models to ``levels/runs.jsonl``, and
+``threshold_probe.py`` its runs to ``probes/runs.jsonl``); ``--render`` writes
+``benchmarks/results/recipe_sweep.md`` and ``recipe_sweep.png`` (PGD-7 accuracy against
 forward-backward passes, each run a point) from every run file.
 """
 

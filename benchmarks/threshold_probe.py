@@ -1,11 +1,11 @@
 """Is the first layer's second threshold (about 1 - eps) a cause of meeting the seed's targets, or
-only a sign of it? Trains a recipe of ``recipe_sweep.py`` with one first-layer filter held, from
-the first step to the last, at a single-pixel threshold (weight ``--weight`` on the centre of
-filter ``--filter``, bias ``-level * weight``: the filter's ReLU opens at pixel value ``level``),
-and scores it as the sweep does (10,000 test images: clean, FGSM, PGD-7, PGD-40 x 5).
+only a sign of it? Trains a recipe of ``recipe_sweep.py`` with one first-layer filter held from
+the first step at a single-pixel threshold (weight ``--weight`` on the centre of filter
+``--filter``, bias ``-level * weight``: the filter's ReLU opens at pixel value ``level``), and
+scores it as the sweep does (10,000 test images: clean, FGSM, PGD-7, PGD-40 x 5).
 
     python benchmarks/threshold_probe.py --data-dir ../shared/data --threads 1 \
-        --recipe "rob bs128 lr0.003 E20 W5 s0"
+        --recipe "rob bs128 lr0.003 E20 W5 s0" --release-after 10
 
 The held filter is rewritten before every forward pass (training, the attack's steps and the
 evaluation), so what the optimizer does to it in between is undone; ``--release-after N`` stops

@@ -23,13 +23,9 @@ def sweep():
 
 
 @pytest.fixture(scope="module")
-def probe(sweep):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import threshold_probe
-        yield threshold_probe
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def probe(sweep):  # imported while ``sweep`` holds benchmarks/ on the path
+    import threshold_probe
+    return threshold_probe
 
 
 def test_switch_on_levels_known_answer(sweep):
