@@ -21,10 +21,9 @@ import time
 import torch
 
 import rvi
-from rvi.config import parse_eval_attack
 
 from _common import parser
-from recipe_sweep import ATTACK, PGD7, PROBE_RUNS, RECIPES, append_row, switch_on_levels
+from recipe_sweep import PGD7, PROBE_RUNS, RECIPES, append_row, score, switch_on_levels
 
 
 def hold_threshold(conv: torch.nn.Conv2d, index: int, level: float,
@@ -81,8 +80,7 @@ def main() -> None:
     history = rvi.train_model(model, data.train_images, data.train_labels, config, quiet=True,
                               on_epoch_end=after_epoch)
     train_s = time.perf_counter() - started
-    attacks = [parse_eval_attack(spec, ATTACK) for spec in ("fgsm", "pgd", "pgd-40x5")]
-    scores = rvi.evaluate(model, data.test_images, data.test_labels, attacks, batch_size=2500)
+    scores = score(model, data.test_images, data.test_labels)
     append_row(PROBE_RUNS, {
         "name": f"{args.recipe} + held {args.level:g} threshold"
                 + (f" for {args.release_after} epochs" if args.release_after else ""),
