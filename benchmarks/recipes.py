@@ -25,3 +25,12 @@ def fewer_steps_attack(steps: int, alpha: Optional[float] = None) -> AttackConfi
     0.1 for 7)."""
     return AttackConfig(name="pgd", eps=0.3, alpha=alpha or 2.5 * 0.3 / steps, steps=steps,
                         random_start=True)
+
+
+#: 0.3 of the default's training: 12 epochs, eps warm-up over 3, and filter 0 of the first layer
+#: held at a single-pixel threshold at 1 - eps for the first 6 (``threshold_probe.py`` found that
+#: start to meet the seed's targets on 5 of 5 seeds; the same recipe without it missed on seed 0).
+ROBUST_THRESHOLD_START = TrainConfig(adversarial=True, attack=SEED_ATTACK, epochs=12,
+                                     eps_warmup_epochs=3, threshold_start_epochs=6, seed=0)
+#: Its natural partner, trained for the same 12 epochs.
+NATURAL_12 = TrainConfig(adversarial=False, epochs=12, seed=0)

@@ -10,6 +10,10 @@ whether it was trained in this run or loaded from the cache.
 
     python benchmarks/seed_accuracy.py --data-dir ../shared/data              # seed 0
     python benchmarks/seed_accuracy.py --data-dir ../shared/data --seeds 0 1 2 3 4
+
+``--recipe threshold-start`` evaluates ``ROBUST_THRESHOLD_START`` (12 epochs, eps warm-up 3, the
+first layer's threshold start for 6) beside ``NATURAL_12`` instead, into
+``results/seed_accuracy_threshold_start.md``.
 """
 
 import dataclasses
@@ -23,7 +27,13 @@ from rvi.cache import cached_model_path, get_trained_model
 from rvi.config import parse_eval_attack
 
 from _common import RESULTS, machine, parser, write_text
-from recipes import NATURAL, ROBUST, SEED_ATTACK
+from recipes import NATURAL, NATURAL_12, ROBUST, ROBUST_THRESHOLD_START, SEED_ATTACK
+
+#: ``--recipe``: (natural, robust) recipes, the file they are reported in, and how it names them.
+RECIPES = {"default": (NATURAL, ROBUST, "seed_accuracy.md", "rvi's default recipe"),
+           "threshold-start": (NATURAL_12, ROBUST_THRESHOLD_START, "seed_accuracy_threshold_start.md",
+                               "12 epochs each; the robust one with the first layer's threshold "
+                               "start (`TrainConfig.threshold_start_epochs=6`)")}
 
 SEED_REPORTED = {"natural": {"clean": 99.08, "FGSM": 12.69, "PGD-7": 0.00},
                  "robust": {"clean": 98.51, "FGSM": 93.92, "PGD-7": 91.64}}
@@ -36,8 +46,10 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
     p.add_argument("--autoattack-n", type=int, default=1000,
                    help="test images for AutoAttack (0: skip)")
-    p.add_argument("--out", default=str(RESULTS / "seed_accuracy.md"))
+    p.add_argument("--recipe", choices=RECIPES, default="default", help="which pair of recipes")
+    p.add_argument("--out", default=None, help="the report (default: results/ and the recipe's file)")
     args = p.parse_args()
+    natural, robust, out_name, recipe_words = RECIPES[args.recipe]
     torch.set_num_threads(args.threads)
     script_started = time.perf_counter()
     data = rvi.load_dataset("mnist", args.data_dir, download=False)
@@ -46,7 +58,7 @@ def main() -> None:
                "PGD-40 x5": parse_eval_attack("pgd-40x5", SEED_ATTACK)}
     rows, notes = {}, []
     info = data.info()  # one hash of the training images for every cache check below
-    for kind, base in (("natural", NATURAL), ("robust", ROBUST)):
+    for kind, base in (("natural", natural), ("robust", robust)):
         for seed in args.seeds:
             recipe = dataclasses.replace(base, seed=seed)
             rows[kind, seed], note = evaluate_model(args, data, info, recipe, attacks)
@@ -56,8 +68,8 @@ def main() -> None:
     aa_col = f" AutoAttack (first {args.autoattack_n}) |" if args.autoattack_n else ""
     lines = ["# Seed study accuracy, reproduced", "",
              "MNIST test set (10,000 images; AutoAttack on the first "
-             f"{args.autoattack_n}), LeNet of the seed study, L-inf eps = 0.3, rvi's default "
-             "recipe. Measured by `benchmarks/seed_accuracy.py`.", "",
+             f"{args.autoattack_n}), LeNet of the seed study, L-inf eps = 0.3, {recipe_words}. "
+             f"Measured by `benchmarks/seed_accuracy.py --recipe {args.recipe}`.", "",
              f"| model | seed | clean | FGSM | PGD-7 (alpha 0.1) | PGD-40 x5 restarts |{aa_col} "
              "targets met |",
              "| --- | --- | --- | --- | --- | --- |" + (" --- |" if aa_col else "") + " --- |"]
@@ -82,7 +94,7 @@ def main() -> None:
               "torchattacks FGSM, PGD (random start, seed 0), PGD-40 with step 2.5*eps/40 and 5 "
               "random restarts (MultiAttack), AutoAttack (standard: APGD-CE, APGD-T, FAB-T, "
               "Square).", "", "## Machine", "", machine(args.device), ""]
-    write_text(Path(args.out), "\n".join(lines))
+    write_text(Path(args.out or RESULTS / out_name), "\n".join(lines))
     print("\n".join(lines))
 
 

@@ -48,6 +48,8 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
         recipe["eps_warmup_epochs"] = int(warmup)  # 5 and 5.0 (the automatic warm-up) train alike
     if recipe["lr_warmup_share"] == ONECYCLE_WARMUP_SHARE:
         del recipe["lr_warmup_share"]  # added in rvi 0.8: the one shape cached models trained with
+    if not recipe["threshold_start_epochs"]:
+        del recipe["threshold_start_epochs"]  # added in rvi 0.9
     blob = json.dumps({"data": info, "architecture": architecture, "config": recipe,
                        "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -68,6 +68,9 @@ AUTO_WARMUP_SHARE = 1 / 8
 ONECYCLE_WARMUP_SHARE = 0.3
 #: Small datasets get more epochs (up to 4x): adversarial training needs enough optimizer steps.
 AUTO_MIN_STEPS = 1000
+#: Centre weight of the threshold start's filter (``TrainConfig.threshold_start_epochs``); the
+#: single-pixel threshold filters robust LeNets learn on their own hold 0.9-1.4.
+THRESHOLD_START_WEIGHT = 1.2
 
 
 class _Config:
@@ -184,6 +187,11 @@ class TrainConfig(_Config):
     lr_warmup_share: float = _help(
         "onecycle only: share of the optimizer steps over which the learning rate rises to its "
         "peak before annealing (torch's pct_start)", default=ONECYCLE_WARMUP_SHARE)
+    threshold_start_epochs: int = _help(
+        "adversarial only, for a first convolution taking one channel in [0, 1]: epochs for which "
+        "its filter 0 is held at a single-pixel threshold opening at 1 - eps (centre weight "
+        f"{THRESHOLD_START_WEIGHT}, zero elsewhere), rewritten after every optimizer step, then "
+        "released to train like the others (0: no threshold start)", default=0)
 
     def __post_init__(self) -> None:
         check_bool("adversarial", self.adversarial)
@@ -207,6 +215,13 @@ class TrainConfig(_Config):
         if self.schedule != "onecycle" and self.lr_warmup_share != ONECYCLE_WARMUP_SHARE:
             raise ValueError(f"lr_warmup_share needs schedule='onecycle', got {self.lr_warmup_share} "
                              f"with schedule={self.schedule!r}")
+        check_int("threshold_start_epochs", self.threshold_start_epochs, 0)
+        if self.threshold_start_epochs and not self.adversarial:
+            raise ValueError(f"threshold_start_epochs needs adversarial=True, got "
+                             f"{self.threshold_start_epochs}")
+        if self.epochs is not None and self.threshold_start_epochs > self.epochs:
+            raise ValueError(f"threshold_start_epochs must be at most epochs ({self.epochs}), got "
+                             f"{self.threshold_start_epochs}")
         if self.eps_warmup_epochs is None:
             return
         _check_range("eps_warmup_epochs", self.eps_warmup_epochs, 0.0, 10_000.0, low_open=False)
@@ -226,10 +241,11 @@ class TrainConfig(_Config):
         """``data`` with ``eps_warmup_epochs: 0.0`` added when it is a complete recipe dict
         without that field: one written before rvi 0.6 added it, when no recipe warmed up (a
         partial dict is left to be filled from the defaults; ``lr_warmup_share``, added in rvi
-        0.8, defaults to the one shape earlier versions trained)."""
-        added_since_05 = {"eps_warmup_epochs", "lr_warmup_share"}
-        rvi_05_fields = {spec.name for spec in dataclasses.fields(cls)} - added_since_05
-        if isinstance(data, dict) and set(data) - {"lr_warmup_share"} == rvi_05_fields:
+        0.8, and ``threshold_start_epochs``, added in rvi 0.9, default to what earlier versions
+        trained)."""
+        defaulted = {"lr_warmup_share", "threshold_start_epochs"}
+        rvi_05_fields = {spec.name for spec in dataclasses.fields(cls)} - defaulted - {"eps_warmup_epochs"}
+        if isinstance(data, dict) and set(data) - defaulted == rvi_05_fields:
             return {**data, "eps_warmup_epochs": 0.0}
         return data
 
@@ -270,6 +286,8 @@ class TrainConfig(_Config):
         warmup = f", eps warm-up {self.eps_warmup_epochs:g} epochs" if self.eps_warmup_epochs else ""
         shape = ("" if self.lr_warmup_share == ONECYCLE_WARMUP_SHARE
                  else f" (peak at {self.lr_warmup_share:g} of the steps)")
+        if self.threshold_start_epochs:
+            warmup += f", threshold start {self.threshold_start_epochs} epochs"
         return (f"{kind}, {epochs}{warmup}, {self.optimizer} lr {self.lr:g} {self.schedule}{shape}, "
                 f"batch {self.batch_size}{precision}")
 

@@ -33,7 +33,7 @@ from ._modelstate import channels_last as channels_last_weights
 from ._modelstate import (check_model_labels, has_channels_last_weights, model_device,
                           preserved_state, wants_channels_last)
 from .attacks import build_attack, skip_random_starts
-from .config import TrainConfig
+from .config import THRESHOLD_START_WEIGHT, TrainConfig
 from .models import build_model
 
 CHECKPOINT_FORMAT = "rvi-checkpoint-1"
@@ -111,6 +111,10 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if warmup > epochs:
         raise ValueError(f"config.eps_warmup_epochs must be at most the {epochs} epochs trained, "
                          f"got {config.eps_warmup_epochs}")
+    if config.threshold_start_epochs > epochs:
+        raise ValueError(f"config.threshold_start_epochs must be at most the {epochs} epochs "
+                         f"trained, got {config.threshold_start_epochs}")
+    hold_threshold = _threshold_start(model, config, images) if config.threshold_start_epochs else None
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, epochs * steps_per_epoch)
     history: list = []
@@ -142,6 +146,9 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             net = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         for epoch in range(len(history) + 1, epochs + 1):
+            held = epoch <= config.threshold_start_epochs
+            if held:
+                hold_threshold()
             net.train()
             started = time.perf_counter()
             with seeded(config.seed * 100_003 + epoch, device):
@@ -170,6 +177,8 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    if held:
+                        hold_threshold()
                     if scheduler is not None:
                         scheduler.step()
                     total_loss += loss.detach() * (n_step / world)
@@ -204,6 +213,36 @@ def _set_strength(attack, config: TrainConfig, progress: float) -> None:
         part.eps = config.attack.eps * scale
         if hasattr(part, "alpha"):
             part.alpha = config.attack.alpha * scale
+
+
+def _threshold_start(model: nn.Module, config: TrainConfig, images: torch.Tensor) -> Callable[[], None]:
+    """A function that sets filter 0 of the model's first convolution to a single-pixel threshold:
+    :data:`~rvi.config.THRESHOLD_START_WEIGHT` on its centre, zero elsewhere, bias
+    ``-(1 - eps) * weight``, so its ReLU opens where the centre pixel exceeds ``1 - eps``. Robust
+    LeNets that meet the seed study's targets learn such a filter on their own (at about 0.69 for
+    eps 0.3; ``benchmarks/results/recipe_sweep.md``, "First-layer thresholds")."""
+    conv = next((module for module in model.modules() if isinstance(module, nn.Conv2d)), None)
+    if conv is None or conv.in_channels != 1 or images.shape[1] != 1 or conv.bias is None \
+            or any(size % 2 == 0 for size in conv.kernel_size):
+        found = ("no Conv2d" if conv is None else
+                 f"a first Conv2d with {conv.in_channels} input channels, kernel {conv.kernel_size}, "
+                 f"bias {conv.bias is not None}")
+        raise ValueError(f"config.threshold_start_epochs needs a model whose first Conv2d takes one "
+                         f"channel, has a bias and an odd kernel, and one-channel images; got "
+                         f"{found} and images of {images.shape[1]} channels")
+    if not config.attack.eps < 1:
+        raise ValueError(f"config.threshold_start_epochs needs an attack eps below 1, got "
+                         f"{config.attack.eps}")
+    centre = (0, *(size // 2 for size in conv.kernel_size))
+    level = 1 - config.attack.eps
+
+    def hold() -> None:
+        with torch.no_grad():
+            conv.weight[0].zero_()
+            conv.weight[(0, *centre)] = THRESHOLD_START_WEIGHT
+            conv.bias[0] = -level * THRESHOLD_START_WEIGHT
+
+    return hold
 
 
 def _attack_part(attack, config: TrainConfig, x, y, part: slice, n_step: int, image_shape):

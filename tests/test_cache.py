@@ -42,6 +42,9 @@ def test_key_changes_with_split_architecture_recipe_and_training_version(monkeyp
         config, adversarial=True, eps_warmup_epochs=0.5)) != cache.cache_key(
         data, "lenet", dataclasses.replace(config, adversarial=True))
     assert cache.cache_key(data, "lenet", dataclasses.replace(config, lr_warmup_share=0.15)) != base
+    assert cache.cache_key(data, "lenet", dataclasses.replace(
+        config, adversarial=True, threshold_start_epochs=1)) != cache.cache_key(
+        data, "lenet", dataclasses.replace(config, adversarial=True))
     monkeypatch.setattr(cache, "TRAINING_VERSION", train.TRAINING_VERSION + 1)
     assert cache.cache_key(data, "lenet", config) != base
 

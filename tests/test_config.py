@@ -190,6 +190,8 @@ def test_recipes_written_before_the_warmup_field_read_as_no_warmup():
 def test_recipes_written_before_the_lr_shape_field_keep_their_shape():
     current = TrainConfig(adversarial=True, epochs=40, eps_warmup_epochs=5.0)
     rvi_07 = current.to_dict()
+    del rvi_07["threshold_start_epochs"]  # a complete recipe as rvi 0.8 wrote it
+    assert TrainConfig.from_dict(rvi_07) == current
     del rvi_07["lr_warmup_share"]  # a complete recipe as rvi 0.6-0.7 wrote it
     assert TrainConfig.from_dict(rvi_07) == current
     del rvi_07["eps_warmup_epochs"]  # and as rvi 0.5 wrote it

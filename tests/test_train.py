@@ -258,6 +258,70 @@ def test_resume_in_the_middle_of_the_eps_warmup_equals_uninterrupted_run(synthet
     assert not torch.equal(next(unwarmed.parameters()), next(full.parameters()))
 
 
+def _first_filter(model):
+    conv = next(module for module in model.modules() if isinstance(module, torch.nn.Conv2d))
+    return torch.cat([conv.weight[0].flatten(), conv.bias[:1]]).detach().clone()
+
+
+def test_threshold_start_holds_filter_0_then_releases_it(synthetic):
+    config = TrainConfig(epochs=3, batch_size=64, adversarial=True, threshold_start_epochs=2,
+                         attack=AttackConfig(eps=0.25, alpha=0.1, steps=1))
+    model = rvi.new_model("lenet", config)
+    before = [p.detach().clone() for p in model.parameters()]
+    filters = []
+    rvi.train_model(model, synthetic.train_images, synthetic.train_labels, config, quiet=True,
+                    on_epoch_end=lambda metrics: filters.append(_first_filter(model)))
+    held = torch.zeros(26)
+    held[12], held[25] = 1.2, -0.75 * 1.2  # centre of the 5x5 kernel; opens at 1 - eps = 0.75
+    assert torch.equal(filters[0], held) and torch.equal(filters[1], held)
+    assert (filters[2] - held).abs().max() > 1e-4  # released: it trains like the others
+    conv_weight = next(model.parameters())
+    assert (conv_weight[1:] - before[0][1:]).abs().max() > 1e-3  # the other filters trained
+
+
+def test_resume_in_the_middle_of_the_threshold_start_equals_uninterrupted_run(synthetic, tmp_path):
+    config = TrainConfig(epochs=3, batch_size=64, adversarial=True, threshold_start_epochs=2,
+                         attack=AttackConfig(eps=0.2, alpha=0.1, steps=1))
+    full, _ = _train(synthetic, config)
+    path = tmp_path / "resumed.pt"
+
+    def interrupt(metrics):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(synthetic, config, checkpoint_path=path, on_epoch_end=interrupt)
+    resumed, history = _train(synthetic, config, checkpoint_path=path)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    unheld, _ = _train(synthetic, dataclasses.replace(config, threshold_start_epochs=0))
+    assert not torch.equal(_first_filter(unheld), _first_filter(full))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"threshold_start_epochs": -1}, "threshold_start_epochs must be"),
+    ({"threshold_start_epochs": 1.5}, "threshold_start_epochs must be"),
+    ({"threshold_start_epochs": 2, "adversarial": False},
+     "threshold_start_epochs needs adversarial=True, got 2"),
+    ({"threshold_start_epochs": 3, "epochs": 2},
+     r"threshold_start_epochs must be at most epochs \(2\), got 3"),
+])
+def test_bad_threshold_start(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**{"adversarial": True, **kwargs})
+
+
+def test_threshold_start_refuses_colour_images_and_too_long_a_start(synthetic):
+    config = TrainConfig(epochs=1, adversarial=True, attack=ATTACK, threshold_start_epochs=1)
+    colour = synthetic.train_images[:8].repeat(1, 3, 1, 1)
+    model = rvi.new_model("lenet", config, in_channels=3)
+    with pytest.raises(ValueError, match="first Conv2d takes one channel.*3 input channels"):
+        rvi.train_model(model, colour, synthetic.train_labels[:8], config, quiet=True)
+    auto = TrainConfig(adversarial=True, attack=ATTACK, threshold_start_epochs=1000)
+    with pytest.raises(ValueError, match="threshold_start_epochs must be at most the .* got 1000"):
+        _train(synthetic, auto)
+
+
 def test_automatic_recipe_trains_and_resumes_as_the_recipe_written_out(synthetic, tmp_path,
                                                                        monkeypatch):
     monkeypatch.setattr(rvi.config, "AUTO_EPOCHS", {"adversarial": 8, "natural": 8})

@@ -1,0 +1,56 @@
+"""Does the first layer's threshold start change the saliency maps rvi compares? Scores, per seed,
+the robust LeNet of rvi's default recipe (``recipes.ROBUST``, 40 epochs), the one trained with the
+threshold start (``recipes.ROBUST_THRESHOLD_START``, 12 epochs) and the natural LeNet
+(``recipes.NATURAL``) side by side with :func:`rvi.compare` on the first ``--n-test`` MNIST test
+images: every default metric and control, the robust default as the reference, intervals over
+the seeds' means. Models come from (or go to) the benchmark cache.
+
+    python benchmarks/threshold_start_saliency.py --data-dir ../shared/data --seeds 0 1 2 3 4
+"""
+
+import dataclasses
+import time
+
+import torch
+
+import rvi
+from rvi.cache import get_trained_model
+
+from _common import RESULTS, machine, parser
+from recipes import NATURAL, ROBUST, ROBUST_THRESHOLD_START, SEED_ATTACK
+
+MODELS = {"robust, default recipe": ROBUST, "robust, threshold start": ROBUST_THRESHOLD_START,
+          "natural, default recipe": NATURAL}
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds")
+    p.add_argument("--n-test", type=int, default=1000, help="first N test images")
+    p.add_argument("--out", default=str(RESULTS / "threshold_start_saliency"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing result")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    data = rvi.load_dataset("mnist", args.data_dir, download=False)
+    sets, sources = [], {}
+    for seed in args.seeds:
+        models = {}
+        for name, recipe in MODELS.items():
+            recipe = dataclasses.replace(recipe, seed=seed)
+            models[name], _, path = get_trained_model(data, "lenet", recipe, args.cache_dir,
+                                                      device=args.device, quiet=True)
+            sources[name] = recipe.recipe_label
+        sets.append(models)
+    config = rvi.BenchmarkConfig(attack=SEED_ATTACK, eval_attacks=("fgsm", "pgd"),
+                                 n_test=args.n_test, seeds=tuple(args.seeds), device=args.device)
+    result = rvi.compare(sets, data.test_images, data.test_labels, config, sources=sources,
+                         data_name="MNIST test set", progress=True)
+    folder = result.save(args.out, overwrite=args.overwrite)
+    print(result.to_markdown())
+    print(machine(args.device))
+    print(f"saved to {folder} in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
