@@ -33,15 +33,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     data = rvi.load_dataset("mnist", args.data_dir, download=False)
-    sets, sources = [], {}
-    for seed in args.seeds:
-        models = {}
-        for name, recipe in MODELS.items():
-            recipe = dataclasses.replace(recipe, seed=seed)
-            models[name], _, path = get_trained_model(data, "lenet", recipe, args.cache_dir,
-                                                      device=args.device, quiet=True)
-            sources[name] = recipe.recipe_label
-        sets.append(models)
+    sets = [{name: get_trained_model(data, "lenet", dataclasses.replace(recipe, seed=seed),
+                                     args.cache_dir, device=args.device, quiet=True)[0]
+             for name, recipe in MODELS.items()} for seed in args.seeds]
+    sources = {name: recipe.recipe_label for name, recipe in MODELS.items()}
     config = rvi.BenchmarkConfig(attack=SEED_ATTACK, eval_attacks=("fgsm", "pgd"),
                                  n_test=args.n_test, seeds=tuple(args.seeds), device=args.device)
     result = rvi.compare(sets, data.test_images, data.test_labels, config, sources=sources,
