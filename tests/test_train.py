@@ -239,25 +239,6 @@ def test_eps_warmup_rises_linearly_batch_by_batch_then_holds(synthetic, monkeypa
     assert seen == expected + [(0.3, 0.1)] * 2
 
 
-def test_resume_in_the_middle_of_the_eps_warmup_equals_uninterrupted_run(synthetic, tmp_path):
-    config = TrainConfig(epochs=2, batch_size=64, adversarial=True, eps_warmup_epochs=2,
-                         attack=AttackConfig(eps=0.2, alpha=0.1, steps=1))
-    full, _ = _train(synthetic, config)
-    path = tmp_path / "resumed.pt"
-
-    def interrupt(metrics):
-        raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _train(synthetic, config, checkpoint_path=path, on_epoch_end=interrupt)
-    resumed, history = _train(synthetic, config, checkpoint_path=path)
-    assert [h["epoch"] for h in history] == [1, 2]
-    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), name
-    unwarmed, _ = _train(synthetic, dataclasses.replace(config, eps_warmup_epochs=0))
-    assert not torch.equal(next(unwarmed.parameters()), next(full.parameters()))
-
-
 def _first_filter(model):
     conv = next(module for module in model.modules() if isinstance(module, torch.nn.Conv2d))
     return torch.cat([conv.weight[0].flatten(), conv.bias[:1]]).detach().clone()
@@ -279,8 +260,11 @@ def test_threshold_start_holds_filter_0_then_releases_it(synthetic):
     assert (conv_weight[1:] - before[0][1:]).abs().max() > 1e-3  # the other filters trained
 
 
-def test_resume_in_the_middle_of_the_threshold_start_equals_uninterrupted_run(synthetic, tmp_path):
-    config = TrainConfig(epochs=3, batch_size=64, adversarial=True, threshold_start_epochs=2,
+@pytest.mark.parametrize("field, value, epochs", [
+    ("eps_warmup_epochs", 2, 2), ("threshold_start_epochs", 2, 3)])
+def test_resume_in_the_middle_of_the_warmup_or_start_equals_uninterrupted_run(
+        synthetic, tmp_path, field, value, epochs):
+    config = TrainConfig(epochs=epochs, batch_size=64, adversarial=True, **{field: value},
                          attack=AttackConfig(eps=0.2, alpha=0.1, steps=1))
     full, _ = _train(synthetic, config)
     path = tmp_path / "resumed.pt"
@@ -291,11 +275,11 @@ def test_resume_in_the_middle_of_the_threshold_start_equals_uninterrupted_run(sy
     with pytest.raises(KeyboardInterrupt):
         _train(synthetic, config, checkpoint_path=path, on_epoch_end=interrupt)
     resumed, history = _train(synthetic, config, checkpoint_path=path)
-    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert [h["epoch"] for h in history] == list(range(1, epochs + 1))
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
-    unheld, _ = _train(synthetic, dataclasses.replace(config, threshold_start_epochs=0))
-    assert not torch.equal(_first_filter(unheld), _first_filter(full))
+    without, _ = _train(synthetic, dataclasses.replace(config, **{field: 0}))
+    assert not torch.equal(_first_filter(without), _first_filter(full))
 
 
 @pytest.mark.parametrize("kwargs, message", [
