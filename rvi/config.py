@@ -286,9 +286,9 @@ class TrainConfig(_Config):
         warmup = f", eps warm-up {self.eps_warmup_epochs:g} epochs" if self.eps_warmup_epochs else ""
         shape = ("" if self.lr_warmup_share == ONECYCLE_WARMUP_SHARE
                  else f" (peak at {self.lr_warmup_share:g} of the steps)")
-        if self.threshold_start_epochs:
-            warmup += f", threshold start {self.threshold_start_epochs} epochs"
-        return (f"{kind}, {epochs}{warmup}, {self.optimizer} lr {self.lr:g} {self.schedule}{shape}, "
+        start = (f", threshold start {self.threshold_start_epochs} epochs"
+                 if self.threshold_start_epochs else "")
+        return (f"{kind}, {epochs}{warmup}{start}, {self.optimizer} lr {self.lr:g} {self.schedule}{shape}, "
                 f"batch {self.batch_size}{precision}")
 
     @property
