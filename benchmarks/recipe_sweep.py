@@ -68,7 +68,7 @@ RECIPES += [(f"rob bs{batch} lr{lr:g} E{epochs} W{warmup:g}{f' P{share:g}' if sh
             + [(64, 3e-3, 20, 5, None, s) for s in (0, 4, 1, 2, 3)]
             + [(128, 3e-3, 12, 3, None, s) for s in (0, 1, 2, 3, 4)]]
 # a separate family: fewer PGD steps with a larger step (alpha = 2.5 eps / steps, the rule that
-# gives the seed's 0.1 for 7 steps, unless the name gives another alpha), the default's epochs
+# gives the seed's 0.1 for 7 steps, unless the name gives another alpha), the 40-epoch recipe's epochs
 # and warm-up; scored with PGD-7 as all
 RECIPES += [(f"rob PGD-{steps}{f' a{alpha:g}' if alpha else ''} bs128 lr0.003 E{epochs} W5"
              f"{f' P{share:g}' if share else ''} s{seed}",
@@ -90,8 +90,8 @@ PROBE_RUNS = RESULTS / "recipe_sweep" / "probes" / "runs.jsonl"
 #: switch-on levels in these ranges: the threshold at eps = 0.3, and the second, high one the
 #: met runs share (1 - eps = 0.7)
 EPS_LEVEL, HIGH_LEVEL = (0.25, 0.35), (0.6, 0.8)
-#: forward-backward passes of rvi's default robust recipe (PGD-7, 40 epochs of 60,000 images)
-DEFAULT_PASSES = 40 * 60_000 * 8
+#: forward-backward passes of rvi 0.7-0.9's default robust recipe (PGD-7, 40 epochs of 60,000 images)
+REFERENCE_PASSES = 40 * 60_000 * 8
 
 
 def run(args) -> None:
@@ -253,8 +253,8 @@ def render(rows: list) -> str:
     lines += ["", "## Every seed", "",
               "Robust recipes run on two or more seeds: how many runs meet every target, and the "
               "spread of PGD-7 accuracy over the runs (a recipe for rvi's default must meet the "
-              "targets on every seed). Cost: forward-backward passes against the default's "
-              "(PGD-7, 40 epochs).", "",
+              "targets on every seed). Cost: forward-backward passes against the 40-epoch recipe's "
+              "(PGD-7, 40 epochs; rvi 0.7-0.9's default).", "",
               "| recipe | cost | seeds | runs meeting every target | PGD-7 min | PGD-7 max |",
               "| --- | --- | --- | --- | --- | --- |"]
     by_recipe: dict = {}
@@ -266,7 +266,7 @@ def render(rows: list) -> str:
         if len(seeds) < 2:
             continue
         pgd = [100 * r[PGD7] for r in runs]
-        cost = passes_of(runs[0]["name"]) / DEFAULT_PASSES
+        cost = passes_of(runs[0]["name"]) / REFERENCE_PASSES
         lines.append(f"| {recipe} | {cost:.2f} | {', '.join(seeds)} | {sum(map(targets_met, runs))} of "
                      f"{len(runs)} | {min(pgd):.2f} | {max(pgd):.2f} |")
     return "\n".join(lines + level_lines(rows) + probe_lines(rows)) + "\n"
@@ -328,7 +328,7 @@ def probe_lines(rows: list) -> list:
         paired = [unheld[p["recipe"]] for p in runs if p["recipe"] in unheld]
         seeds = ", ".join(sorted(p["recipe"].split()[-1] for p in runs))
         without = f"{sum(map(targets_met, paired))} of {len(paired)}" if paired else "-"
-        lines.append(f"| {key[0]} | {passes_of(runs[0]['recipe']) / DEFAULT_PASSES:.2f} | {key[1]:g} "
+        lines.append(f"| {key[0]} | {passes_of(runs[0]['recipe']) / REFERENCE_PASSES:.2f} | {key[1]:g} "
                      f"| {key[2]} | {seeds} | {sum(map(targets_met, runs))} of {len(runs)} | "
                      f"{min(pgd):.2f} | {max(pgd):.2f} | {without} |")
     lines += ["", "| recipe | held level, epochs | train s | clean | FGSM | PGD-7 | PGD-40x5 "

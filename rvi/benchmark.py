@@ -31,6 +31,7 @@ from .data import Dataset, load_dataset
 from .pipeline import CellSpec, score_model_set, timed
 from .records import NATURAL_ROBUST, ModelSet
 from .result import BenchmarkResult
+from .train import auto_threshold_start
 from .version import __version__
 
 
@@ -135,7 +136,8 @@ def _models(config: BenchmarkConfig, data: Dataset, seed: int, cache_dir: Path, 
         models[kind] = model
         training[f"{kind}/seed{seed}"] = {
             # automatic epochs and warm-up written out: what "auto" meant in this rvi version
-            "recipe": recipe.resolved(len(data.train_images)).label, "checkpoint": path.name,
+            "recipe": recipe.resolved(len(data.train_images), with_threshold_start=auto_threshold_start(
+                model, data.image_shape[0], data.name)).label, "checkpoint": path.name,
             "epochs": len(history),
             "train_seconds": round(sum(h["seconds"] for h in history), 1),
             "final_train_loss": history[-1]["loss"],

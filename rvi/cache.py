@@ -19,7 +19,8 @@ from typing import Union
 from ._checks import MODELS, check_choice
 from .config import ONECYCLE_WARMUP_SHARE, TrainConfig
 from .data import Dataset
-from .train import CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model, train_model
+from .train import (CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model,
+                    auto_threshold_start, train_model)
 
 
 def default_cache_dir() -> Path:
@@ -39,8 +40,10 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
     info = _info(data)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    # automatic epochs and warm-up train what resolved() says: key the recipe by what it trains
-    recipe = config.resolved(info["n_train"]).to_dict()
+    # the automatic recipe trains what resolved() says: key the recipe by what it trains
+    model = new_model(architecture, config, info["num_classes"], info["image_shape"][0])
+    recipe = config.resolved(info["n_train"], with_threshold_start=auto_threshold_start(
+        model, info["image_shape"][0], info["name"])).to_dict()
     warmup = recipe["eps_warmup_epochs"]
     if not warmup:
         del recipe["eps_warmup_epochs"]  # added in rvi 0.6: models cached before keep their keys
@@ -58,7 +61,8 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
 def _info(data: Union[Dataset, dict]) -> dict:
     if isinstance(data, Dataset):
         return data.info()
-    if isinstance(data, dict) and {"name", "fingerprint", "n_train"} <= set(data):
+    if isinstance(data, dict) and {"name", "fingerprint", "n_train", "num_classes",
+                                   "image_shape"} <= set(data):
         return data
     raise ValueError(f"data must be a Dataset or its info() dict, got {type(data).__name__}")
 
@@ -87,7 +91,8 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
     history = []
     if path.exists():
         history = load_checkpoint(path, model, architecture=architecture)["history"]
-    if len(history) < config.epochs_for(len(data.train_images)):
+    auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
+    if len(history) < config.epochs_for(len(data.train_images), with_threshold_start=auto_start):
         # the whole training set goes to the device once, not batch by batch
         images, labels = data.train_images.to(device), data.train_labels.to(device)
         history = train_model(model, images, labels, config,

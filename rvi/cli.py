@@ -33,7 +33,8 @@ from .result import BenchmarkResult, check_out_folder
 from .sweep import run_sweep
 from .sweep_result import SWEEP_FILE, SweepResult
 from .terminal import summary
-from .train import load_checkpoint, load_model, new_model, train_model, training_summary
+from .train import (auto_threshold_start, load_checkpoint, load_model, new_model, train_model,
+                    training_summary)
 from .zoo import DATASETS as ZOO_DATASETS, THREAT_MODELS, load_robustbench
 
 
@@ -365,18 +366,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     info = data.info()
     path = cached_model_path(args.out, info, args.model, config)
     model = new_model(args.model, config, data.num_classes, data.image_shape[0]).to(ddp.device())
-    epochs = config.epochs_for(len(data.train_images))
-    warmup = config.warmup_for(len(data.train_images))
+    auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
+    recipe = config.resolved(len(data.train_images), with_threshold_start=auto_start)
     processes = (f"; {ddp.world_size()} processes ({ddp.world_size() * torch.get_num_threads()} "
                  f"threads in all), backend {torch.distributed.get_backend()}"
                  if ddp.is_distributed() else "")
-    _main_print(f"training {args.model} on {data.name}: {config.label} ({epochs} epochs"
-                f"{f', eps warm-up {warmup:g} epochs' if warmup else ''}; "
+    _main_print(f"training {args.model} on {data.name}: {recipe.label} ("
                 f"{torch.get_num_threads()} torch threads{processes})\ncheckpoint: {path}")
     history = train_model(model, data.train_images, data.train_labels, config,
                           checkpoint_path=path, architecture=args.model, quiet=args.quiet,
                           dataset_info=info)
-    _main_print(f"done: {training_summary(history, config, len(data.train_images))}\n{path}")
+    _main_print(f"done: {training_summary(history, config, len(data.train_images), auto_start)}\n{path}")
     return 0
 
 

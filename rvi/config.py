@@ -53,20 +53,25 @@ def _help(text: str, **kwargs: Any) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
 
-#: Default epochs of :class:`TrainConfig` (``epochs=None``), the same for natural and adversarial
-#: training so that a natural-vs-robust comparison never also compares training budgets. With
-#: Adam, one-cycle to 3e-3, batch 128 and the automatic eps warm-up on full MNIST
-#: (``benchmarks/results/recipe_sweep.md``), 40 PGD-7 epochs met the seed study's accuracy table
-#: on each of 5 seeds; 20 (rvi 0.5) met it on 2 of 5 and 30 with the warm-up on 2 of 3. A
-#: natural LeNet reaches 99% clean within 6. Pass ``epochs`` for a different run.
-AUTO_EPOCHS = {"adversarial": 40, "natural": 40}
-#: The automatic recipe's eps warm-up (``epochs`` and ``eps_warmup_epochs`` both None), as a share
-#: of its epochs: 5 of 40.
-AUTO_WARMUP_SHARE = 1 / 8
+#: The automatic recipe (``epochs``, ``eps_warmup_epochs`` and ``threshold_start_epochs`` left
+#: None): (epochs, eps warm-up epochs, threshold-start epochs), keyed by whether it holds the
+#: threshold start (:func:`rvi.train.auto_threshold_start`: MNIST, and a model whose first layer
+#: takes it). Natural training takes the same epochs, without warm-up or start, so that a
+#: natural-vs-robust comparison never also compares training budgets. With Adam, one-cycle to 3e-3
+#: and batch 128 on full MNIST (``benchmarks/results/recipe_sweep.md``), 12 PGD-7 epochs with the
+#: start met the seed study's accuracy table on each of 5 seeds (without it on none); 40 epochs
+#: without it (rvi 0.7-0.9's default, kept for every other case) on each of 5. A natural LeNet
+#: reaches 99% clean within 6.
+AUTO_RECIPES = {True: (12, 3, 6), False: (40, 5, 0)}
+#: Datasets whose automatic adversarial recipe holds the threshold start (where the model takes
+#: it): MNIST's near-binary digits, where it was measured to replace 28 of 40 epochs. On
+#: Fashion-MNIST (eps 0.1, threshold at 0.9) 12 epochs scored alike with it and without it.
+THRESHOLD_START_DATASETS = ("mnist", "mnist-5k")
 #: The one-cycle schedule's rise to its peak learning rate, as a share of the steps (torch's
 #: default pct_start, the only shape before rvi 0.8).
 ONECYCLE_WARMUP_SHARE = 0.3
-#: Small datasets get more epochs (up to 4x): adversarial training needs enough optimizer steps.
+#: Small datasets get more epochs (up to 4x; the warm-up and the start in proportion):
+#: adversarial training needs enough optimizer steps.
 AUTO_MIN_STEPS = 1000
 #: Centre weight of the threshold start's filter (``TrainConfig.threshold_start_epochs``); the
 #: single-pixel threshold filters robust LeNets learn on their own hold 0.9-1.4.
@@ -168,9 +173,10 @@ class TrainConfig(_Config):
     attack: AttackConfig = _help("attack used to make training examples when adversarial",
                                  default_factory=AttackConfig)
     epochs: Optional[int] = _help(
-        f"passes over the training set (default: {AUTO_EPOCHS['adversarial']} adversarial or "
-        f"{AUTO_EPOCHS['natural']} natural, and at least {AUTO_MIN_STEPS} optimizer steps on small "
-        "datasets)", default=None)
+        f"passes over the training set (default: {AUTO_RECIPES[True][0]} on MNIST for a model "
+        f"whose first layer takes the threshold start, else {AUTO_RECIPES[False][0]}, natural and "
+        f"adversarial alike, and at least {AUTO_MIN_STEPS} optimizer steps on small datasets)",
+        default=None)
     batch_size: int = _help("images per optimizer step", default=128)
     optimizer: str = _help("adam or sgd", default="adam")
     lr: float = _help("(peak) learning rate", default=3e-3)
@@ -182,16 +188,20 @@ class TrainConfig(_Config):
                            "bfloat16 autocast (weights and optimizer stay float32)", default="float32")
     eps_warmup_epochs: Optional[float] = _help(
         "epochs over which the training attack's eps and step rise linearly, batch by batch, from "
-        "0 to their values (0: full strength from the first batch; default: an eighth of the "
-        "epochs when they are automatic too, adversarial only, else 0)", default=None)
+        "0 to their values (0: full strength from the first batch; default: the automatic recipe's "
+        f"{AUTO_RECIPES[True][1]} of {AUTO_RECIPES[True][0]} or {AUTO_RECIPES[False][1]} of "
+        f"{AUTO_RECIPES[False][0]} epochs when the epochs are automatic too, adversarial only, else 0)",
+        default=None)
     lr_warmup_share: float = _help(
         "onecycle only: share of the optimizer steps over which the learning rate rises to its "
         "peak before annealing (torch's pct_start)", default=ONECYCLE_WARMUP_SHARE)
-    threshold_start_epochs: int = _help(
+    threshold_start_epochs: Optional[int] = _help(
         "adversarial only, for a first convolution taking one channel in [0, 1]: epochs for which "
         "its filter 0 is held at a single-pixel threshold opening at 1 - eps (centre weight "
         f"{THRESHOLD_START_WEIGHT}, zero elsewhere), rewritten after every optimizer step, then "
-        "released to train like the others (0: no threshold start)", default=0)
+        "released to train like the others (0: no threshold start; default: half the epochs, "
+        f"{AUTO_RECIPES[True][2]} of {AUTO_RECIPES[True][0]}, when they are automatic too, on MNIST "
+        "for a model whose first layer takes it, else 0)", default=None)
 
     def __post_init__(self) -> None:
         check_bool("adversarial", self.adversarial)
@@ -215,11 +225,12 @@ class TrainConfig(_Config):
         if self.schedule != "onecycle" and self.lr_warmup_share != ONECYCLE_WARMUP_SHARE:
             raise ValueError(f"lr_warmup_share needs schedule='onecycle', got {self.lr_warmup_share} "
                              f"with schedule={self.schedule!r}")
-        check_int("threshold_start_epochs", self.threshold_start_epochs, 0)
+        optional_int(self.threshold_start_epochs, "threshold_start_epochs", 0)
         if self.threshold_start_epochs and not self.adversarial:
             raise ValueError(f"threshold_start_epochs needs adversarial=True, got "
                              f"{self.threshold_start_epochs}")
-        if self.epochs is not None and self.threshold_start_epochs > self.epochs:
+        if None not in (self.epochs, self.threshold_start_epochs) and \
+                self.threshold_start_epochs > self.epochs:
             raise ValueError(f"threshold_start_epochs must be at most epochs ({self.epochs}), got "
                              f"{self.threshold_start_epochs}")
         if self.eps_warmup_epochs is None:
@@ -238,44 +249,66 @@ class TrainConfig(_Config):
 
     @classmethod
     def upgraded(cls, data):
-        """``data`` with ``eps_warmup_epochs: 0.0`` added when it is a complete recipe dict
-        without that field: one written before rvi 0.6 added it, when no recipe warmed up (a
-        partial dict is left to be filled from the defaults; ``lr_warmup_share``, added in rvi
-        0.8, and ``threshold_start_epochs``, added in rvi 0.9, default to what earlier versions
-        trained)."""
-        defaulted = {"lr_warmup_share", "threshold_start_epochs"}
-        rvi_05_fields = {spec.name for spec in dataclasses.fields(cls)} - defaulted - {"eps_warmup_epochs"}
-        if isinstance(data, dict) and set(data) - defaulted == rvi_05_fields:
-            return {**data, "eps_warmup_epochs": 0.0}
+        """``data`` with the fields added since it was written filled in as that rvi version
+        trained, when it is a complete recipe dict (a partial dict is left to be filled from the
+        defaults): ``eps_warmup_epochs: 0.0`` for rvi 0.5 (no recipe warmed up),
+        ``threshold_start_epochs: 0`` before rvi 0.9 (none started), and ``lr_warmup_share``
+        defaults to the one shape before rvi 0.8."""
+        if not isinstance(data, dict):
+            return data
+        fields = {spec.name for spec in dataclasses.fields(cls)}
+        added = {"eps_warmup_epochs": 0.0, "threshold_start_epochs": 0}
+        if set(data) | {"lr_warmup_share"} | set(added) == fields:
+            return {**{name: value for name, value in added.items() if name not in data}, **data}
         return data
 
-    def epochs_for(self, n_images: int) -> int:
+    def epochs_for(self, n_images: int, *, with_threshold_start: bool) -> int:
         """Epochs this recipe trains on ``n_images`` training images: ``epochs`` when given, else
-        the default for its kind, raised so that training takes at least
-        :data:`AUTO_MIN_STEPS` optimizer steps, up to four times the default (the 4,000 mnist-5k
-        training images get 40 epochs, 100 images 160)."""
+        the automatic recipe's (:data:`AUTO_RECIPES`: 12 ``with_threshold_start``, else 40),
+        raised so that training takes at least
+        :data:`AUTO_MIN_STEPS` optimizer steps, up to four times that (the 4,000 mnist-5k
+        training images get 32 epochs with the start, 40 without; 100 images 48 or 160)."""
         check_int("n_images", n_images, 1)
+        check_bool("with_threshold_start", with_threshold_start)
         if self.epochs is not None:
             return self.epochs
         steps_per_epoch = -(-n_images // self.batch_size)
-        kind = "adversarial" if self.adversarial else "natural"
-        base = AUTO_EPOCHS[kind]
+        base = AUTO_RECIPES[with_threshold_start][0]
         return max(base, min(4 * base, -(-AUTO_MIN_STEPS // steps_per_epoch)))
 
-    def warmup_for(self, n_images: int) -> float:
+    def _auto_share(self, n_images: int, with_threshold_start: bool, index: int) -> float:
+        """The automatic recipe's warm-up (``index`` 1) or start (2) in epochs: its share of the
+        automatic epochs, for an adversarial recipe with automatic epochs, else 0."""
+        if not self.adversarial or self.epochs is not None:
+            return 0.0
+        recipe = AUTO_RECIPES[with_threshold_start]
+        epochs = self.epochs_for(n_images, with_threshold_start=with_threshold_start)
+        return epochs * recipe[index] / recipe[0]
+
+    def warmup_for(self, n_images: int, *, with_threshold_start: bool) -> float:
         """Epochs of eps warm-up this recipe trains on ``n_images`` images: ``eps_warmup_epochs``
-        when given, else :data:`AUTO_WARMUP_SHARE` of :meth:`epochs_for` for an adversarial
-        recipe with automatic epochs, else 0."""
+        when given, else the automatic recipe's share of :meth:`epochs_for` for an adversarial
+        recipe with automatic epochs (3 of 12 or 5 of 40), else 0."""
         if self.eps_warmup_epochs is not None:
             return self.eps_warmup_epochs
-        if self.adversarial and self.epochs is None:
-            return self.epochs_for(n_images) * AUTO_WARMUP_SHARE
-        return 0.0
+        return self._auto_share(n_images, with_threshold_start, 1)
 
-    def resolved(self, n_images: int) -> "TrainConfig":
-        """This recipe with the epochs and eps warm-up it trains on ``n_images`` written out."""
-        return dataclasses.replace(self, epochs=self.epochs_for(n_images),
-                                   eps_warmup_epochs=self.warmup_for(n_images))
+    def threshold_start_for(self, n_images: int, *, with_threshold_start: bool) -> int:
+        """Epochs of threshold start this recipe trains on ``n_images`` images:
+        ``threshold_start_epochs`` when given, else half of :meth:`epochs_for` for an adversarial
+        recipe with automatic epochs ``with_threshold_start``, else 0."""
+        if self.threshold_start_epochs is not None:
+            return self.threshold_start_epochs
+        return int(self._auto_share(n_images, with_threshold_start, 2))
+
+    def resolved(self, n_images: int, *, with_threshold_start: bool) -> "TrainConfig":
+        """This recipe with the epochs, eps warm-up and threshold start it trains on ``n_images``
+        images written out; ``with_threshold_start``: whether the automatic recipe holds the
+        threshold start (:func:`rvi.train.auto_threshold_start`)."""
+        kwargs = {"n_images": n_images, "with_threshold_start": with_threshold_start}
+        return dataclasses.replace(self, epochs=self.epochs_for(**kwargs),
+                                   eps_warmup_epochs=self.warmup_for(**kwargs),
+                                   threshold_start_epochs=self.threshold_start_for(**kwargs))
 
     @property
     def recipe_label(self) -> str:

@@ -28,12 +28,12 @@ from tqdm.auto import tqdm
 
 from . import distributed as ddp
 from ._io import atomic_write, read_torch_file
-from ._checks import check_images, check_model, check_path, seeded
+from ._checks import check_bool, check_images, check_model, check_path, seeded
 from ._modelstate import channels_last as channels_last_weights
 from ._modelstate import (check_model_labels, has_channels_last_weights, model_device,
                           preserved_state, wants_channels_last)
 from .attacks import build_attack, skip_random_starts
-from .config import THRESHOLD_START_WEIGHT, TrainConfig
+from .config import THRESHOLD_START_DATASETS, THRESHOLD_START_WEIGHT, TrainConfig
 from .models import build_model
 
 CHECKPOINT_FORMAT = "rvi-checkpoint-1"
@@ -107,22 +107,23 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     architecture = architecture or type(model).__name__
     device = model_device(model)
     steps_per_epoch = -(-len(images) // config.batch_size)
-    epochs, warmup = config.epochs_for(len(images)), config.warmup_for(len(images))
-    if warmup > epochs:
-        raise ValueError(f"config.eps_warmup_epochs must be at most the {epochs} epochs trained, "
-                         f"got {config.eps_warmup_epochs}")
-    if config.threshold_start_epochs > epochs:
-        raise ValueError(f"config.threshold_start_epochs must be at most the {epochs} epochs "
-                         f"trained, got {config.threshold_start_epochs}")
-    hold_threshold = _threshold_start(model, config, images) if config.threshold_start_epochs else None
+    auto_start = auto_threshold_start(model, images.shape[1], (dataset_info or {}).get("name"))
+    epochs = config.epochs_for(len(images), with_threshold_start=auto_start)
+    for name in ("eps_warmup_epochs", "threshold_start_epochs"):
+        if (getattr(config, name) or 0) > epochs:  # only a given one can exceed automatic epochs
+            raise ValueError(f"config.{name} must be at most the {epochs} epochs trained, got "
+                             f"{getattr(config, name)}")
+    recipe = config.resolved(len(images), with_threshold_start=auto_start)
+    warmup, start = recipe.eps_warmup_epochs, recipe.threshold_start_epochs
+    hold_threshold = _threshold_start(model, config, images) if start else None
     optimizer = _optimizer(model, config)
     scheduler = _scheduler(optimizer, config, epochs * steps_per_epoch)
     history: list = []
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path, model, architecture=architecture)
         # a recipe with automatic epochs or warm-up resumes one with them written out
-        if TrainConfig.from_dict(state["config"]).resolved(len(images)) != \
-                config.resolved(len(images)):
+        if TrainConfig.from_dict(state["config"]).resolved(len(images), with_threshold_start=auto_start) \
+                != recipe:
             raise ValueError(
                 f"checkpoint_path {str(checkpoint_path)!r} was made with another recipe "
                 f"({state['config']}); use a new path or the same TrainConfig")
@@ -146,7 +147,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             net = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None)
         for epoch in range(len(history) + 1, epochs + 1):
-            held = epoch <= config.threshold_start_epochs
+            held = epoch <= start
             if held:
                 hold_threshold()
             net.train()
@@ -201,7 +202,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             if on_epoch_end is not None:
                 on_epoch_end(dict(metrics))
     if history and ddp.is_main():
-        _log.info("training done: %s", training_summary(history, config, len(images)))
+        _log.info("training done: %s", training_summary(history, config, len(images), auto_start))
     return history
 
 
@@ -215,15 +216,36 @@ def _set_strength(attack, config: TrainConfig, progress: float) -> None:
             part.alpha = config.attack.alpha * scale
 
 
+def _first_conv(model: nn.Module) -> Optional[nn.Conv2d]:
+    return next((module for module in model.modules() if isinstance(module, nn.Conv2d)), None)
+
+
+def threshold_start_fits(model: nn.Module, image_channels: int) -> bool:
+    """Whether ``model``'s first layer takes the threshold start (``TrainConfig.
+    threshold_start_epochs``) on images of ``image_channels`` channels: its first ``Conv2d`` takes
+    one channel, has a bias and an odd kernel, and the images have one channel. The automatic
+    recipe holds the start only where it does (:func:`auto_threshold_start`)."""
+    conv = _first_conv(model)
+    return (conv is not None and conv.in_channels == 1 and image_channels == 1
+            and conv.bias is not None and all(size % 2 for size in conv.kernel_size))
+
+
+def auto_threshold_start(model: nn.Module, image_channels: int, dataset: Optional[str]) -> bool:
+    """Whether the automatic recipe (:data:`rvi.config.AUTO_RECIPES`) trains ``model`` with the
+    threshold start: ``dataset`` (a name; None for images of unknown origin) is one of
+    :data:`rvi.config.THRESHOLD_START_DATASETS` (MNIST) and the model's first layer takes the
+    start (:func:`threshold_start_fits`)."""
+    return dataset in THRESHOLD_START_DATASETS and threshold_start_fits(model, image_channels)
+
+
 def _threshold_start(model: nn.Module, config: TrainConfig, images: torch.Tensor) -> Callable[[], None]:
     """A function that sets filter 0 of the model's first convolution to a single-pixel threshold:
     :data:`~rvi.config.THRESHOLD_START_WEIGHT` on its centre, zero elsewhere, bias
     ``-(1 - eps) * weight``, so its ReLU opens where the centre pixel exceeds ``1 - eps``. Robust
     LeNets that meet the seed study's targets learn such a filter on their own (at about 0.69 for
     eps 0.3; ``benchmarks/results/recipe_sweep.md``, "First-layer thresholds")."""
-    conv = next((module for module in model.modules() if isinstance(module, nn.Conv2d)), None)
-    if conv is None or conv.in_channels != 1 or images.shape[1] != 1 or conv.bias is None \
-            or any(size % 2 == 0 for size in conv.kernel_size):
+    conv = _first_conv(model)
+    if not threshold_start_fits(model, images.shape[1]):
         found = ("no Conv2d" if conv is None else
                  f"a first Conv2d with {conv.in_channels} input channels, kernel {conv.kernel_size}, "
                  f"bias {conv.bias is not None}")
@@ -270,10 +292,14 @@ def _needs_cuda() -> bool:
     return ddp.is_initialized() and dist.get_backend() == "nccl"
 
 
-def training_summary(history: list, config: TrainConfig, n_images: int) -> str:
+def training_summary(history: list, config: TrainConfig, n_images: int,
+                     with_threshold_start: Optional[bool] = None) -> str:
     """One or two lines on a finished run: epochs, final loss and training accuracy, and a pointer
     to the recommended recipe when this one is far from it (too few epochs for its kind, or a
-    constant schedule), since such runs end with visibly weaker models."""
+    constant schedule), since such runs end with visibly weaker models. The recommended epochs
+    depend on ``with_threshold_start`` (:func:`auto_threshold_start`); without it, the fewer."""
+    if with_threshold_start is not None:
+        check_bool("with_threshold_start", with_threshold_start)
     if not history:
         return "no epoch trained"
     last = history[-1]
@@ -282,11 +308,11 @@ def training_summary(history: list, config: TrainConfig, n_images: int) -> str:
             f"{last['accuracy']:.2%}")
     recommended = TrainConfig(adversarial=config.adversarial, attack=config.attack,
                               batch_size=config.batch_size)
-    advised = recommended.epochs_for(n_images)
+    advised = recommended.epochs_for(n_images, with_threshold_start=with_threshold_start is not False)
     if len(history) < advised / 2 or (config.schedule == "constant" and config.optimizer == "adam"):
         text += (f"\nnote: this recipe is far from the recommended one ({recommended.label}: "
-                 f"{advised} epochs on {n_images} images); expect a weaker model. TrainConfig() "
-                 f"defaults give it.")
+                 f"{'at least ' if with_threshold_start is None else ''}{advised} epochs on "
+                 f"{n_images} images); expect a weaker model. TrainConfig() defaults give it.")
     return text
 
 

@@ -80,18 +80,23 @@ def test_bad_arguments(call, message):
         call()
 
 
-def test_auto_epochs_and_warmup_share_the_key_of_the_same_recipe_written_out():
-    data = make_synthetic(64, 16)
+def test_the_automatic_recipe_shares_the_key_of_the_same_recipe_written_out():
+    # one step an epoch: the automatic epochs rise to 4x the base
+    data = {**make_synthetic(64, 16).info(), "name": "mnist-5k"}
     auto = rvi.TrainConfig(adversarial=True)
-    n = auto.epochs_for(len(data.train_images))
-    key = cache.cache_key(data, "lenet", auto)
-    assert key == cache.cache_key(data, "lenet", dataclasses.replace(
-        auto, epochs=n, eps_warmup_epochs=n / 8))
-    assert n % 8 == 0 and key == cache.cache_key(data, "lenet", dataclasses.replace(
-        auto, epochs=n, eps_warmup_epochs=n // 8))  # 5 and 5.0 epochs of warm-up train alike
-    assert key != cache.cache_key(data, "lenet", dataclasses.replace(auto, epochs=n))
-    assert key != cache.cache_key(data, "lenet", dataclasses.replace(
-        auto, epochs=n + 1, eps_warmup_epochs=n / 8))
+    key = cache.cache_key(data, "lenet", auto)  # LeNet on MNIST takes the threshold start: 12 x 4
+    written = dataclasses.replace(auto, epochs=48, eps_warmup_epochs=12.0, threshold_start_epochs=24)
+    assert key == cache.cache_key(data, "lenet", written)
+    # 12 and 12.0 epochs of warm-up train alike
+    assert key == cache.cache_key(data, "lenet", dataclasses.replace(written, eps_warmup_epochs=12))
+    for other in ({"threshold_start_epochs": 0}, {"eps_warmup_epochs": 0.0}, {"epochs": 49}):
+        assert key != cache.cache_key(data, "lenet", dataclasses.replace(written, **other))
+    # the 40-epoch recipe without a start, x 4: for ResNet-18 (its first convolution has no
+    # bias) and for data other than MNIST
+    without = dataclasses.replace(auto, epochs=160, eps_warmup_epochs=20.0, threshold_start_epochs=0)
+    assert cache.cache_key(data, "resnet18", auto) == cache.cache_key(data, "resnet18", without)
+    fashion = {**data, "name": "fashion-mnist"}
+    assert cache.cache_key(fashion, "lenet", auto) == cache.cache_key(fashion, "lenet", without)
 
 
 def test_keys_of_models_cached_before_the_eps_warmup_field_are_unchanged():

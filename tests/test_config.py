@@ -18,24 +18,37 @@ def test_train_defaults_are_the_recommended_recipe():
     config = TrainConfig()
     assert (config.optimizer, config.lr, config.schedule, config.batch_size, config.epochs) == \
         ("adam", 3e-3, "onecycle", 128, None)
+    robust = TrainConfig(adversarial=True)
     # natural and adversarial training get the same budget (a comparison of the two never
-    # compares budgets as well)
-    assert config.epochs_for(60_000) == TrainConfig(adversarial=True).epochs_for(60_000) == 40
-    assert config.epochs_for(4_000) == TrainConfig(adversarial=True).epochs_for(4_000) == 40
-    # 1,000 images are 8 steps an epoch: 1,000 steps need 125 epochs
-    assert config.epochs_for(1_000) == TrainConfig(adversarial=True).epochs_for(1_000) == 125
-    assert TrainConfig(adversarial=True).epochs_for(100) == 160  # at most 4x the default
-    assert TrainConfig(adversarial=True, epochs=3).epochs_for(4_000) == 3
-    # the automatic adversarial recipe warms its eps up over an eighth of its epochs; a recipe
-    # with its epochs given, or a natural one, has no warm-up unless asked
-    assert TrainConfig(adversarial=True).warmup_for(60_000) == 5.0
-    assert TrainConfig(adversarial=True).warmup_for(1_000) == 125 / 8
-    assert TrainConfig(adversarial=True, epochs=40).warmup_for(60_000) == 0.0
-    assert config.warmup_for(60_000) == 0.0
-    assert TrainConfig(adversarial=True).resolved(60_000) == TrainConfig(
-        adversarial=True, epochs=40, eps_warmup_epochs=5.0)
+    # compares budgets as well): 12 epochs with the threshold start, else 40
+    for start, base in ((True, 12), (False, 40)):
+        assert config.epochs_for(60_000, with_threshold_start=start) == \
+            robust.epochs_for(60_000, with_threshold_start=start) == base
+    # 4,000 images are 32 steps an epoch: 1,000 steps need 32 epochs (at least the base)
+    assert robust.epochs_for(4_000, with_threshold_start=True) == 32
+    assert robust.epochs_for(4_000, with_threshold_start=False) == 40
+    # 1,000 images are 8 steps an epoch: 1,000 steps need 125 epochs, at most 4x the base
+    assert config.epochs_for(1_000, with_threshold_start=False) == 125
+    assert config.epochs_for(1_000, with_threshold_start=True) == 48
+    assert TrainConfig(adversarial=True, epochs=3).epochs_for(4_000, with_threshold_start=True) == 3
+    # the automatic adversarial recipe warms its eps up over a quarter (an eighth) of its epochs
+    # and holds the threshold start for half of them, in proportion on small datasets; a recipe
+    # with its epochs given, or a natural one, has neither unless asked
+    assert robust.resolved(60_000, with_threshold_start=True) == TrainConfig(
+        adversarial=True, epochs=12, eps_warmup_epochs=3.0, threshold_start_epochs=6)
+    assert robust.resolved(4_000, with_threshold_start=True) == TrainConfig(
+        adversarial=True, epochs=32, eps_warmup_epochs=8.0, threshold_start_epochs=16)
+    assert robust.resolved(60_000, with_threshold_start=False) == TrainConfig(
+        adversarial=True, epochs=40, eps_warmup_epochs=5.0, threshold_start_epochs=0)
+    assert robust.warmup_for(1_000, with_threshold_start=False) == 125 / 8
+    assert TrainConfig(adversarial=True, epochs=40).resolved(60_000, with_threshold_start=True) == \
+        TrainConfig(adversarial=True, epochs=40, eps_warmup_epochs=0.0, threshold_start_epochs=0)
+    assert config.resolved(60_000, with_threshold_start=True) == TrainConfig(
+        epochs=12, eps_warmup_epochs=0.0, threshold_start_epochs=0)
     with pytest.raises(ValueError, match="n_images must be an integer >= 1, got 0"):
-        config.epochs_for(0)
+        config.epochs_for(0, with_threshold_start=True)
+    with pytest.raises(ValueError, match="with_threshold_start must be True or False, got 1"):
+        config.epochs_for(10, with_threshold_start=1)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -182,13 +195,14 @@ def test_recipes_written_before_the_warmup_field_read_as_no_warmup():
     del old["eps_warmup_epochs"]  # a complete recipe as rvi 0.5 wrote it
     assert TrainConfig.from_dict(old).eps_warmup_epochs == 0.0
     assert BenchmarkConfig.from_dict({"robust": old}).robust.eps_warmup_epochs == 0.0
-    # a partial recipe is filled from the defaults, automatic warm-up included
+    # a partial recipe is filled from the defaults, automatic warm-up and start included
     assert TrainConfig.from_dict({"adversarial": True}).eps_warmup_epochs is None
+    assert TrainConfig.from_dict({"adversarial": True}).threshold_start_epochs is None
     assert BenchmarkConfig.from_dict({"robust": {"lr": 1e-3}}).robust.eps_warmup_epochs is None
 
 
 def test_recipes_written_before_the_lr_shape_field_keep_their_shape():
-    current = TrainConfig(adversarial=True, epochs=40, eps_warmup_epochs=5.0)
+    current = TrainConfig(adversarial=True, epochs=40, eps_warmup_epochs=5.0, threshold_start_epochs=0)
     rvi_07 = current.to_dict()
     del rvi_07["threshold_start_epochs"]  # a complete recipe as rvi 0.8 wrote it
     assert TrainConfig.from_dict(rvi_07) == current

@@ -177,11 +177,16 @@ def test_training_summary_points_to_the_recommended_recipe():
                 for e in range(1, epochs + 1)]
 
     short = TrainConfig(adversarial=True, epochs=10, lr=1e-3, schedule="constant")
-    text = rvi.training_summary(history(10), short, 4000)
+    text = rvi.training_summary(history(10), short, 4000, False)  # no threshold start: 40 epochs
     assert "10 epochs" in text and "accuracy on adversarial examples 42.00%" in text
-    assert "far from the recommended one" in text and "40 epochs on 4000 images" in text
+    assert "far from the recommended one" in text and ": 40 epochs on 4000 images" in text
+    # with the start 32 epochs on 4,000 images; not knowing, the fewer
+    assert ": 32 epochs on 4000 images" in rvi.training_summary(history(10), short, 4000, True)
+    assert "at least 32 epochs on 4000 images" in rvi.training_summary(history(10), short, 4000)
     recommended = TrainConfig(adversarial=True)
-    assert "far from" not in rvi.training_summary(history(40), recommended, 4000)
+    assert "far from" not in rvi.training_summary(history(40), recommended, 4000, False)
+    assert "far from" in rvi.training_summary(history(19), recommended, 4000, False)
+    assert "far from" not in rvi.training_summary(history(19), recommended, 4000, True)
     natural = TrainConfig(epochs=20)
     assert rvi.training_summary(history(20, 0.99), natural, 60000) == \
         "20 epochs, final loss 1.0000, accuracy on training images 99.00%"
@@ -306,18 +311,35 @@ def test_threshold_start_refuses_colour_images_and_too_long_a_start(synthetic):
         _train(synthetic, auto)
 
 
+def test_threshold_start_fits_one_channel_first_layers_with_bias_and_odd_kernel():
+    fits = rvi.train.threshold_start_fits
+    assert fits(rvi.build_model("lenet"), 1) and fits(rvi.build_model("madry-cnn"), 1)
+    assert not fits(rvi.build_model("lenet", in_channels=3), 3)
+    assert not fits(rvi.build_model("lenet"), 3)  # colour images
+    assert not fits(rvi.build_model("resnet18", in_channels=1, width=8), 1)  # no bias
+    assert not fits(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 4), torch.nn.Flatten()), 1)  # even kernel
+    assert not fits(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), 1)  # no convolution
+    # the automatic recipe holds it on MNIST only, and only where the model takes it
+    auto = rvi.train.auto_threshold_start
+    assert auto(rvi.build_model("lenet"), 1, "mnist") and auto(rvi.build_model("lenet"), 1, "mnist-5k")
+    assert not auto(rvi.build_model("lenet"), 1, "fashion-mnist")
+    assert not auto(rvi.build_model("lenet"), 1, None)
+    assert not auto(rvi.build_model("resnet18", in_channels=1, width=8), 1, "mnist")
+
+
 def test_automatic_recipe_trains_and_resumes_as_the_recipe_written_out(synthetic, tmp_path,
                                                                        monkeypatch):
-    monkeypatch.setattr(rvi.config, "AUTO_EPOCHS", {"adversarial": 8, "natural": 8})
+    monkeypatch.setattr(rvi.config, "AUTO_RECIPES", {True: (8, 1, 3), False: (8, 1, 0)})
     monkeypatch.setattr(rvi.config, "AUTO_MIN_STEPS", 1)  # a short automatic recipe
     images, labels = synthetic.train_images[:64], synthetic.train_labels[:64]
     auto = TrainConfig(adversarial=True, batch_size=64, attack=AttackConfig(eps=0.2, alpha=0.1, steps=1))
-    written = auto.resolved(len(images))
-    assert (written.epochs, written.eps_warmup_epochs) == (8, 1.0)
+    written = auto.resolved(len(images), with_threshold_start=True)  # LeNet on MNIST: the start
+    assert (written.epochs, written.eps_warmup_epochs, written.threshold_start_epochs) == (8, 1.0, 3)
 
     def train(config, **kwargs):
         model = rvi.new_model("lenet", config)
-        return model, rvi.train_model(model, images, labels, config, quiet=True, **kwargs)
+        return model, rvi.train_model(model, images, labels, config, quiet=True,
+                                      dataset_info={"name": "mnist"}, **kwargs)
 
     def interrupt(metrics):
         if metrics["epoch"] == 2:
@@ -331,6 +353,10 @@ def test_automatic_recipe_trains_and_resumes_as_the_recipe_written_out(synthetic
     assert len(history) == 8
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+    # images of unknown origin get the automatic recipe without the start: another model
+    unnamed = rvi.new_model("lenet", auto)
+    rvi.train_model(unnamed, images, labels, auto, quiet=True)
+    assert not torch.equal(unnamed[0].weight, full[0].weight)
 
 
 @pytest.mark.parametrize("kwargs, message", [
