@@ -296,9 +296,11 @@ class TrainConfig(_Config):
     def threshold_start_for(self, n_images: int, *, with_threshold_start: bool) -> int:
         """Epochs of threshold start this recipe trains on ``n_images`` images:
         ``threshold_start_epochs`` when given, else half of :meth:`epochs_for` for an adversarial
-        recipe with automatic epochs ``with_threshold_start``, else 0."""
+        recipe with automatic epochs ``with_threshold_start`` and an eps below 1, else 0."""
         if self.threshold_start_epochs is not None:
             return self.threshold_start_epochs
+        if self.attack.eps >= 1:  # the threshold would open at 0: no automatic start
+            return 0
         return int(self._auto_share(n_images, with_threshold_start, 2))
 
     def resolved(self, n_images: int, *, with_threshold_start: bool) -> "TrainConfig":

@@ -45,6 +45,9 @@ def test_train_defaults_are_the_recommended_recipe():
         TrainConfig(adversarial=True, epochs=40, eps_warmup_epochs=0.0, threshold_start_epochs=0)
     assert config.resolved(60_000, with_threshold_start=True) == TrainConfig(
         epochs=12, eps_warmup_epochs=0.0, threshold_start_epochs=0)
+    # at eps 1 the threshold would open at 0: the automatic recipe holds no start
+    everything = TrainConfig(adversarial=True, attack=AttackConfig(eps=1.0, alpha=0.1))
+    assert everything.threshold_start_for(60_000, with_threshold_start=True) == 0
     with pytest.raises(ValueError, match="n_images must be an integer >= 1, got 0"):
         config.epochs_for(0, with_threshold_start=True)
     with pytest.raises(ValueError, match="with_threshold_start must be True or False, got 1"):
