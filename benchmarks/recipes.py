@@ -5,10 +5,11 @@
 epochs for natural and adversarial training alike, the adversarial eps rising over the first 3
 and the first layer's filter 0 held at a single-pixel threshold for the first 6; it met the seed
 study's accuracy table on each of 5 seeds (``seed_accuracy.md``). ``NATURAL_40``/``ROBUST_40``
-are rvi 0.8-0.9's default (40 epochs, eps warm-up 5, no start; also each of 5 seeds,
-``seed_accuracy_40_epochs.md``), still the automatic recipe of models whose first layer does not
-take the start. The seed study's own recipes were Adam at a constant 1e-3, batch 128, 50 epochs
-each (``TrainConfig(epochs=50, lr=1e-3, schedule="constant")``, adversarial or not).
+are rvi 0.7-0.9's default (40 epochs, eps warm-up 5, no start; also each of 5 seeds,
+``seed_accuracy_40_epochs.md``), still the automatic recipe outside MNIST and for models whose
+first layer does not take the start. The seed study's own recipes were Adam at a constant 1e-3,
+batch 128, 50 epochs each (``TrainConfig(epochs=50, lr=1e-3, schedule="constant")``, adversarial
+or not).
 """
 
 from typing import Optional
@@ -30,7 +31,7 @@ def fewer_steps_attack(steps: int, alpha: Optional[float] = None) -> AttackConfi
                         random_start=True)
 
 
-#: rvi 0.8-0.9's default recipe, written out: 40 epochs each, the eps warmed up over 5, no start.
+#: rvi 0.7-0.9's default recipe, written out: 40 epochs each, the eps warmed up over 5, no start.
 ROBUST_40 = TrainConfig(adversarial=True, attack=SEED_ATTACK, epochs=40, eps_warmup_epochs=5,
                         threshold_start_epochs=0, seed=0)
 NATURAL_40 = TrainConfig(adversarial=False, epochs=40, seed=0)

@@ -11,7 +11,7 @@ from the cache.
     python benchmarks/seed_accuracy.py --data-dir ../shared/data              # seed 0
     python benchmarks/seed_accuracy.py --data-dir ../shared/data --seeds 0 1 2 3 4
 
-``--recipe 40-epochs`` evaluates rvi 0.8-0.9's default (``ROBUST_40``: 40 epochs, eps warm-up 5,
+``--recipe 40-epochs`` evaluates rvi 0.7-0.9's default (``ROBUST_40``: 40 epochs, eps warm-up 5,
 no start) beside ``NATURAL_40`` instead, into ``results/seed_accuracy_40_epochs.md``.
 """
 
@@ -33,7 +33,7 @@ RECIPES = {"default": (NATURAL, ROBUST, "seed_accuracy.md",
                        "rvi's default recipe (12 epochs each; the robust one with an eps warm-up "
                        "over 3 and the first layer's threshold start for 6)"),
            "40-epochs": (NATURAL_40, ROBUST_40, "seed_accuracy_40_epochs.md",
-                         "rvi 0.8-0.9's default recipe (40 epochs each, the robust one with an eps "
+                         "rvi 0.7-0.9's default recipe (40 epochs each, the robust one with an eps "
                          "warm-up over 5)")}
 
 SEED_REPORTED = {"natural": {"clean": 99.08, "FGSM": 12.69, "PGD-7": 0.00},
