@@ -24,6 +24,7 @@ import torch
 import rvi
 from rvi.cache import cached_model_path, get_trained_model
 from rvi.config import parse_eval_attack
+from rvi.train import auto_threshold_start
 
 from _common import RESULTS, machine, parser, write_text
 from recipes import NATURAL, NATURAL_40, ROBUST, ROBUST_40, SEED_ATTACK
@@ -120,7 +121,8 @@ def evaluate_model(args, data, info, recipe, attacks: dict) -> tuple:
                f"{train_seconds / 60:.1f} min, timed when it was trained, under whatever "
                "load the machine had then)" if cached else
                f"trained in this run: {len(history)} epochs in {train_seconds / 60:.1f} min")
-    written_out = recipe.resolved(len(data.train_images), with_threshold_start=True)  # LeNet's
+    written_out = recipe.resolved(len(data.train_images), with_threshold_start=auto_threshold_start(
+        model, data.image_shape[0], data.name))  # the automatic recipe written out
     return row, (f"{written_out.recipe_label}; {trained}; checkpoint `{path.name}`; evaluated in "
                  f"{eval_seconds / 60:.1f} min")
 
