@@ -9,6 +9,7 @@ they are objects in :mod:`rvi.registry`, registered where their code is.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import math
 import os
 from typing import Optional
@@ -42,6 +43,25 @@ DATASET_ATTACK = {"mnist": (0.3, 0.1), "mnist-5k": (0.3, 0.1), "fashion-mnist": 
 REFERENCE_EPS = {name: eps for name, (eps, _) in DATASET_ATTACK.items()}
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
+
+
+def installed(distribution: str) -> bool:
+    """Whether the distribution ``distribution`` (its name on PyPI) is installed, read from its
+    metadata (``importlib.metadata``). A module name proves nothing: torchattacks 3.5.1's wheel ships
+    a folder named ``robustbench``, so ``import robustbench`` can work without RobustBench."""
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def require_installed(distribution: str, extra: str, user: str) -> None:
+    """Raise ``ImportError`` naming ``pip install "rvi[extra]"`` unless ``distribution`` is
+    installed (:func:`installed`); ``user`` (plural) names what needs it."""
+    if not installed(distribution):
+        raise ImportError(f'{user} need the {distribution} package, which is not installed: '
+                          f'pip install "rvi[{extra}]"')
 
 
 def check_range(name: str, value: float, low: float, high: float, *, low_open: bool = True) -> None:

@@ -23,6 +23,8 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
+from ._checks import installed
+
 log = logging.getLogger(__name__)
 
 #: Attempts per job: the first run and one retry.
@@ -87,10 +89,9 @@ class _Ray:
     """Each job a Ray task with its CPU (and GPU) request."""
 
     def __init__(self, run: Callable, address, threads: int, gpus: float):
-        try:
-            import ray  # optional (the ray extra), so imported only when this backend is chosen
-        except ImportError as err:
-            raise ValueError('backend "ray" needs ray: pip install "rvi[ray]"') from err
+        if not installed("ray"):
+            raise ValueError('backend "ray" needs ray: pip install "rvi[ray]"')
+        import ray  # optional (the ray extra), so imported only when this backend is chosen
         if not ray.is_initialized():
             ray.init(address=address)
         self.ray, self.threads, self.refs = ray, threads, []

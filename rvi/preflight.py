@@ -44,8 +44,20 @@ def _call_site() -> str:
         frame = frame.f_back
     if frame is None:
         return "an unknown place"
-    function = getattr(frame.f_code, "co_qualname", frame.f_code.co_name)  # Python < 3.11: name
-    return f"{frame.f_globals.get('__name__')}:{frame.f_lineno} ({function})"
+    return f"{frame.f_globals.get('__name__')}:{frame.f_lineno} ({_qualified_name(frame)})"
+
+
+def _qualified_name(frame) -> str:
+    """The qualified name of ``frame``'s function (``Net.forward``). Python 3.10's code objects
+    lack ``co_qualname``: there a method's class is found in its ``self`` argument's MRO."""
+    code = frame.f_code
+    if hasattr(code, "co_qualname"):
+        return code.co_qualname
+    owner = frame.f_locals.get("self") if code.co_argcount else None
+    for cls in type(owner).__mro__ if owner is not None else ():
+        if getattr(cls.__dict__.get(code.co_name), "__code__", None) is code:
+            return f"{cls.__qualname__}.{code.co_name}"
+    return code.co_name
 
 
 def check_guided_backprop_model(model: nn.Module, example: torch.Tensor) -> None:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ._checks import (check_choice, check_images, check_int, check_map_pair, check_targets,
-                      chunks, derived_seed)
+                      chunks, derived_seed, require_installed)
 from ._modelstate import model_device, preserved_state
 from .faithfulness import CURVE_STEPS, PERTURB_SAMPLES, SENSITIVITY_RADIUS, num_classes_of
 from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Metric
@@ -208,11 +208,8 @@ def quantus_scores(name: str, maps: torch.Tensor, images: torch.Tensor, *,
 
 
 def _import_quantus():
-    try:
-        import quantus  # optional dependency (pip install "rvi[quantus]"), imported where used
-    except ImportError as error:
-        raise ImportError(f'the {PREFIX}NAME metrics need Quantus 0.6: pip install "rvi[quantus]"'
-                          ) from error
+    require_installed("quantus", "quantus", f"the {PREFIX}NAME metrics (Quantus 0.6)")
+    import quantus  # optional dependency (pip install "rvi[quantus]"), imported where used
     return quantus
 
 

@@ -121,7 +121,9 @@ def seed_mean_table(records: pd.DataFrame) -> pd.DataFrame:
     Columns: ``seed, model, input, explainer, metric, reference, mean, n``."""
     keys = score_keys(records)
     cells = ["seed", "model", "input"]
-    grouped = records.groupby(cells, sort=False)[list(keys)]
+    # float64 before the mean: pandas < 3 keeps float32 score columns float32 in a group mean
+    scores = records[list(keys)].astype("float64")
+    grouped = pd.concat([records[cells], scores], axis=1).groupby(cells, sort=False)[list(keys)]
     means = grouped.mean().reset_index().melt(id_vars=cells, var_name="column",
                                               value_name="mean")
     counts = grouped.count().reset_index().melt(id_vars=cells, var_name="column",

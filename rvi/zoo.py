@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from ._checks import check_choice, check_path
+from ._checks import check_choice, check_path, require_installed
 from ._modelstate import preserved_state
 
 #: The datasets and threat models of RobustBench's zoo (``corruptions_3d`` models are the
@@ -81,8 +81,7 @@ def import_robustbench() -> types.ModuleType:
     """
     if "robustbench.utils" in sys.modules:
         return sys.modules["robustbench"]
-    if importlib.util.find_spec("robustbench") is None:
-        raise ImportError(f"RobustBench models need the robustbench package: {INSTALL}")
+    require_installed("robustbench", "robustbench", "RobustBench models")
     shims = packaging_shims()
     before = {name: sys.modules[name] for name in shims if name in sys.modules}  # None: blocked
     sys.modules.update(shims)

@@ -1,5 +1,7 @@
 """Shared fixtures: a seeded synthetic dataset and small models."""
 
+import importlib.metadata
+
 import pytest
 import torch
 
@@ -49,3 +51,18 @@ def tiny_sweep(tmp_path_factory):
         eval_attacks=("pgd", "fgsm"), robustness="pgd", bootstrap=100, workers=1, threads=1,
         cache_dir=str(root / "cache"), out_dir=str(root / "local"))
     return config, rvi.run_sweep(config)
+
+
+@pytest.fixture
+def hide_distribution(monkeypatch):
+    """``hide_distribution(name)``: from then on ``importlib.metadata`` finds no distribution
+    ``name``, as on a machine without it, whatever module of that name can be imported."""
+    real, hidden = importlib.metadata.distribution, set()
+
+    def distribution(name):
+        if name in hidden:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", distribution)
+    return hidden.add

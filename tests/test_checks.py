@@ -131,3 +131,22 @@ def test_checks_accept_good_values():
     _checks.check_range("momentum", 0.0, 0.0, 1.0, low_open=False)
     _checks.check_labels(torch.tensor([0, 9]), 10)
     assert _checks.optional_int(None, "n") is None
+
+
+def test_installed_reads_the_distribution_not_the_module_name(monkeypatch, tmp_path):
+    """A module named like a package is not the package (torchattacks 3.5.1 ships a robustbench
+    folder): only the distribution's metadata makes it installed."""
+    (tmp_path / "rvi_standin").mkdir()
+    (tmp_path / "rvi_standin" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert __import__("rvi_standin") is not None
+    assert not _checks.installed("rvi_standin")
+    with pytest.raises(ImportError, match=r'^stand-ins need the rvi_standin package, which is not '
+                                          r'installed: pip install "rvi\[extra\]"$'):
+        _checks.require_installed("rvi_standin", "extra", "stand-ins")
+    info = tmp_path / "rvi_standin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: rvi_standin\nVersion: 1.0\n")
+    assert _checks.installed("rvi_standin")
+    _checks.require_installed("rvi_standin", "extra", "stand-ins")
+    assert _checks.installed("torch") and _checks.installed("captum")

@@ -12,6 +12,7 @@ import pytest
 import rvi
 import rvi.sweep
 from rvi import engines
+from rvi._checks import installed
 from test_sweep import assert_same_aggregates
 
 
@@ -51,15 +52,18 @@ def test_in_process_engine_hands_each_record_back_before_the_next_job(monkeypatc
     assert started == [0, 1, 2] and written == [0, 1]
 
 
-def test_ray_backend_without_ray_says_how_to_install(monkeypatch):
+def test_ray_backend_without_ray_says_how_to_install(monkeypatch, hide_distribution):
     monkeypatch.setitem(sys.modules, "ray", None)
+    hide_distribution("ray")
     with pytest.raises(ValueError, match=r'pip install "rvi\[ray\]"'):
         engines.make_engine(rvi.sweep.run_job, rvi.SweepConfig(backend="ray"))
 
 
 @pytest.mark.slow  # ray.init alone takes about 8 s; the test 13 s on 2 idle cores, 26 s loaded
 def test_ray_local_cluster_gives_the_same_aggregates(tiny_sweep):
-    ray = pytest.importorskip("ray")
+    if not installed("ray"):
+        pytest.skip('ray is not installed (pip install "rvi[ray]")')
+    import ray
     config, local = tiny_sweep
     ray.init(num_cpus=2, include_dashboard=False)
     try:

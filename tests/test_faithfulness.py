@@ -10,8 +10,12 @@ from torch import nn
 
 from rvi import faithfulness as F
 from rvi import relative as R
+from rvi._checks import installed
 from rvi.metrics import METRICS, alignment, alignment_margin, cleanliness, score
 from rvi.saliency import explain
+
+needs_quantus = pytest.mark.skipif(not installed("quantus"),
+                                   reason='Quantus is not installed (pip install "rvi[quantus]")')
 
 
 def _linear(weight: torch.Tensor, bias=None) -> nn.Module:
@@ -104,8 +108,9 @@ def test_blur_removal_of_a_constant_image_keeps_the_curve_flat(lenet):
     assert float(gain[0]) == pytest.approx(0.0, abs=1e-6)
 
 
+@needs_quantus
 def test_deletion_curve_matches_quantus_pixel_flipping():
-    quantus = pytest.importorskip("quantus")
+    import quantus  # optional (the quantus extra)
     generator = torch.Generator().manual_seed(0)
     model = _linear(torch.randn(5, 36, generator=generator))
     images = torch.rand(3, 1, 6, 6, generator=generator) * 0.9 + 0.1
@@ -330,8 +335,9 @@ def test_gini_against_mean_difference_and_bounds():
     torch.testing.assert_close(F.gini(7 * maps), got)
 
 
+@needs_quantus
 def test_gini_against_quantus():
-    quantus = pytest.importorskip("quantus")
+    import quantus  # optional (the quantus extra)
     generator = torch.Generator().manual_seed(1)
     maps = torch.rand(4, 1, 8, 8, generator=generator) ** 4
     ref = quantus.Sparseness(abs=True, normalise=False, disable_warnings=True)(

@@ -6,7 +6,6 @@ comparisons of Quantus' PixelFlipping curve and Sparseness with rvi's functions 
 wrapper) are in test_faithfulness.py.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -20,12 +19,13 @@ from torch import nn
 import rvi
 from rvi import faithfulness as F
 from rvi import quantus_metrics as Q
+from rvi._checks import installed
 from rvi.metrics import METRICS, score
 from rvi.saliency import explain
 
 NAMES = tuple(Q.PREFIX + name for name in Q.SUPPORTED)
-needs_quantus = pytest.mark.skipif(importlib.util.find_spec("quantus") is None,
-                                   reason="Quantus is not installed (pip install rvi[quantus])")
+needs_quantus = pytest.mark.skipif(not installed("quantus"),
+                                   reason='Quantus is not installed (pip install "rvi[quantus]")')
 
 
 def _linear(generator, classes=10, pixels=28 * 28) -> nn.Module:
@@ -49,7 +49,11 @@ def case(batch):
 
 def test_registered_up_front_without_importing_quantus():
     """import rvi registers quantus:NAME without Quantus; scoring then names the extra."""
-    code = ("import sys; sys.modules['quantus'] = None\n"  # as if Quantus were not installed
+    code = ("import importlib.metadata as md, sys\n"  # as if Quantus were not installed
+            "sys.modules['quantus'] = None\n"
+            "def hidden(name):\n"
+            "    raise md.PackageNotFoundError(name)\n"
+            "md.distribution = hidden\n"
             "import torch, rvi\n"
             "rvi.BenchmarkConfig(metrics=('cosine', 'quantus:Sparseness'))\n"
             "try:\n"

@@ -1,7 +1,6 @@
 """rvi.zoo: RobustBench model-zoo models as compared models, and gbp_safe_copy."""
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,11 +11,12 @@ from torch import nn
 
 import rvi
 from rvi import zoo
+from rvi._checks import installed
 from rvi.cli import main
 from rvi.preflight import check_guided_backprop_model
 
 needs_robustbench = pytest.mark.skipif(
-    importlib.util.find_spec("robustbench") is None,
+    not installed("robustbench"),
     reason='robustbench is not installed (pip install "rvi[robustbench]")')
 
 X = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -34,16 +34,23 @@ def test_bad_arguments_are_named_before_robustbench_is_imported(kwargs, message)
         zoo.load_robustbench("Standard", **kwargs)
 
 
-def test_a_missing_robustbench_names_the_extra(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "robustbench", None)  # find_spec: not installed
-    monkeypatch.delitem(sys.modules, "robustbench.utils", raising=False)
+def test_a_missing_robustbench_names_the_extra(monkeypatch, tmp_path, capsys, hide_distribution):
+    """A module named robustbench without RobustBench's distribution (torchattacks 3.5.1's wheel
+    ships such a folder) is not RobustBench: rvi names the extra and imports nothing."""
+    standin = tmp_path / "standin"
+    (standin / "robustbench").mkdir(parents=True)
+    (standin / "robustbench" / "__init__.py").write_text("raise AssertionError('imported')\n")
+    monkeypatch.syspath_prepend(str(standin))
+    for name in [n for n in sys.modules if n.split(".")[0] == "robustbench"]:
+        monkeypatch.delitem(sys.modules, name)
+    hide_distribution("robustbench")
     with pytest.raises(ImportError, match=r'pip install "rvi\[robustbench\]"'):
         zoo.load_robustbench("Standard")
     torch.save({"images": X, "labels": torch.tensor([0, 1])}, tmp_path / "images.pt")
     assert main(["compare", "--robustbench", "Standard", "--robustbench", "Carmon2019Unlabeled",
                  "--images", str(tmp_path / "images.pt"), "--out-dir", str(tmp_path / "out")]) == 2
     assert 'rvi compare: error: --robustbench Standard: RobustBench models need the robustbench ' \
-        'package: pip install "rvi[robustbench]"' in capsys.readouterr().err
+        'package, which is not installed: pip install "rvi[robustbench]"' in capsys.readouterr().err
 
 
 def test_cli_needs_two_models(tmp_path, capsys):
