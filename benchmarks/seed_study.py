@@ -2,19 +2,27 @@
 metric and control. Writes ``benchmarks/results/seed_study/`` (tables, JSON records, figures).
 ``--dataset``, ``--model`` and ``--eps`` run the same study elsewhere, with the recipes of
 :func:`rvi.sweep.sweep_recipe` (at eps 0.3 on MNIST these are ``recipes.NATURAL``/``ROBUST``).
+``--recipe 40-epochs`` trains with ``recipes.NATURAL_40``/``ROBUST_40`` instead (40 epochs each,
+the robust eps warmed up over 5, no hand-set first layer; MNIST at eps 0.3 only).
+``--train-only`` trains (or loads) the models of every seed into the cache and stops.
 
     python benchmarks/seed_study.py --data-dir ../shared/data [--overwrite]
     python benchmarks/seed_study.py --seeds 0 1 2 3 4 --eval-attacks fgsm pgd pgd-40x5 \
         --out benchmarks/results/mnist_study                  # the method-level study
     python benchmarks/seed_study.py --dataset fashion-mnist --eps 0.1 --seeds 0 1 2 \
         --out benchmarks/results/fashion_study
+    python benchmarks/seed_study.py --seeds 0 1 2 3 4 --recipe 40-epochs --train-only
 """
+
+import dataclasses
 
 import torch
 
 import rvi
 
 from _common import RESULTS, parser, run_and_save
+from recipes import NATURAL_40, ROBUST_40
+from rvi.cache import default_cache_dir, get_trained_model
 from rvi.sweep import sweep_recipe
 
 
@@ -35,16 +43,35 @@ def main() -> None:
                    help="attacks of the accuracy table")
     p.add_argument("--faithfulness-n", type=int, default=1000,
                    help="test images per cell for the faithfulness metrics")
+    p.add_argument("--cascade-n", type=int, default=500,
+                   help="test images of the layer randomization tests")
     p.add_argument("--out", default=str(RESULTS / "seed_study"))
     p.add_argument("--overwrite", action="store_true", help="replace an existing result")
+    p.add_argument("--recipe", choices=("default", "40-epochs"), default="default",
+                   help="training recipes: rvi's automatic ones, or rvi 0.7-0.9's 40 epochs")
+    p.add_argument("--train-only", action="store_true",
+                   help="train (or load) every seed's models into the cache, then stop")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    robust = sweep_recipe(args.eps)
+    natural, robust = sweep_recipe(0.0), sweep_recipe(args.eps)
+    if args.recipe == "40-epochs":
+        if (args.dataset, args.eps) != ("mnist", 0.3):
+            p.error(f"--recipe 40-epochs is MNIST at eps 0.3, got {args.dataset} at {args.eps}")
+        natural, robust = NATURAL_40, ROBUST_40
+    if args.train_only:
+        data = rvi.load_dataset(args.dataset, args.data_dir, download=False)
+        for seed in args.seeds:
+            for recipe in (robust, natural):
+                _, history, path = get_trained_model(
+                    data, args.model, dataclasses.replace(recipe, seed=seed),
+                    args.cache_dir or default_cache_dir(), device=args.device, quiet=True)
+                print(f"seed {seed}: {path.name}, {len(history)} epochs", flush=True)
+        return
     config = rvi.BenchmarkConfig(
         dataset=args.dataset, data_dir=args.data_dir, download=False, model=args.model,
-        natural=sweep_recipe(0.0), robust=robust, attack=robust.attack,
+        natural=natural, robust=robust, attack=robust.attack,
         eval_attacks=tuple(args.eval_attacks), eval_n=args.eval_n, methods=tuple(args.methods),
-        target="true", n_test=args.n_test, seeds=tuple(args.seeds), cascade_n=500,
+        target="true", n_test=args.n_test, seeds=tuple(args.seeds), cascade_n=args.cascade_n,
         faithfulness_n=args.faithfulness_n, cache_dir=args.cache_dir, out_dir=args.out,
         device=args.device)
     run_and_save(config, args.out, args.overwrite, args.device)

@@ -47,8 +47,15 @@ CURVE_STEPS = 20
 INFIDELITY_NOISE_STD = 0.1
 #: Radius of sensitivity_max's uniform L-inf perturbation (Captum's default).
 SENSITIVITY_RADIUS = 0.02
-#: Perturbed copies per image for infidelity and sensitivity_max (Captum's default).
+#: Perturbed copies per image for sensitivity_max (Captum's default; each copy is explained again).
 PERTURB_SAMPLES = 10
+#: Noise draws per image for infidelity and infidelity_unexplained. 1 - R² is fitted on each
+#: image's draws, so few draws read low: on rvi bench's mnist-5k LeNets (200 images, against
+#: 1,000 draws; benchmarks/results/infidelity_draws.md) the bias is -0.032 / -0.079 (natural /
+#: robust) at Captum's default 10 draws, -0.002 / -0.008 at 100, with a spread over noise seeds of
+#: 0.003; the robust - natural difference the tables report is about +0.24. Each draw is one
+#: forward pass.
+INFIDELITY_DRAWS = 100
 #: The ``baseline="blur"`` removal: each removed pixel takes the value of the image blurred by a
 #: Gaussian of std ``BLUR_SIGMA_FRACTION * max(H, W)`` (4.7 pixels on 28x28; Fong and Vedaldi
 #: 2017 blur 224-pixel images with std 10): the removal stays closer to the data than black.
@@ -232,7 +239,7 @@ def _auc(model, images, maps, targets, mode: str, steps: int, baseline,
 
 @reused
 def infidelity(model: nn.Module, images: torch.Tensor, maps: torch.Tensor, targets: torch.Tensor,
-               *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = PERTURB_SAMPLES,
+               *, noise_std: float = INFIDELITY_NOISE_STD, n_perturb_samples: int = INFIDELITY_DRAWS,
                seed: int = 0, batch_size: int = 256, offset: int = 0,
                normalize: bool = True) -> torch.Tensor:
     """Captum's normalized explanation infidelity (Yeh et al. 2019) of the target logit.
@@ -285,14 +292,14 @@ def _score_infidelity(maps, images, *, model, targets, seed, batch_size, offset,
                       offset=offset)
 
 
-# Captum evaluates the originals once and the PERTURB_SAMPLES perturbed copies per image.
+# Captum evaluates the originals once and the INFIDELITY_DRAWS perturbed copies per image.
 METRIC_REGISTRY.register(Metric(
     "infidelity", 0.0, math.inf, False, True, True,
     "Captum infidelity (normalized) of the target logit under Gaussian noise (Yeh et al. 2019)",
     "faithfulness to large changes; the sign is lost when maps are absolute",
     family="faithfulness", needs_targets=True, function=_score_infidelity, uses_sign=True,
     verdict=False,
-    random_draws=True, expansion=PERTURB_SAMPLES, passes_per_image=PERTURB_SAMPLES + 1,
+    random_draws=True, expansion=INFIDELITY_DRAWS, passes_per_image=INFIDELITY_DRAWS + 1,
     align_shards=True))
 
 

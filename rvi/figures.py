@@ -11,7 +11,7 @@ from scipy import stats as scipy_stats
 from ._io import atomic_write
 from .metrics import METRICS
 from .report import cell_order, is_compare, metric_direction, model_name
-from .stats import LEVEL
+from .stats import LEVEL, mean_over_draws
 
 
 def save_figures(result, folder: Path) -> list:
@@ -195,7 +195,7 @@ def cascading_chart(result):
     :data:`MAX_COLUMNS`; bands are 95% t-intervals over seeds."""
     import seaborn as sns
 
-    casc = result.cascading
+    casc = mean_over_draws(result.cascading)  # the band is over seeds, as in the tables
     if casc.empty:
         return None
     # the curves (floors and trivial maps are in the model-randomization table)

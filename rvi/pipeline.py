@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import distributed as ddp
+from ._checks import derived_seed
 from ._reuse import reuse_model_queries
 from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
@@ -51,7 +52,8 @@ class CellSpec:
         metrics, target, batch_size, faithfulness_n: as in :func:`rvi.scoring.score_model`.
         controls: which of ``random_weights``, the trivial explainers and the randomization
             modes run.
-        cascade_n: images of the randomization tests; grid_images: images kept for figures.
+        cascade_n: images of the randomization tests; randomization_draws: re-initializations
+            of each model there; grid_images: images kept for figures.
         transfer: each of two models gets the other's adversarial images.
     """
 
@@ -64,6 +66,7 @@ class CellSpec:
     faithfulness_n: Optional[int] = None
     controls: tuple = ()
     cascade_n: int = 0
+    randomization_draws: int = 1
     grid_images: int = 0
     transfer: bool = False
 
@@ -77,6 +80,7 @@ class CellSpec:
                    metrics=tuple(config.metrics), target=config.target,
                    batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
                    controls=tuple(config.controls), cascade_n=config.cascade_n,
+                   randomization_draws=config.randomization_draws,
                    grid_images=config.grid_images, transfer=config.transfer)
 
 
@@ -283,19 +287,23 @@ def trivial_maps(config: CellSpec, images, seed: int, offset: int = 0) -> dict:
 
 def randomization_rows(config: CellSpec, models: dict, images, labels, seed: int,
                        modes: list, progress: bool) -> list:
-    """Per trained model (``models``: name -> model) and mode: mean cleanliness scores and map
-    similarities to the trained model's map as layers are re-initialized
-    (:func:`rvi.controls.randomization_curve`)."""
+    """Per trained model (``models``: name -> model), mode and draw: mean cleanliness scores and
+    map similarities to the trained model's map as layers are re-initialized
+    (:func:`rvi.controls.randomization_curve`). Draw 0 re-initializes layer ``i`` with seed
+    ``seed + i`` (as rvi did before draws), draw ``d`` with ``derived_seed(seed, d) + i``."""
     count = min(config.cascade_n, len(images))
     metrics = [m for m in config.metrics if METRICS[m].family == "cleanliness"]
     rows = []
-    jobs = [(kind, mode) for kind in models for mode in modes]
-    for kind, mode in tqdm(jobs, desc="randomization tests", disable=not progress, unit="run"):
+    jobs = [(kind, mode, draw) for kind in models for mode in modes
+            for draw in range(config.randomization_draws)]
+    for kind, mode, draw in tqdm(jobs, desc="randomization tests", disable=not progress,
+                                 unit="run"):
         curve = randomization_curve(models[kind], images[:count], config.target,
                                     labels=labels[:count], method=config.methods[0],
-                                    metrics=metrics, mode=mode, seed=seed,
+                                    metrics=metrics, mode=mode,
+                                    seed=seed if draw == 0 else derived_seed(seed, draw),
                                     batch_size=config.batch_size)
-        rows += [dict(seed=seed, model=kind, **row) for row in curve]
+        rows += [dict(seed=seed, model=kind, draw=draw, **row) for row in curve]
     return rows
 
 

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._checks import check_int, check_maps_like
-from .faithfulness import (CURVE_STEPS, INFIDELITY_NOISE_STD, PERTURB_SAMPLES, deletion,
+from .faithfulness import (CURVE_STEPS, INFIDELITY_DRAWS, INFIDELITY_NOISE_STD, deletion,
                            infidelity, per_image_draws)
 from .registry import METRIC_REGISTRY, Metric
 
@@ -112,7 +112,7 @@ METRIC_REGISTRY.register(Metric(
 
 def infidelity_unexplained(model: nn.Module, images: torch.Tensor, maps: torch.Tensor,
                            targets: torch.Tensor, *, noise_std: float = INFIDELITY_NOISE_STD,
-                           n_perturb_samples: int = PERTURB_SAMPLES, seed: int = 0,
+                           n_perturb_samples: int = INFIDELITY_DRAWS, seed: int = 0,
                            batch_size: int = 256, offset: int = 0) -> torch.Tensor:
     """Scale-free infidelity: Captum's normalized infidelity divided by ``E_I[Δf^2]``, the mean
     squared change of the target logit under the same perturbations ``I``. **Lower is better**.
@@ -150,5 +150,5 @@ METRIC_REGISTRY.register(Metric(
     "normalized infidelity / E[Δf²] of the target logit: the share the map leaves unexplained",
     "faithfulness to large changes; a linear fit to noise only", family="faithfulness",
     needs_targets=True, function=_score_infidelity_unexplained, uses_sign=True, signed_map=True,
-    random_draws=True, expansion=PERTURB_SAMPLES, passes_per_image=2 * (PERTURB_SAMPLES + 1),
+    random_draws=True, expansion=INFIDELITY_DRAWS, passes_per_image=2 * (INFIDELITY_DRAWS + 1),
     align_shards=True))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .metrics import METRICS
 from .records import NATURAL_ROBUST
-from .verdicts import ALPHA, RANDOMIZATION_RULE, randomization_test
+from .verdicts import ALPHA, METHOD_COMPARISON, RANDOMIZATION_RULE, randomization_test
 
 MODEL_NAMES = {"natural": "natural", "robust": "robust", "random_weights": "random weights"}
 
@@ -134,7 +134,7 @@ def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataF
 
 def difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
     """``frame``'s ``columns`` plus the difference and its interval, seeds, images per seed,
-    interval kind, p, Holm p (and ``ceiling``), formatted as the tables show them."""
+    interval kind, p, Holm p (and ``role``), formatted as the tables show them."""
     out = frame[columns].copy()
     out["difference [95% interval]"] = [format_interval(r["difference"], r["ci_low"], r["ci_high"])
                                         for _, r in frame.iterrows()]
@@ -143,8 +143,8 @@ def difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
     out["interval"] = frame["interval"]
     out["p"] = [f"{p:.2g}" if np.isfinite(p) else "" for p in frame["p"]]
     out["p (Holm)"] = [f"{p:.2g}" if np.isfinite(p) else "" for p in frame["p_holm"]]
-    if "ceiling" in frame.columns:
-        out["ceiling"] = ["yes" if c else "" for c in frame["ceiling"]]
+    if "role" in frame.columns:
+        out["role"] = frame["role"]
     return out
 
 
@@ -252,10 +252,18 @@ def markdown(result) -> str:
                   difference_table(main, (["model"] if several else [])
                                    + ["input", "metric", "reference"]).to_markdown(index=False)]
     controls = result.control_differences
-    if not controls.empty:
-        parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired)", "",
-                  difference_table(controls, ["model", "metric", "control"])
+    by_method = controls["role"] == METHOD_COMPARISON if not controls.empty else None
+    if not controls.empty and not by_method.all():
+        parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired; role: "
+                      "required for a verdict, or a reference map)", "",
+                  difference_table(controls[~by_method], ["model", "metric", "control"])
                   .to_markdown(index=False)]
+    if not controls.empty and by_method.any():
+        parts += ["", f"## Method comparison: {c.methods[0]} - the same model's plain gradient "
+                      "(natural input, paired; compares attribution methods, not models: "
+                      "reported, not required)", "",
+                  difference_table(controls[by_method].drop(columns="role"),
+                                   ["model", "metric"]).to_markdown(index=False)]
     tests = int(np.isfinite(diffs["p_holm"]).sum())
     parts += ["", f"## Verdicts (each an intersection–union test of its conditions at p < "
                   f"{ALPHA:g}; Holm correction across the {tests} verdicts; intervals shown are "
@@ -313,7 +321,7 @@ def randomization_table(result) -> pd.DataFrame:
         format_interval(r["excess"], r["ci_low"], r["ci_high"]) for _, r in test.iterrows()]
     return text[["model", "method", "measure", "same image", "other image (floor)",
                  "image map", "edge map", "excess over the floor [95% interval]", "seeds",
-                 "interval", "outcome"]]
+                 "draws", "interval", "outcome"]]
 
 
 def latex(result) -> str:

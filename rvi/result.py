@@ -105,16 +105,19 @@ class BenchmarkResult:
     @property
     def control_differences(self) -> pd.DataFrame:
         """Paired (trained model - control) differences on natural inputs, with ``p``,
-        ``p_holm`` and ``ceiling``."""
+        ``p_holm`` and ``role`` (:func:`rvi.verdicts.control_role`)."""
         return self._comparisons[1]
 
     @cached_property
     def verdict_rows(self) -> list:
         """One dict per compared model and metric: ``model``, ``metric``, ``verdict``, ``line``
         (:func:`rvi.verdicts.verdict_rows`, rules :data:`rvi.verdicts.VERDICT_RULES`)."""
+        # a dataset's target holds for its own models, not for models a user brings
+        target = None if self.meta.get("kind") == "compare" else \
+            verdicts.robust_accuracy_target(self.config.dataset, self.config.attack)
         return verdicts.verdict_rows(self.differences, self.control_differences,
                                      self.config.methods[0], self.accuracy,
-                                     self.config.attack.label, self.model_set)
+                                     self.config.attack.label, self.model_set, target)
 
     @property
     def verdicts(self) -> list:
@@ -155,7 +158,9 @@ class BenchmarkResult:
                    if key not in data]
         if missing:
             raise ValueError(f"missing key(s): {', '.join(missing)}")
-        return cls(config=BenchmarkConfig.from_dict(data["config"]),
+        # results from before rvi 0.11 re-initialized each model once in the randomization tests
+        config = {"randomization_draws": 1, **data["config"]}
+        return cls(config=BenchmarkConfig.from_dict(config),
                    records=frame_from_json(data["records"]),
                    accuracy=frame_from_json(data["accuracy"]),
                    cascading=frame_from_json(data["cascading"]),

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from .records import CELL, NATURAL_ROBUST, ModelSet, score_keys
 LEVEL = 0.95
 SEEDS_INTERVAL = "seeds: t, S-1 df"
 IMAGES_INTERVAL = "images: bootstrap"
+DRAWS_INTERVAL = "re-initializations: t, D-1 df"
 #: First bootstrap seed of the (model - reference) differences (see the module docstring).
 DIFFERENCE_STREAMS = 100
 #: First bootstrap seed of the (model - control) differences.
@@ -87,6 +89,37 @@ def t_interval(means, level: float = LEVEL) -> tuple:
         p = np.where(sd > 0, 2 * stats.t.sf(np.abs(tstat), df), np.where(mean == 0, 1.0, 0.0))
     p = np.where(count >= 2, p, np.nan)
     return mean, mean - half, mean + half, p, count, sd
+
+
+def draw_interval(frame: pd.DataFrame, value: str = "mean") -> Optional[tuple]:
+    """The interval of a randomization-test quantity measured per (seed, draw): ``frame`` has
+    ``seed``, ``value`` and, for results with several re-initializations, ``draw``.
+
+    With 2 or more seeds: a t interval over per-seed means (each the mean over its draws, so the
+    seeds' spread carries the draws'). With one seed and 2 or more draws: a t interval over the
+    draws. Returns ``(mean, low, high, p, seeds, draws, interval kind)``, or None with one seed
+    and one draw (the caller's fallback)."""
+    draws = int(frame["draw"].nunique()) if "draw" in frame.columns else 1
+    per_seed = frame.groupby("seed")[value].mean()
+    if len(per_seed) >= 2:
+        units, kind = per_seed.to_numpy(), SEEDS_INTERVAL
+    elif draws >= 2:
+        units, kind = frame[value].to_numpy(), DRAWS_INTERVAL
+    else:
+        return None
+    mean, low, high, p, _, _ = t_interval(units.astype(np.float64)[:, None])
+    return mean[0], low[0], high[0], p[0], len(per_seed), draws, kind
+
+
+def mean_over_draws(frame: pd.DataFrame) -> pd.DataFrame:
+    """Randomization rows with their re-initializations (``draw``) averaged: one row per seed and
+    everything else; ``mean`` is the draws' mean, ``sd`` their images' mean sd, ``n`` per draw.
+    A frame without ``draw`` is returned as it is."""
+    if frame.empty or "draw" not in frame.columns:
+        return frame
+    keys = [c for c in frame.columns if c not in ("draw", "mean", "sd", "n")]
+    return frame.groupby(keys, sort=False, dropna=False).agg(
+        mean=("mean", "mean"), sd=("sd", "mean"), n=("n", "min")).reset_index()
 
 
 def bootstrap_weights(n: int, resamples: int, rng: np.random.Generator, chunk: int):

@@ -82,8 +82,10 @@ def test_trivial_explainers_only_compared_on_scale_free_metrics(result):
                                                                    "plain gradient", cascade}
     aligned = set(controls.query("metric == 'alignment_logit'")["control"])
     assert aligned == {"random weights", cascade}
-    assert controls.query("control == 'image'")["ceiling"].tolist() == [
-        m == "cosine" for m in controls.query("control == 'image'")["metric"]]
+    image = controls.query("control == 'image'")
+    assert image["role"].tolist() == ["reference" if m in ("cosine", "foreground_mass")
+                                      else "required" for m in image["metric"]]
+    assert set(controls.query("control == 'plain gradient'")["role"]) == {"method comparison"}
 
 
 def test_accuracy_and_verdicts(result):

@@ -110,7 +110,7 @@ def test_holm_runs_over_every_model_at_once(result):
     main = diffs.query("input == 'natural' and reference == 'clean'")
     main = main[main["explainer"].isin(["guided_backprop", "model"])]
     required = controls[controls["model"].isin(["robust_a", "robust_b"])
-                        & ~controls["ceiling"].astype(bool) & controls["p"].notna()]
+                        & (controls["role"] == "required") & controls["p"].notna()]
     assert controls.query("model == 'natural'")["p_holm"].isna().all()  # the reference's own
     verdicts = main.set_index(["model", "metric"])
     largest = verdicts["p"].copy()

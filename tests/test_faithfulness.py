@@ -246,7 +246,7 @@ def test_infidelity_scale_invariant_seeded_and_batch_free(lenet, batch):
     assert not torch.equal(F.infidelity(lenet, images, maps, targets, seed=4), first)
 
 
-def _unexplained_reference(model, images, maps, targets, seed, samples=F.PERTURB_SAMPLES,
+def _unexplained_reference(model, images, maps, targets, seed, samples=F.INFIDELITY_DRAWS,
                            std=F.INFIDELITY_NOISE_STD):
     """1 - R^2 written out: the same seeded perturbations, Δf and <I, s> per draw, the uncentred
     R^2 of a least-squares line through the origin."""
@@ -441,12 +441,12 @@ def test_registered_costs_follow_the_functions_defaults():
     for name in ("deletion", "insertion"):
         assert METRICS[name].expansion == defaults[name]["steps"] + 1 == F.CURVE_STEPS + 1
         assert not METRICS[name].align_shards and not METRICS[name].random_draws
-    for name in ("infidelity", "sensitivity_max"):
-        assert METRICS[name].expansion == defaults[name]["n_perturb_samples"] == F.PERTURB_SAMPLES
+    for name, draws in (("infidelity", F.INFIDELITY_DRAWS), ("sensitivity_max", F.PERTURB_SAMPLES)):
+        assert METRICS[name].expansion == defaults[name]["n_perturb_samples"] == draws
         assert METRICS[name].align_shards and METRICS[name].random_draws
-        assert METRICS[name].passes_per_image == F.PERTURB_SAMPLES + 1
+        assert METRICS[name].passes_per_image == draws + 1
     assert METRICS["gini"].family == "cleanliness" and METRICS["gini"].passes_per_image == 0
-    assert METRICS["infidelity_unexplained"].passes_per_image == 2 * (F.PERTURB_SAMPLES + 1)
+    assert METRICS["infidelity_unexplained"].passes_per_image == 2 * (F.INFIDELITY_DRAWS + 1)
     assert METRICS["infidelity_unexplained"].signed_map
     assert [m for m in METRICS if not METRICS[m].verdict and not m.startswith("quantus:")] == [
         "deletion", "insertion", "infidelity"]

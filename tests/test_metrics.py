@@ -212,12 +212,12 @@ def test_uses_sign_says_whether_a_signed_map_scores_differently(scored):
 
 
 def test_shard_blocks_of_the_metrics():
-    """infidelity and sensitivity_max draw PERTURB_SAMPLES perturbations per image in each call;
-    the others add no block of their own (deletion/insertion on purpose)."""
-    assert faithfulness.PERTURB_SAMPLES == 10
+    """infidelity draws INFIDELITY_DRAWS and sensitivity_max PERTURB_SAMPLES perturbations per
+    image in each call; the others add no block of their own (deletion/insertion on purpose)."""
+    assert faithfulness.PERTURB_SAMPLES == 10 and faithfulness.INFIDELITY_DRAWS == 100
     for name in METRICS:
-        expected = 25 if name in ("infidelity", "sensitivity_max",
-                                  "infidelity_unexplained") else 250
+        expected = {"sensitivity_max": 25, "infidelity": 2,
+                    "infidelity_unexplained": 2}.get(name, 250)
         assert metric_images_per_call(name, 250) == expected, name
     assert metric_images_per_call("infidelity", 7) == 1
     assert METRICS["deletion"].images_per_call(250) == 250 // (faithfulness.CURVE_STEPS + 1) == 11

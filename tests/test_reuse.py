@@ -4,7 +4,7 @@ equal to those computed without reuse."""
 import torch
 
 from rvi._reuse import reuse_model_queries
-from rvi.faithfulness import CURVE_STEPS, PERTURB_SAMPLES, deletion
+from rvi.faithfulness import CURVE_STEPS, INFIDELITY_DRAWS, deletion
 from rvi.relative import deletion_gain, infidelity_unexplained, lerf_morf
 
 
@@ -62,7 +62,7 @@ def test_the_logit_changes_of_unexplained_infidelity_are_shared_between_maps(len
     with reuse_model_queries():
         reused = [infidelity_unexplained(lenet, images, m, labels, seed=2) for m in (first, second)]
     # each infidelity call checks the output size on one image, then Captum calls the model on
-    # the originals and PERTURB_SAMPLES copies of each: three calls (two maps, one zero map), not four
-    assert seen[0] == 3 * (1 + len(images) * (PERTURB_SAMPLES + 1))
+    # the originals and INFIDELITY_DRAWS copies of each: three calls (two maps, one zero map), not four
+    assert seen[0] == 3 * (1 + len(images) * (INFIDELITY_DRAWS + 1))
     for a, b in zip(plain, reused):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
