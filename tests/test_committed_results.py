@@ -24,10 +24,10 @@ STUDIES = sorted(path.parent.name for path in RESULTS.glob(f"*/{RESULT_FILE}"))
 RENDERED = ("tables.md", "summary.csv", "tables.tex", "accuracy.csv", "differences.csv",
             "controls.csv", "summary.json", "seed_means.csv")
 #: Tolerance on numbers in CSV and JSON files: |a - b| <= TOLERANCE * max(1, |a|, |b|). Measured
-#: against the committed renders (made on an Intel Xeon, Python 3.11, numpy 2.4.6, scipy's t
-#: quantiles of its day): on an AMD EPYC with Python 3.11 / numpy 2.4.6 / pandas 3.1.1 the largest
-#: such difference was 5.6e-17, under tox's Python 3.10 (numpy 2.2.6, pandas 2.3.3) 1.2e-10 (t
-#: interval ends). Far below the 3 significant digits a table shows, and 80x below this bound.
+#: against the committed renders (made on an Intel Xeon, Python 3.11, numpy 2.4.6): on an AMD EPYC
+#: the largest such difference was 5.6e-17 under Python 3.11 (numpy 2.4.6, pandas 3.1.1), 3.12
+#: and 3.13 (numpy 2.5.5, pandas 3.1.1), and 1.2e-10 under Python 3.10 (numpy 2.2.6, pandas 2.3.3,
+#: in t interval ends). Far below the 3 significant digits a table shows, and 80x below this bound.
 TOLERANCE = 1e-8
 
 
