@@ -12,7 +12,7 @@ x chance is *failed*: flagged in every table and left out of every mean, interva
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Union
@@ -243,6 +243,34 @@ class SweepResult:
                             f"Holm p ({name})": fmt_p(f"{axis}_p_holm")})
         return pd.DataFrame({**columns, "eps points": c["points"], "models": c["models"]})
 
+    def robust_only(self) -> "SweepResult":
+        """The sweep without its natural point (train eps 0): the trend among robust models
+        alone, where the robustness axis has no tie at 0.00% with the natural models."""
+        grid = tuple(e for e in self.config.eps_grid if e > 0)
+        return SweepResult(config=replace(self.config, eps=grid),
+                           records=[r for r in self.records if r["job"]["eps"] > 0])
+
+    def change_by_first_robust_eps(self) -> pd.DataFrame:
+        """Where each natural-input score changes along the grid: the per-eps means at train eps 0,
+        the first eps above 0 and the largest, and the share of the whole change (0 to largest)
+        already made at the first eps above 0 (NaN unless both segments move the same way).
+        Columns: ``explainer, metric, eps 0, eps FIRST, eps LARGEST, share by eps FIRST``."""
+        s = self.score_summary
+        s = s[(s["input"] == "natural") & (s["reference"] == "clean")]
+        grid = sorted(self.models[~self.models["failed"]]["eps"].unique())
+        if len(grid) < 3 or grid[0] != 0:
+            return pd.DataFrame()
+        rows = []
+        for (explainer, metric), group in s.groupby(["explainer", "metric"], sort=False):
+            means = group.set_index("eps")["mean"]
+            start, first, last = means.get(grid[0]), means.get(grid[1]), means.get(grid[-1])
+            one_way = (first - start) * (last - first) >= 0 and last != start
+            rows.append({"explainer": explainer, "metric": metric, "eps 0": start,
+                         f"eps {grid[1]:g}": first, f"eps {grid[-1]:g}": last,
+                         f"share by eps {grid[1]:g}":
+                             (first - start) / (last - start) if one_way else np.nan})
+        return pd.DataFrame(rows)
+
     def robustness_ties(self) -> str:
         """A note on eps points whose mean robustness is tied ("" if none): they share an
         average rank, which bounds ``|rho|`` and the smallest p against robustness."""
@@ -313,6 +341,19 @@ class SweepResult:
                       corr.to_markdown(index=False)]
             ties = self.robustness_ties()
             parts += ["", ties] if ties else []
+        robust = self.robust_only()
+        corr = robust.correlation_table() if len(robust.config.eps_grid) >= 3 else pd.DataFrame()
+        if not corr.empty:
+            parts += ["", "## Rank correlation among the robust models alone (train eps > 0; its "
+                          "own Holm family)", "", corr.to_markdown(index=False)]
+        change = self.change_by_first_robust_eps()
+        if not change.empty:
+            parts += ["", "## Where the change happens: natural-input means at train eps 0, the "
+                          "first robust eps and the largest, and the share of the whole change "
+                          "made by the first robust eps (— where the score does not move one "
+                          "way)", "",
+                      change.astype(object).where(change.notna(), None)
+                      .to_markdown(index=False, floatfmt=".3f", missingval="—")]
         for explainer in [*c.methods, "model"]:
             table = self.metric_table(explainer)
             if not table.empty:

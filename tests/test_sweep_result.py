@@ -96,6 +96,25 @@ def test_correlations_of_a_monotone_curve():
     assert "rho vs autoattack accuracy" in make_result().correlation_table().columns
 
 
+def test_the_robust_models_alone_and_where_the_change_happens():
+    """Cosine 0.6 + eps (+ 0.001 seed): from eps 0 to 0.3 it rises by 0.3, a third of it by the
+    first robust eps 0.1; without eps 0 three robust points remain (eps 0.4 failed to train)."""
+    result = make_result()
+    robust = result.robust_only()
+    assert robust.config.eps_grid == (0.1, 0.2, 0.3, 0.4)
+    assert sorted({r["job"]["eps"] for r in robust.records}) == [0.1, 0.2, 0.3, 0.4]
+    corr = robust.correlations.set_index(["input", "explainer", "metric", "reference"])
+    assert corr.loc[("natural", "saliency", "cosine", "clean"), "points"] == 3
+    change = result.change_by_first_robust_eps().set_index(["explainer", "metric"])
+    row = change.loc[("saliency", "cosine")]  # the failed eps 0.4 point is left out
+    assert (row["eps 0"], row["eps 0.1"], row["eps 0.3"]) == pytest.approx((0.601, 0.701, 0.901))
+    assert row["share by eps 0.1"] == pytest.approx(1 / 3)
+    assert change.loc[("model", "alignment_logit"), "share by eps 0.1"] == pytest.approx(1 / 3)
+    text = result.to_markdown()
+    assert "## Rank correlation among the robust models alone" in text
+    assert "## Where the change happens" in text
+
+
 def test_correlations_carry_permutation_and_holm_p_values():
     result = make_result()
     corr = result.correlations
