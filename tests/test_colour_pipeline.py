@@ -23,7 +23,8 @@ def colour_run(tmp_path_factory):
     config = BenchmarkConfig(
         dataset="synthetic", model="resnet18", natural=TrainConfig(epochs=1, batch_size=32),
         robust=TrainConfig(adversarial=True, epochs=1, batch_size=32, attack=ATTACK),
-        attack=ATTACK, n_test=4, faithfulness_n=2, cascade_n=2, grid_images=2, bootstrap=100,
+        attack=ATTACK, n_test=4, faithfulness_n=2, cascade_n=2, randomization_draws=2,
+        grid_images=2, bootstrap=100,
         cache_dir=str(folder / "cache"), out_dir=str(folder / "out"))
     # the registered resnet18 at width 4 (the library builds it by name, also for the
     # random-weights control and when loading the cached checkpoints)
@@ -75,10 +76,12 @@ def test_randomization_runs_over_every_resnet_layer(colour_run):
     #                                          final bn and classifier
     cascading = result.cascading
     for mode in ("cascading", "independent"):
-        rows = cascading[(cascading["mode"] == mode) & (cascading["kind"] == "score")
-                         & (cascading["model"] == "robust") & (cascading["metric"] == "cosine")]
-        assert rows["layer"].tolist() == ["none"] + layers[::-1]
-        assert rows["mean"].map(math.isfinite).all()
+        for draw in (0, 1):
+            rows = cascading[(cascading["mode"] == mode) & (cascading["kind"] == "score")
+                             & (cascading["model"] == "robust") & (cascading["metric"] == "cosine")
+                             & (cascading["draw"] == draw)]
+            assert rows["layer"].tolist() == ["none"] + layers[::-1]
+            assert rows["mean"].map(math.isfinite).all()
 
 
 def test_tables_and_example_images(colour_run):

@@ -467,11 +467,11 @@ def test_model_calls_take_the_registered_images_per_call(lenet, batch, kind):
     sizes = []
     handle = lenet.register_forward_pre_hook(lambda module, args: sizes.append(len(args[0])))
     try:
-        score(kind, maps, images, model=lenet, targets=labels, batch_size=60)
+        score(kind, maps, images, model=lenet, targets=labels, batch_size=300)
     finally:
         handle.remove()
     info = METRICS[kind]
-    per_call = info.images_per_call(60)
-    assert per_call == 60 // info.expansion
+    per_call = info.images_per_call(300)
+    assert per_call == 300 // info.expansion
     model_calls = [n for n in sizes if n > 1]  # leaves out the one-image class-count probes
     assert max(model_calls) == min(9, per_call) * info.expansion
