@@ -40,7 +40,8 @@ def bench_config(out: Path) -> BenchmarkConfig:
         robust=TrainConfig(adversarial=True, epochs=2, lr=3e-3, attack=BENCH_ATTACK),
         attack=BENCH_ATTACK, n_test=48, batch_size=16, methods=("guided_backprop", "smoothgrad"),
         metrics=("cosine", "foreground_mass", "infidelity", "alignment"), faithfulness_n=40,
-        controls=("random_weights", "image", "noise", "cascading"), cascade_n=8, grid_images=3,
+        controls=("random_weights", "image", "noise", "cascading"), cascade_n=8,
+        randomization_draws=2, grid_images=3,
         bootstrap=200, cache_dir=str(out / "cache"), out_dir=str(out / "cli"))
 
 
@@ -54,7 +55,8 @@ def compare_config() -> BenchmarkConfig:
         target="predicted", methods=("saliency",),
         metrics=("cosine", "deletion", "sensitivity_max", "gini"),
         eval_attacks=("fgsm", "pgd", "pgd-2x2"), eval_n=72,
-        controls=("random_weights", "edge", "independent"), cascade_n=6, grid_images=72,
+        controls=("random_weights", "edge", "independent"), cascade_n=6,
+        randomization_draws=2, grid_images=72,
         bootstrap=200)
 
 

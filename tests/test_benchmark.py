@@ -19,7 +19,8 @@ ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
 def tiny_config(tmp_path, **changes):
     fields = dict(dataset="synthetic", natural=TrainConfig(epochs=2, lr=3e-3),
                   robust=TrainConfig(adversarial=True, epochs=2, lr=3e-3, attack=ATTACK),
-                  attack=ATTACK, n_test=48, cascade_n=8, grid_images=3, bootstrap=200,
+                  attack=ATTACK, n_test=48, cascade_n=8, randomization_draws=2, grid_images=3,
+                  bootstrap=200,
                   cache_dir=str(tmp_path / "cache"), out_dir=str(tmp_path / "out"))
     fields.update(changes)
     return BenchmarkConfig(**fields)

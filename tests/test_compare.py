@@ -46,7 +46,7 @@ def small_cnn(seed, channels=3, classes=10):
 
 def config(**changes):
     fields = dict(attack=ATTACK, methods=("guided_backprop",), metrics=METRICS,
-                  eval_attacks=("fgsm",), bootstrap=200, cascade_n=4, grid_images=2,
+                  eval_attacks=("fgsm",), bootstrap=200, cascade_n=4, randomization_draws=2, grid_images=2,
                   controls=("random_weights", "image", "cascading"), batch_size=64)
     fields.update(changes)
     return BenchmarkConfig(**fields)
