@@ -4,7 +4,7 @@ Each seed of a study is computed on its own, so seeds run on different days or m
 into the result one run on all of them would give (``rvi.result.combine_seeds``; tested), with
 the wall times summed. The parts are read, never changed.
 
-    python benchmarks/combine_seeds.py PART1 PART2 [...] --out benchmarks/results/mnist_study
+    python benchmarks/combine_seeds.py PART1 PART2 [...] --out benchmarks/results/mnist_default_study
 """
 
 import argparse

@@ -8,7 +8,7 @@ the robust eps warmed up over 5, no hand-set first layer; MNIST at eps 0.3 only)
 
     python benchmarks/seed_study.py --data-dir ../shared/data [--overwrite]
     python benchmarks/seed_study.py --seeds 0 1 2 3 4 --eval-attacks fgsm pgd pgd-40x5 \
-        --out benchmarks/results/mnist_study                  # the method-level study
+        --cascade-n 200 --out benchmarks/results/mnist_default_study  # the method-level study
     python benchmarks/seed_study.py --dataset fashion-mnist --eps 0.1 --seeds 0 1 2 \
         --out benchmarks/results/fashion_study
     python benchmarks/seed_study.py --seeds 0 1 2 3 4 --recipe 40-epochs --train-only

@@ -20,7 +20,9 @@ from rvi.result import RESULT_FILE
 from rvi.sweep_result import SWEEP_FILE
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-STUDIES = sorted(path.parent.name for path in RESULTS.glob(f"*/{RESULT_FILE}"))
+#: Study folders: the current ones, and the superseded rvi 0.6 studies (still re-rendered).
+STUDIES = sorted(str(path.parent.relative_to(RESULTS)) for pattern in ("*", "rvi-0.6/*")
+                 for path in RESULTS.glob(f"{pattern}/{RESULT_FILE}"))
 RENDERED = ("tables.md", "summary.csv", "tables.tex", "accuracy.csv", "differences.csv",
             "controls.csv", "summary.json", "seed_means.csv")
 #: Tolerance on numbers in CSV and JSON files: |a - b| <= TOLERANCE * max(1, |a|, |b|). Measured

@@ -72,7 +72,7 @@ def test_failing_conditions_are_listed_for_unsupported_verdicts(result):
 
 
 def test_summary_of_a_committed_five_seed_study_fits():
-    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "mnist_study"
+    folder = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "rvi-0.6" / "mnist_study"
     text = terminal.summary(rvi.BenchmarkResult.load(folder), folder)
     assert max(len(line) for line in text.splitlines()) <= terminal.WIDTH
     assert "5 seeds; intervals: 95% Student-t" in text
