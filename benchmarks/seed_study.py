@@ -14,8 +14,6 @@ the robust eps warmed up over 5, no hand-set first layer; MNIST at eps 0.3 only)
     python benchmarks/seed_study.py --seeds 0 1 2 3 4 --recipe 40-epochs --train-only
 """
 
-import dataclasses
-
 import torch
 
 import rvi
@@ -58,15 +56,6 @@ def main() -> None:
         if (args.dataset, args.eps) != ("mnist", 0.3):
             p.error(f"--recipe 40-epochs is MNIST at eps 0.3, got {args.dataset} at {args.eps}")
         natural, robust = NATURAL_40, ROBUST_40
-    if args.train_only:
-        data = rvi.load_dataset(args.dataset, args.data_dir, download=False)
-        for seed in args.seeds:
-            for recipe in (robust, natural):
-                _, history, path = get_trained_model(
-                    data, args.model, dataclasses.replace(recipe, seed=seed),
-                    args.cache_dir or default_cache_dir(), device=args.device, quiet=True)
-                print(f"seed {seed}: {path.name}, {len(history)} epochs", flush=True)
-        return
     config = rvi.BenchmarkConfig(
         dataset=args.dataset, data_dir=args.data_dir, download=False, model=args.model,
         natural=natural, robust=robust, attack=robust.attack,
@@ -74,6 +63,15 @@ def main() -> None:
         target="true", n_test=args.n_test, seeds=tuple(args.seeds), cascade_n=args.cascade_n,
         faithfulness_n=args.faithfulness_n, cache_dir=args.cache_dir, out_dir=args.out,
         device=args.device)
+    if args.train_only:
+        data = rvi.load_dataset(args.dataset, args.data_dir, download=False)
+        for seed in args.seeds:
+            for kind in ("robust", "natural"):
+                _, history, path = get_trained_model(
+                    data, args.model, config.recipe(kind, seed),
+                    args.cache_dir or default_cache_dir(), device=args.device, quiet=True)
+                print(f"seed {seed}: {path.name}, {len(history)} epochs", flush=True)
+        return
     run_and_save(config, args.out, args.overwrite, args.device)
 
 

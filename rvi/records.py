@@ -122,8 +122,7 @@ def seed_mean_table(records: pd.DataFrame) -> pd.DataFrame:
     keys = score_keys(records)
     cells = ["seed", "model", "input"]
     # float64 before the mean: pandas < 3 keeps float32 score columns float32 in a group mean
-    scores = records[list(keys)].astype("float64")
-    grouped = pd.concat([records[cells], scores], axis=1).groupby(cells, sort=False)[list(keys)]
+    grouped = records.astype(dict.fromkeys(keys, "float64")).groupby(cells, sort=False)[list(keys)]
     means = grouped.mean().reset_index().melt(id_vars=cells, var_name="column",
                                               value_name="mean")
     counts = grouped.count().reset_index().melt(id_vars=cells, var_name="column",

@@ -113,7 +113,7 @@ class BenchmarkResult:
         """One dict per compared model and metric: ``model``, ``metric``, ``verdict``, ``line``
         (:func:`rvi.verdicts.verdict_rows`, rules :data:`rvi.verdicts.VERDICT_RULES`)."""
         # a dataset's target holds for its own models, not for models a user brings
-        target = None if self.meta.get("kind") == "compare" else \
+        target = None if report.is_compare(self) else \
             verdicts.robust_accuracy_target(self.config.dataset, self.config.attack)
         return verdicts.verdict_rows(self.differences, self.control_differences,
                                      self.config.methods[0], self.accuracy,
