@@ -1,9 +1,10 @@
 """Argument and tensor checks, the seeded-RNG context manager and the fixed name lists.
 
-A leaf module: it imports nothing from rvi, so config, data, models, attacks, saliency, metrics and
-controls can all use it without import circles. Every check raises ``ValueError`` naming the
-argument, the value and what was expected. Attribution methods and metrics are not listed here:
-they are objects in :mod:`rvi.registry`, registered where their code is.
+A leaf module: it imports nothing from rvi but its exception classes, so config, data, models,
+attacks, saliency, metrics and controls can all use it without import circles. Every check
+raises ``ValueError`` naming the argument, the value and what was expected. Attribution
+methods and metrics are not listed here: they are objects in :mod:`rvi.registry`, registered
+where their code is.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Optional
 
 import numpy as np
 import torch
+
+from .errors import MissingPackageError
 
 #: Dataset names understood by :func:`rvi.load_dataset`.
 DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "cifar10", "synthetic")
@@ -38,6 +41,10 @@ EPS_GRIDS = {
 #: with step 2/255.
 DATASET_ATTACK = {"mnist": (0.3, 0.1), "mnist-5k": (0.3, 0.1), "fashion-mnist": (0.1, 0.0333333333),
                   "cifar10": (8 / 255, 2 / 255), "synthetic": (0.3, 0.1)}
+#: The image shape (C, H, W) of each named dataset's images (synthetic: rvi's test data, left
+#: out); ``rvi compare --images`` infers a dataset's defaults from it.
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-5k": (1, 28, 28), "fashion-mnist": (1, 28, 28),
+                "cifar10": (3, 32, 32)}
 #: The eps each dataset is usually attacked at (the sweep's adversarial inputs and robustness
 #: axis); :data:`rvi.sweep.REFERENCE_EPS`.
 REFERENCE_EPS = {name: eps for name, (eps, _) in DATASET_ATTACK.items()}
@@ -57,11 +64,12 @@ def installed(distribution: str) -> bool:
 
 
 def require_installed(distribution: str, extra: str, user: str) -> None:
-    """Raise ``ImportError`` naming ``pip install "rvi[extra]"`` unless ``distribution`` is
-    installed (:func:`installed`); ``user`` (plural) names what needs it."""
+    """Raise :class:`~rvi.errors.MissingPackageError` (an ``ImportError``) naming ``pip install
+    "rvi[extra]"`` unless ``distribution`` is installed (:func:`installed`); ``user`` (plural)
+    names what needs it."""
     if not installed(distribution):
-        raise ImportError(f'{user} need the {distribution} package, which is not installed: '
-                          f'pip install "rvi[{extra}]"')
+        raise MissingPackageError(f'{user} need the {distribution} package, which is not '
+                                  f'installed: pip install "rvi[{extra}]"')
 
 
 def check_range(name: str, value: float, low: float, high: float, *, low_open: bool = True) -> None:

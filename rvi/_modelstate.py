@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ._checks import check_labels
+from .errors import NonFiniteOutputError
 
 
 @contextlib.contextmanager
@@ -107,5 +108,30 @@ def check_model_labels(model: nn.Module, images, labels) -> int:
         out = model(images[:1].to(model_device(model)))
     if out.ndim != 2:
         raise ValueError(f"model must return (N, num_classes) logits, got shape {tuple(out.shape)}")
+    check_finite_logits(out, model)
     check_labels(labels, out.shape[1])
     return out.shape[1]
+
+
+def check_finite_model(model: nn.Module, images: torch.Tensor, name: str) -> None:
+    """One eval-mode forward pass of ``images`` without gradients (state restored), checked by
+    :func:`check_finite_logits` under ``name``."""
+    with preserved_state(model), torch.no_grad():
+        model.eval()
+        check_finite_logits(model(images.to(model_device(model))), model, name)
+
+
+def check_finite_logits(logits: torch.Tensor, model: nn.Module, name: Optional[str] = None,
+                        first: int = 0) -> None:
+    """Raise :class:`~rvi.errors.NonFiniteOutputError` unless every entry of ``logits`` (n, K),
+    the model's output for images ``first`` .. ``first + n - 1``, is finite. The message names
+    the model: ``name``, else its class."""
+    finite = torch.isfinite(logits.detach()).reshape(len(logits), -1).all(1)
+    if bool(finite.all()):
+        return
+    bad = (~finite).nonzero().flatten()
+    who = name if name is not None else f"model {type(model).__name__}"
+    raise NonFiniteOutputError(
+        f"{who} returns NaN or infinite logits for {len(bad)} of {len(logits)} images (first: "
+        f"image {first + int(bad[0])}); rvi does not attack, explain or score such outputs "
+        "(check the weights, e.g. a training run that diverged, and the input scaling)")

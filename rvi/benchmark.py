@@ -28,10 +28,11 @@ from .cache import default_cache_dir, get_trained_model
 from .config import BenchmarkConfig
 from .controls import random_weights_model
 from .data import Dataset, load_dataset
+from .metrics import check_installed
 from .pipeline import CellSpec, score_model_set, timed
 from .records import NATURAL_ROBUST, ModelSet
 from .result import BenchmarkResult
-from .train import auto_threshold_start
+from .train import auto_threshold_start, new_model
 from .version import __version__
 
 
@@ -68,11 +69,9 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
         data = load_dataset(config.dataset, config.data_dir, download=config.download)
     elif data.name != config.dataset:
         raise ValueError(f"data is {data.name!r} but config.dataset is {config.dataset!r}")
-    n = len(data.test_images) if config.n_test is None else config.n_test
-    if n > len(data.test_images):
-        raise ValueError(f"n_test must be at most {len(data.test_images)} for {data.name}, got {n}")
-    images, labels = data.test_images[:n], data.test_labels[:n]
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    n = check_run(config, data, cache_dir)
+    images, labels = data.test_images[:n], data.test_labels[:n]
     spec = CellSpec.from_benchmark(config, n)
     timings, training, info = {}, {}, []
     parts = []
@@ -91,6 +90,54 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
             "n_test": n, "dataset_size": {"train": len(data.train_images),
                                           "test": len(data.test_images)}}
     return assemble(config, parts, meta, NATURAL_ROBUST, info)
+
+
+def check_run(config: BenchmarkConfig, data: Dataset, cache_dir: Path) -> int:
+    """Everything a run can check before its first model is trained or attacked: the test
+    images asked for, the optional packages of the chosen metrics, the device, each seed's
+    recipes resolved on this dataset (automatic epochs against a given warm-up or threshold
+    start) and a writable cache folder. Costs a model construction, no training.
+
+    Returns:
+        n, the number of test images the run uses.
+    """
+    n = len(data.test_images) if config.n_test is None else config.n_test
+    if n > len(data.test_images):
+        raise ValueError(f"n_test must be at most {len(data.test_images)} for {data.name}, got {n}")
+    check_installed(config.metrics)
+    check_device(config.device)
+    probe = new_model(config.model, config.natural, data.num_classes, data.image_shape[0])
+    auto_start = auto_threshold_start(probe, data.image_shape[0], data.name)
+    for seed in config.seeds:
+        for kind in NATURAL_ROBUST.trained:
+            try:
+                config.recipe(kind, seed).resolved(len(data.train_images),
+                                                   with_threshold_start=auto_start)
+            except ValueError as err:
+                raise ValueError(f"{kind} recipe on {data.name} ({len(data.train_images)} "
+                                 f"training images): {err}") from err
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise PermissionError(f"cache_dir {str(cache_dir)!r} cannot be created: {err}") from err
+    if not os.access(cache_dir, os.W_OK | os.X_OK):
+        raise PermissionError(f"cache_dir {str(cache_dir)!r} is not writable; choose another "
+                              "(--cache-dir) or fix its permissions")
+    return n
+
+
+def check_device(device: str) -> None:
+    """Raise ``ValueError`` unless torch knows ``device`` and it is present (a CUDA device on a
+    machine without one is refused here, not at the first tensor moved)."""
+    try:
+        where = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"device must be a torch device such as cpu or cuda, got {device!r}") \
+            from err
+    if where.type == "cuda" and not (torch.cuda.is_available() and
+                                     (where.index or 0) < torch.cuda.device_count()):
+        raise ValueError(f"device {device!r} is not available here "
+                         f"({torch.cuda.device_count()} CUDA devices); use device cpu")
 
 
 def assemble(config: BenchmarkConfig, parts: list, meta: dict, models: ModelSet,

@@ -10,13 +10,18 @@ checkpoint under the same key and resumes from it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import time
+import warnings
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
+from . import distributed as ddp
 from ._checks import MODELS, check_choice
+from ._io import file_lock, lock_path_of
 from .config import ONECYCLE_WARMUP_SHARE, TrainConfig
 from .data import Dataset
 from .train import (CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model,
@@ -81,21 +86,68 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
                       quiet: bool = False) -> tuple:
     """Load the model for this recipe from ``cache_dir``, training (or resuming) it if needed.
 
+    A cached checkpoint is served only when the recipe, dataset fingerprint and architecture it
+    records give its file's key (:func:`recorded_key`); any other file under that name (copied
+    over it, damaged) is moved aside to ``NAME.refused-TIME``, with a
+    :class:`CacheEntryRefused` warning, and the model is trained anew. Processes that want
+    the same key take turns (a lock beside the file): the second loads what the first trained.
+
     Returns:
         ``(model in eval mode, per-epoch history, checkpoint path)``.
     """
     info = _info(data)
     path = cached_model_path(cache_dir, info, architecture, config)
-    model = new_model(architecture, config, num_classes=data.num_classes,
-                      in_channels=data.image_shape[0]).to(device)
-    history = []
-    if path.exists():
-        history = load_checkpoint(path, model, architecture=architecture)["history"]
-    auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
-    if len(history) < config.epochs_for(len(data.train_images), with_threshold_start=auto_start):
-        # the whole training set goes to the device once, not batch by batch
-        images, labels = data.train_images.to(device), data.train_labels.to(device)
-        history = train_model(model, images, labels, config,
-                              checkpoint_path=path, architecture=architecture, quiet=quiet,
-                              dataset_info=info)
+    # the ranks of one torchrun job train one model together: a lock would deadlock them
+    lock = contextlib.nullcontext() if ddp.is_distributed() else \
+        file_lock(lock_path_of(path), wait=True, what=f"cached model {path.name}")
+    with lock:
+        model = new_model(architecture, config, num_classes=data.num_classes,
+                          in_channels=data.image_shape[0]).to(device)
+        history = []
+        if path.exists():
+            state = _served_state(path, cache_key(info, architecture, config))
+            if state is not None:
+                history = load_checkpoint(path, model, architecture=architecture)["history"]
+        auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
+        epochs = config.epochs_for(len(data.train_images), with_threshold_start=auto_start)
+        if len(history) < epochs:
+            # the whole training set goes to the device once, not batch by batch
+            images, labels = data.train_images.to(device), data.train_labels.to(device)
+            history = train_model(model, images, labels, config,
+                                  checkpoint_path=path, architecture=architecture, quiet=quiet,
+                                  dataset_info=info)
     return model.eval(), history, path
+
+
+class CacheEntryRefused(UserWarning):
+    """A cached checkpoint did not hold the model its key names; it was moved aside."""
+
+
+def recorded_key(state: dict) -> Optional[str]:
+    """The cache key of what a checkpoint records it is (its dataset info, architecture and
+    recipe); None when it records no dataset (written before rvi 0.6)."""
+    if not state.get("dataset"):
+        return None
+    return cache_key(state["dataset"], state["architecture"],
+                     TrainConfig.from_dict(state["config"]))
+
+
+def _served_state(path: Path, key: str) -> Optional[dict]:
+    """The checkpoint at ``path`` when it records the model of ``key``; otherwise None, after
+    moving the file aside and warning."""
+    try:
+        state = load_checkpoint(path)
+        recorded = recorded_key(state)
+        reason = None if recorded == key else \
+            f"it records another recipe, dataset or architecture (key {recorded})"
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:  # damaged, not rvi's
+        reason = f"it cannot be read ({err})"
+    if reason is None:
+        return state
+    aside = path.with_name(f"{path.name}.refused-{time.strftime('%Y%m%dT%H%M%S')}")
+    if not ddp.is_main():  # under torchrun rank 0 moves it; every rank trains anew
+        return None
+    path.rename(aside)
+    warnings.warn(f"cached model {path.name} refused: {reason}; moved to {aside.name}, "
+                  "training anew", CacheEntryRefused, stacklevel=3)
+    return None

@@ -10,16 +10,22 @@ data-parallel, ``rvi evaluate`` attacks a shard of the images on each rank).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
+import traceback
 import typing
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
 from . import distributed as ddp
+from ._checks import DATASET_ATTACK, IMAGE_SHAPES
+from ._io import file_lock, first_line, lock_path_of
+from .errors import RviError
 from .benchmark import run_benchmark
 from .cache import cached_model_path
 from .compare import compare, load_images_file, load_user_model
@@ -33,6 +39,7 @@ from .result import BenchmarkResult, check_out_folder
 from .sweep import run_sweep
 from .sweep_result import SWEEP_FILE, SweepResult
 from .terminal import summary
+from .version import __version__
 from .train import (auto_threshold_start, load_checkpoint, load_model, new_model, train_model,
                     training_summary)
 from .zoo import DATASETS as ZOO_DATASETS, THREAT_MODELS, load_robustbench
@@ -257,6 +264,11 @@ def _add_compare_parser(commands) -> None:
     source.add_argument("--images", metavar="FILE.pt",
                         help="a torch.save'd dict {'images': (N, C, H, W) float in [0, 1], "
                              "'labels': (N,) int64} (read with weights_only=True)")
+    compare.add_argument("--dataset", default=None, choices=DATASETS,
+                         help="with --images: the dataset whose defaults (attack eps and step) "
+                              "apply (default: inferred from the image shape where that is "
+                              "unambiguous: 3x32x32 is cifar10; 1x28x28 fits MNIST and "
+                              "Fashion-MNIST, whose eps differ)")
     compare.add_argument("--data-dir", default=None, help="folder of the --data dataset's files")
     compare.add_argument("--download", action=argparse.BooleanOptionalAction, default=True,
                          help="let torchvision download a missing --data dataset")
@@ -278,18 +290,21 @@ def _add_compare_parser(commands) -> None:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    dataset = {} if args.data is None else \
-        {"dataset": args.data, "data_dir": args.data_dir, "download": args.download}
-    config = _merged_config(BenchmarkConfig, args, skip=COMPARE_SKIP, file_path=args.config,
-                            fixed=dataset)
-    num_classes = args.num_classes
     if args.data is not None:
+        if args.dataset is not None:
+            raise ValueError(f"--dataset goes with --images; --data {args.data} names the "
+                             f"dataset already, got --dataset {args.dataset}")
         data = load_dataset(args.data, args.data_dir, download=args.download)
         images, labels, name = data.test_images, data.test_labels, f"{data.name} test split"
-        num_classes = num_classes or data.num_classes
+        fixed = {"dataset": args.data, "data_dir": args.data_dir, "download": args.download}
+        num_classes = args.num_classes or data.num_classes
     else:
         images, labels = load_images_file(args.images)
-        name = f"images from {args.images}"
+        name, num_classes = f"images from {args.images}", args.num_classes
+        dataset = _images_dataset(args, tuple(images.shape[1:]))
+        fixed = {} if dataset is None else {"dataset": dataset}
+    config = _merged_config(BenchmarkConfig, args, skip=COMPARE_SKIP, file_path=args.config,
+                            fixed=fixed)
     paths, zoo = {}, set()
     for spec in args.models or ():
         if isinstance(spec, tuple):  # --robustbench NAME: the zoo's name, and the zoo as source
@@ -305,16 +320,50 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     if len(paths) < 2:
         raise ValueError(f"rvi compare needs two or more models (--model NAME=PATH, --robustbench "
                          f"NAME), got {len(paths)}")
-    check_out_folder(config.out_dir, args.overwrite)  # before the work, not after
-    models = {n: (_robustbench_model(n, args) if n in zoo else
-                  load_user_model(p, trust_pickle=args.trust_pickle, num_classes=num_classes,
-                                  in_channels=images.shape[1])).to(config.device)
-              for n, p in paths.items()}
-    result = compare(models, images, labels, config, reference=args.reference,
-                     num_classes=num_classes, sources=paths, data_name=name,
-                     progress=not args.quiet)  # None on ranks other than 0 under torchrun
-    _save_and_print(result, config.out_dir, args.overwrite, args.full)
+    with _out_folder(config.out_dir, args.overwrite):  # checked and locked before the work
+        models = {n: (_robustbench_model(n, args) if n in zoo else
+                      load_user_model(p, trust_pickle=args.trust_pickle, num_classes=num_classes,
+                                      in_channels=images.shape[1])).to(config.device)
+                  for n, p in paths.items()}
+        result = compare(models, images, labels, config, reference=args.reference,
+                         num_classes=num_classes, sources=paths, data_name=name,
+                         progress=not args.quiet)  # None on ranks other than 0 under torchrun
+        _save_and_print(result, config.out_dir, args.overwrite, args.full)
     return 0
+
+
+def _images_dataset(args: argparse.Namespace, shape: tuple) -> Optional[str]:
+    """The dataset whose defaults ``--images`` of ``shape`` (C, H, W) get: ``--dataset``, else
+    the datasets of that shape when they share one default attack; None when the attack's eps
+    and step are both given (no default is used)."""
+    if args.dataset is not None:
+        return args.dataset
+    fits = [name for name, known in IMAGE_SHAPES.items() if known == shape]
+    if len({DATASET_ATTACK[name] for name in fits}) == 1:
+        return fits[0]
+    if hasattr(args, "attack_eps") and hasattr(args, "attack_alpha"):
+        return None
+    size = "x".join(map(str, shape))
+    if fits:
+        options = "; ".join(f"{n}: eps {DATASET_ATTACK[n][0]:.3g}" for n in fits)
+        raise ValueError(f"--images holds {size} images, which fit datasets with different "
+                         f"default attacks ({options}); pass --dataset NAME to choose, or "
+                         "--attack-eps and --attack-alpha")
+    raise ValueError(f"--images holds {size} images, the shape of no dataset rvi knows "
+                     f"({', '.join(IMAGE_SHAPES)}), so no default attack fits them; pass "
+                     "--attack-eps and --attack-alpha (or --dataset NAME for that dataset's)")
+
+
+@contextlib.contextmanager
+def _out_folder(folder: str, overwrite: bool):
+    """Check ``--out-dir`` and hold its lock for the whole run (rank 0 only under torchrun), so
+    a second run into the same folder fails before it computes anything."""
+    if not ddp.is_main():
+        yield
+        return
+    with file_lock(lock_path_of(folder), wait=False, what=f"out folder {folder!r}"):
+        check_out_folder(folder, overwrite)
+        yield
 
 
 def _robustbench_model(name: str, args: argparse.Namespace):
@@ -465,9 +514,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     config = _merged_config(BenchmarkConfig, args, file_path=args.config)
-    check_out_folder(config.out_dir, args.overwrite)  # before hours of work, not after
-    result = run_benchmark(config, progress=not args.quiet)  # None on ranks > 0 under torchrun
-    _save_and_print(result, config.out_dir, args.overwrite, args.full)
+    with _out_folder(config.out_dir, args.overwrite):  # before hours of work, not after
+        result = run_benchmark(config, progress=not args.quiet)  # None on ranks > 0 (torchrun)
+        _save_and_print(result, config.out_dir, args.overwrite, args.full)
     return 0
 
 
@@ -493,21 +542,62 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+#: What the command line turns into one line and exit code 2: errors a user's input, files,
+#: environment or a missing optional package cause (rvi's own classes, :mod:`rvi.errors`,
+#: subclass these). Anything else is a bug in rvi: its traceback is shown, exit code 1.
+USER_ERRORS = (ValueError, OSError, ImportError)
+#: Exit codes: a user's error, a bug in rvi, and an interrupted run (128 + SIGINT).
+EXIT_USER, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 130
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _build_parser().parse_args(argv)
-    try:
-        if args.command in ("report", "sweep"):  # a sweep's engines run their own processes
-            return {"report": _cmd_report, "sweep": _cmd_sweep}[args.command](args)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning(args.command)
+        try:
+            if args.command in ("report", "sweep"):  # a sweep's engines run their own processes
+                return {"report": _cmd_report, "sweep": _cmd_sweep}[args.command](args)
+            commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
+                        "bench": _cmd_bench}
+            # joins torchrun's process group (a no-op in a plain process)
+            with ddp.process_group(args.dist_backend):
+                return commands[args.command](args)
+        except KeyboardInterrupt:
+            print(f"rvi {args.command}: interrupted; trained epochs stay in the model cache and "
+                  "resume on the next run", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except torch.OutOfMemoryError as err:
+            print(f"rvi {args.command}: error: out of memory ({first_line(err)}); lower "
+                  "--batch-size or use a device with more memory", file=sys.stderr)
+            return EXIT_USER
+        except USER_ERRORS as err:
+            print(f"rvi {args.command}: error: {_describe_error(err)}", file=sys.stderr)
+            return EXIT_USER
+        except Exception:
+            traceback.print_exc()
+            print(f"rvi {args.command}: internal error: this is a bug in rvi {__version__}, not "
+                  "in your input; please report it with the traceback above", file=sys.stderr)
+            return EXIT_BUG
 
-        commands = {"train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
-                    "bench": _cmd_bench}
-        # joins torchrun's process group (a no-op in a plain process)
-        with ddp.process_group(args.dist_backend):
-            return commands[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"rvi {args.command}: error: {err}", file=sys.stderr)
-        return 2
+
+def _describe_error(err: BaseException) -> str:
+    """One line for a user's error: rvi's own message whole; an error the OS or another package
+    raised gets its class and what to check."""
+    if isinstance(err, (RviError, ValueError)) or (isinstance(err, OSError) and not err.errno):
+        return " ".join(str(err).split())
+    if isinstance(err, ImportError):
+        return (f"{type(err).__name__}: {first_line(err)}; install the missing package (rvi's "
+                "optional ones: pip install \"rvi[ray,quantus,robustbench]\")")
+    return (f"{type(err).__name__}: {first_line(err)} (check the path, its permissions and the "
+            "free space)")
+
+
+def _one_line_warning(command: str):
+    """``warnings.showwarning`` for the command line: ``rvi CMD: warning: message``."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"rvi {command}: warning: {message}", file=file or sys.stderr)
+    return show
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ intervals over the per-seed means, as in the benchmark.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import time
 import warnings
 import zipfile
@@ -26,11 +27,13 @@ from torch import nn
 
 from . import distributed as ddp
 from ._checks import check_images, check_int
-from ._io import read_torch_file
-from ._modelstate import model_device, preserved_state
+from ._io import first_line, read_torch_file
+from .errors import UnreadableFileError
+from ._modelstate import check_finite_logits, model_device, preserved_state
 from .benchmark import assemble, describe_model, environment
 from .config import BenchmarkConfig
 from .controls import RANDOMIZATION_MODES, random_weights_model
+from .metrics import check_installed
 from .models import build_model
 from .pipeline import CellSpec, score_model_set
 from .preflight import check_guided_backprop_model
@@ -91,6 +94,8 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
             output, a layer without ``reset_parameters()`` when the random-weights or layer
             randomization controls run, a model Guided Backprop would explain wrongly), images
             outside [0, 1], bad labels, reference or config; raised before any work.
+        rvi.errors.MissingPackageError: (an ``ImportError``) a chosen metric's optional package
+            is not installed; raised before any work.
     """
     started = time.perf_counter()
     distributed = ddp.active(distributed)
@@ -108,6 +113,7 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
     if reference not in names:
         raise ValueError(f"reference must be one of {', '.join(map(repr, names))}, got "
                          f"{reference!r}")
+    check_installed(config.metrics)  # before the models run, not when scoring reaches it
     if config.transfer and len(names) != 2:
         raise ValueError(f"config.transfer needs exactly two models, got {len(names)}")
     if sources is not None and (not isinstance(sources, dict) or set(sources) - set(names)):
@@ -214,8 +220,7 @@ def check_models(sets: list, images: torch.Tensor, labels: torch.Tensor,
             if out.ndim != 2 or tuple(out.shape) != expected:
                 raise ValueError(f"{where} returns shape {tuple(out.shape)}, expected "
                                  f"{expected}".replace("'K'", "K"))
-            if not torch.isfinite(out).all():
-                raise ValueError(f"{where} returns NaN or infinite logits")
+            check_finite_logits(out, model, where)
     check_images(images, labels, num_classes=num_classes)
     return num_classes
 
@@ -255,6 +260,8 @@ def load_user_model(path, *, trust_pickle: bool = False, num_classes: Optional[i
 
     Raises:
         FileNotFoundError: no such file.
+        rvi.errors.UnreadableFileError: (a ``ValueError``) a truncated or damaged file, or a
+            pickle whose classes cannot be imported.
         ValueError: none of the above, or a pickled module without ``trust_pickle``.
     """
     path = Path(path)
@@ -268,19 +275,28 @@ def load_user_model(path, *, trust_pickle: bool = False, num_classes: Optional[i
                                         category=FutureWarning)
                 return torch.jit.load(str(path), map_location="cpu").eval()
         except RuntimeError as err:
-            raise ValueError(f"{path} looks like TorchScript but does not load: {err}") from err
+            raise UnreadableFileError(f"{path} looks like TorchScript but does not load: "
+                                      f"{first_line(err)}") from err
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickled objects other than tensors and containers end up here
+    except pickle.UnpicklingError as err:  # objects other than tensors and containers
         if not trust_pickle:
             raise ValueError(f"{path} is not an rvi checkpoint or a TorchScript file; if it is a "
                              "module saved with torch.save(model) and you trust the file, pass "
                              "--trust-pickle (trust_pickle=True): loading it runs code from the "
                              f"file ({type(err).__name__})") from err
-        model = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            model = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # the pickle names a class this Python cannot import, ...
+            raise UnreadableFileError(f"{path} does not unpickle ({type(error).__name__}: "
+                                      f"{first_line(error)}); the classes of a module saved "
+                                      "whole must be importable here") from error
         if not isinstance(model, nn.Module):
             raise ValueError(f"{path} holds a {type(model).__name__}, not an nn.Module") from err
         return model.eval()
+    except Exception as err:  # a truncated or damaged file: no flag makes it readable
+        raise UnreadableFileError(f"{path} cannot be read by torch.load (truncated or damaged?): "
+                                  f"{type(err).__name__}: {first_line(err)}") from err
     if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
         if num_classes is None:
             num_classes = int([v for v in state["model"].values() if v.ndim == 2][-1].shape[0])

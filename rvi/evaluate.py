@@ -10,7 +10,8 @@ from torch import nn
 
 from . import distributed as ddp
 from ._checks import check_images, check_int, check_model, optional_int
-from ._modelstate import channels_last, check_model_labels, model_device, preserved_state
+from ._modelstate import (channels_last, check_finite_logits, check_model_labels, model_device,
+                          preserved_state)
 from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig
 
@@ -32,7 +33,11 @@ def class_probability(model: nn.Module, images: torch.Tensor, classes: torch.Ten
 @torch.no_grad()
 def _per_batch(model: nn.Module, images: torch.Tensor, batch_size: int, reduce) -> torch.Tensor:
     """``reduce(logits, part)`` of each batch ``images[part]``, on the CPU, concatenated: the
-    model in eval mode (restored after), without gradients."""
+    model in eval mode (restored after), without gradients.
+
+    Raises:
+        rvi.errors.NonFiniteOutputError: the model returns NaN or infinite logits.
+    """
     check_model(model)
     check_images(images)
     check_int("batch_size", batch_size, 1)
@@ -40,9 +45,12 @@ def _per_batch(model: nn.Module, images: torch.Tensor, batch_size: int, reduce) 
     device = model_device(model)
     with preserved_state(model), channels_last(model):
         model.eval()
-        return torch.cat([reduce(model(images[i:i + batch_size].to(device)),
-                                 slice(i, i + batch_size)).cpu()
-                          for i in range(0, len(images), batch_size)])
+        out = []
+        for start in range(0, len(images), batch_size):
+            logits = model(images[start:start + batch_size].to(device))
+            check_finite_logits(logits, model, first=start)
+            out.append(reduce(logits, slice(start, start + batch_size)).cpu())
+        return torch.cat(out)
 
 
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -64,6 +72,10 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     Returns:
         ``{"n": images used, "clean": accuracy in [0, 1], "<attack label>": accuracy, ...}``.
+
+    Raises:
+        rvi.errors.NonFiniteOutputError: (a ``ValueError``) the model returns NaN or infinite
+            logits, on clean or attacked images.
     """
     check_model(model)
     model = ddp.unwrap(model)

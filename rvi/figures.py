@@ -22,15 +22,17 @@ def save_figures(result, folder: Path) -> list:
     import matplotlib.pyplot as plt
 
     paths = []
-    for name, draw in (("saliency_grid.png", saliency_grid), ("scores.png", score_distributions),
-                       ("accuracy.png", accuracy_chart), ("cascading.png", cascading_chart)):
-        figure = draw(result)
-        if figure is None:
-            continue
-        with atomic_write(folder / name) as handle:
-            figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
-        plt.close(figure)
-        paths.append(folder / name)
+    # every text literally: a model named "a$b$" is not math text (which fails at savefig)
+    with matplotlib.rc_context({"text.parse_math": False}):
+        for name, draw in (("saliency_grid.png", saliency_grid), ("scores.png", score_distributions),
+                           ("accuracy.png", accuracy_chart), ("cascading.png", cascading_chart)):
+            figure = draw(result)
+            if figure is None:
+                continue
+            with atomic_write(folder / name) as handle:
+                figure.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+            plt.close(figure)
+            paths.append(folder / name)
     return paths
 
 

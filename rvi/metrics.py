@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._checks import (check_choice, check_int, check_map, check_map_pair, check_model,
-                      check_scored_image, describe)
+                      check_scored_image, describe, require_installed)
 from ._modelstate import channels_last, model_device, preserved_state
 from .registry import FAMILIES, METRIC_REGISTRY, Metric  # noqa: F401 (FAMILIES re-exported)
 
@@ -79,6 +79,17 @@ def score(kind: str, maps: Optional[torch.Tensor], images: torch.Tensor, *,
         raise ValueError(f"kind {kind!r} needs maps=(N, 1 or C, H, W), got None")
     return info.function(maps, images, model=model, targets=targets, method=method, seed=seed,
                          batch_size=batch_size, offset=offset)
+
+
+def check_installed(metrics) -> None:
+    """Raise :class:`~rvi.errors.MissingPackageError` for the first of ``metrics`` (registered
+    names) whose optional package (:attr:`~rvi.registry.Metric.requires`) is not installed: a
+    run checks this before its first attack, not when it reaches the metric."""
+    for name in metrics:
+        needed = METRIC_REGISTRY[name].requires
+        if needed is not None:
+            require_installed(needed[0], needed[1], f"metric {name!r} and the other "
+                                                    f"{needed[0]} metrics")
 
 
 def metric_images_per_call(metric: str, batch_size: int) -> int:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import distributed as ddp
 from ._checks import derived_seed
+from ._modelstate import check_finite_model
 from ._reuse import reuse_model_queries
 from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
@@ -109,6 +110,10 @@ class SeedScores(NamedTuple):
     examples: dict
 
 
+#: How many images each compared model is checked on for finite logits before any work.
+FINITE_CHECK_IMAGES = 8
+
+
 def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
                     models: ModelSet, images: torch.Tensor, labels: torch.Tensor,
                     num_classes: int, timings: dict, progress: bool = False,
@@ -142,6 +147,8 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
     part = ddp.shard(len(images), align=shard_align(config)) if distributed \
         else slice(0, len(images))
     x, y = images[part], labels[part]
+    for kind in names:  # refused by its name before any work, not by its class midway
+        check_finite_model(trained[kind], images[:FINITE_CHECK_IMAGES], kind)
     with timed(timings, f"attack/seed{seed}"):
         white_box = {kind: attack_shard(trained[kind], images, labels, part, config.attack,
                                         config.batch_size, seed, num_classes)

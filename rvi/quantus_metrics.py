@@ -247,4 +247,5 @@ for _name, _spec in SUPPORTED.items():
         needs_method=_spec.needs_method, function=functools.partial(quantus_scores, _name),
         uses_sign=_spec.family == "faithfulness" and not _spec.needs_method,
         verdict=_spec.verdict, random_draws=_spec.per_image,
-        expansion=int(_spec.passes > 0), passes_per_image=_spec.passes))
+        expansion=int(_spec.passes > 0), passes_per_image=_spec.passes,
+        requires=("quantus", "quantus")))

@@ -100,6 +100,8 @@ class Metric:
         align_shards: a sharded run cuts its shards at this metric's model calls (the
             perturbations are drawn per call); deletion/insertion are left out on purpose, see
             :func:`rvi.metrics.metric_images_per_call`.
+        requires: ``(distribution, extra)`` of the optional package scoring needs (checked
+            before a run's work, :func:`rvi.metrics.check_installed`), None for none.
     """
 
     name: str
@@ -121,6 +123,7 @@ class Metric:
     expansion: int = field(default=0, kw_only=True)
     passes_per_image: int = field(default=0, kw_only=True)
     align_shards: bool = field(default=False, kw_only=True)
+    requires: Optional[tuple] = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:

@@ -6,6 +6,8 @@ Nothing here computes a model output: every number comes from the records throug
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -30,6 +32,28 @@ def model_name(model: str) -> str:
     if model.startswith("random_weights:"):
         return f"random weights of {model.partition(':')[2]}"
     return MODEL_NAMES.get(model, model)
+
+
+#: Markdown characters a name could use to format or break a table: escaped by :func:`md_escape`
+#: (``_`` only at a word's edge, where it starts or ends emphasis; ``](`` would start a link).
+_MARKDOWN_SPECIAL = re.compile(r"[\\`*|<>$]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|\](?=\()")
+
+
+def md_escape(text) -> str:
+    """``text`` as Markdown that renders it literally: rvi's own labels pass unchanged, a
+    user's model name ``a|*b*`` becomes ``a\\|\\*b\\*``. Non-strings pass unchanged."""
+    if not isinstance(text, str):
+        return text
+    return _MARKDOWN_SPECIAL.sub(lambda match: "\\" + match.group(0), text)
+
+
+def md_table(frame: pd.DataFrame, **kwargs) -> str:
+    """``frame.to_markdown(index=False, **kwargs)`` with every string cell and column name
+    passed through :func:`md_escape`."""
+    frame = frame.rename(columns=md_escape)
+    frame = frame.apply(lambda column: column if pd.api.types.is_numeric_dtype(column)
+                        else column.map(md_escape))
+    return frame.to_markdown(index=False, **kwargs)
 
 
 def _cell_label(model: str, input_kind: str) -> str:
@@ -91,12 +115,12 @@ def target_table(result) -> pd.DataFrame:
 def _accuracy_markdown(result) -> str:
     mean = accuracy_table(result)
     if result.accuracy["seed"].nunique() < 2:
-        return mean.to_markdown(index=False, floatfmt=".2f")
+        return md_table(mean, floatfmt=".2f")
     std = accuracy_table(result, "std")
     text = mean.copy()
     for column in mean.columns[1:]:
         text[column] = [f"{m:.2f} ± {s:.2f}" for m, s in zip(mean[column], std[column])]
-    return text.to_markdown(index=False)
+    return md_table(text)
 
 
 def cleanliness_table(result, method: str, reference: str = "clean") -> pd.DataFrame:
@@ -187,7 +211,7 @@ def _model_lines(result) -> list:
 
 
 def _header(result) -> str:
-    return "\n".join(header_lines(result))
+    return "\n".join(map(md_escape, header_lines(result)))
 
 
 def header_lines(result) -> list:
@@ -232,49 +256,47 @@ def markdown(result) -> str:
     if not explained.empty:
         parts += ["", f"## The class each {c.methods[0]} map explains (target {c.target}): "
                       "faithfulness curves start at the model's probability of it", "",
-                  explained.to_markdown(index=False, floatfmt=".3f")]
+                  md_table(explained, floatfmt=".3f")]
     for method in c.methods:
         parts += ["", f"## Cleanliness of {method} maps, compared with the clean image "
                       f"(mean [95% interval]{spread})", "",
-                  cleanliness_table(result, method).to_markdown(index=False)]
+                  md_table(cleanliness_table(result, method))]
     parts += ["", f"## Adversarial inputs: {c.methods[0]} maps compared with the perturbed image",
-              "", cleanliness_table(result, c.methods[0], "perturbed").to_markdown(index=False)]
+              "", md_table(cleanliness_table(result, c.methods[0], "perturbed"))]
     diffs = result.differences
     main = diffs[diffs["explainer"].isin([c.methods[0], "model"])]
     models = result.model_set
     if not main.empty:
         several = len(models.compared) > 1
         title = "Robust - natural" if models == NATURAL_ROBUST else \
-            f"Each model - {models.reference}"
+            f"Each model - {md_escape(models.reference)}"
         parts += ["", f"## {title}, paired over the same images (raw 95% intervals; p (Holm): "
                       "the verdict's intersection–union p, Holm-adjusted across verdicts, on the "
                       "rows a verdict uses; the other rows are descriptive)", "",
-                  difference_table(main, (["model"] if several else [])
-                                   + ["input", "metric", "reference"]).to_markdown(index=False)]
+                  md_table(difference_table(main, (["model"] if several else [])
+                                            + ["input", "metric", "reference"]))]
     controls = result.control_differences
     by_method = controls["role"] == METHOD_COMPARISON if not controls.empty else None
     if not controls.empty and not by_method.all():
         parts += ["", f"## Trained model - control ({c.methods[0]}, natural input, paired; role: "
                       "required for a verdict, or a reference map)", "",
-                  difference_table(controls[~by_method], ["model", "metric", "control"])
-                  .to_markdown(index=False)]
+                  md_table(difference_table(controls[~by_method], ["model", "metric", "control"]))]
     if not controls.empty and by_method.any():
         parts += ["", f"## Method comparison: {c.methods[0]} - the same model's plain gradient "
                       "(natural input, paired; compares attribution methods, not models: "
                       "reported, not required)", "",
-                  difference_table(controls[by_method].drop(columns="role"),
-                                   ["model", "metric"]).to_markdown(index=False)]
+                  md_table(difference_table(controls[by_method].drop(columns="role"),
+                                            ["model", "metric"]))]
     tests = int(np.isfinite(diffs["p_holm"]).sum())
     parts += ["", f"## Verdicts (each an intersection–union test of its conditions at p < "
                   f"{ALPHA:g}; Holm correction across the {tests} verdicts; intervals shown are "
                   "the raw 95% ones)", ""]
-    parts += [f"- {line}" for line in result.verdicts] or ["- (no paired differences)"]
+    parts += [f"- {md_escape(line)}" for line in result.verdicts] or ["- (no paired differences)"]
     if not result.cascading.empty:
         parts += _randomization_markdown(result)
     zero = result.records.groupby(["model", "input"], sort=False)["zero_map"].sum().astype(int)
     parts += ["", f"## All-zero {c.methods[0]} maps (scored 0 by convention)", "",
-              zero.reset_index().rename(columns={"zero_map": "all-zero maps"})
-              .to_markdown(index=False)]
+              md_table(zero.reset_index().rename(columns={"zero_map": "all-zero maps"}))]
     return "\n".join(parts) + "\n"
 
 
@@ -296,14 +318,14 @@ def _randomization_markdown(result) -> list:
                         for m, k, name in wide.columns]
         parts += ["", f"## Layer randomization, {mode} ({method}; {heading}; mean over images "
                       "and seeds; similarity to the trained model's maps)", "",
-                  wide.reset_index().to_markdown(index=False, floatfmt=".3f")]
+                  md_table(wide.reset_index(), floatfmt=".3f")]
     shown = randomization_table(result)
     if not shown.empty:
         parts += ["", "## Model-randomization test (Adebayo et al. 2018), calibrated", "",
                   RANDOMIZATION_RULE, "", "Similarity of the fully randomized model's maps to "
                   "the trained maps of the same image and of another image, the trivial maps' "
                   "similarity to the trained maps, and the excess (same − other).", "",
-                  shown.to_markdown(index=False, floatfmt=".3f")]
+                  md_table(shown, floatfmt=".3f")]
     return parts
 
 

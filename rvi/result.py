@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -24,7 +25,8 @@ from .figures import save_figures
 from .records import (NATURAL_ROBUST, ModelSet, frame_from_json, frame_to_json, json_rows,
                       seed_mean_table)
 from ._checks import check_bool, check_path
-from ._io import atomic_write, saved_file
+from ._io import atomic_write, file_lock, lock_path_of, saved_file
+from .errors import ResultNotSavedError
 from .config import BenchmarkConfig
 
 RESULT_FORMAT = "rvi-result-3"
@@ -173,10 +175,11 @@ class BenchmarkResult:
         ``records=False`` keeps the folder's record file as it is and re-renders the rest
         (``rvi report``).
 
-        A new (or empty) folder is filled in a temporary sibling folder and renamed into place
-        in one step. With ``overwrite=True`` an existing rvi result is updated file by file:
-        each file rvi writes (:data:`OWNED_FILES`) is replaced atomically, and files rvi did not
-        write (a user's ``notes.txt``) are never touched.
+        Every file is written into a staging folder beside ``folder``, which then takes its
+        place, so a reader never sees files of two runs. With ``overwrite=True`` an existing rvi
+        result is replaced as a whole, except that files rvi did not write (a user's
+        ``notes.txt``) move into the new folder unchanged. A lock (``.NAME.lock`` beside the
+        folder) makes a second writer of the same folder wait for the first.
 
         Returns:
             The folder.
@@ -184,6 +187,8 @@ class BenchmarkResult:
         Raises:
             FileExistsError: ``folder`` holds a result and ``overwrite`` is False, or holds
                 files that are not an rvi result.
+            rvi.errors.ResultNotSavedError: (an ``OSError``) writing failed; the records were
+                saved in the fallback folder the message and ``err.fallback`` name.
         """
         check_path("folder", folder)
         check_bool("overwrite", overwrite)
@@ -193,33 +198,77 @@ class BenchmarkResult:
         if not records and not (folder / RESULT_FILE).is_file():
             raise ValueError(f"records=False keeps the record file, but {folder} has no "
                              f"{RESULT_FILE}")
-        if check_out_folder(folder, overwrite):
-            written = self._write_files(folder, figures, records)
-            for name in OWNED_FILES:  # a figure the new result no longer draws is stale
-                if name not in written and (folder / name).is_file():
-                    (folder / name).unlink()
-            return folder
+        with file_lock(lock_path_of(folder), wait=True, what=f"out folder {str(folder)!r}"):
+            update = check_out_folder(folder, overwrite)
+            try:
+                self._replace_folder(folder, update, figures, records)
+            except Exception as err:
+                if not records:  # the records are on disk already
+                    raise
+                fallback = self._save_records_elsewhere(folder)
+                where = f"its records are saved in {fallback} (rvi report renders them)"
+                if isinstance(err, OSError):
+                    raise ResultNotSavedError(f"could not write the result to {folder} "
+                                              f"({err}); {where}", fallback) from err
+                raise RuntimeError(f"rendering the result failed; {where}") from err
+        return folder
+
+    def _replace_folder(self, folder: Path, update: bool, figures: bool, records: bool) -> None:
+        """Fill a staging folder beside ``folder`` (with the files of ``folder`` rvi does not
+        own, and its record file when ``records`` is False), then put it in ``folder``'s place."""
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.staging-"))
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a result folder is not
         try:
-            self._write_files(staging, figures)
-            if folder.exists():  # an empty folder: nothing of anyone's to lose
+            if update:
+                kept = [p for p in folder.iterdir() if p.name not in OWNED_FILES]
+                for path in kept + ([] if records else [folder / RESULT_FILE]):
+                    _link_or_copy(path, staging / path.name)
+            self._write_files(staging, figures, records)
+            if not folder.exists():
+                staging.rename(folder)
+            elif not update:  # an empty folder: nothing of anyone's to lose
                 folder.rmdir()
-            staging.rename(folder)
+                staging.rename(folder)
+            else:
+                old = folder.parent / f".{folder.name}.replaced-{os.getpid()}-{time.time_ns()}"
+                folder.rename(old)
+                try:
+                    staging.rename(folder)
+                except OSError:
+                    old.rename(folder)  # the old result stays where it was
+                    raise
+                shutil.rmtree(old)
         finally:
             if staging.exists():
                 shutil.rmtree(staging)
-        return folder
 
-    def _write_files(self, folder: Path, figures: bool, records: bool = True) -> set:
-        """Write every owned file atomically; returns the names written (or kept)."""
+    def _save_records_elsewhere(self, folder: Path) -> Path:
+        """Write the record file into a new folder ``NAME.unsaved-TIME`` beside ``folder``, or
+        in the temporary directory when that fails; returns it."""
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for parent in (folder.parent, Path(tempfile.gettempdir())):
+            fallback = parent / f"{folder.name}.unsaved-{stamp}-{os.getpid()}"
+            try:
+                fallback.mkdir(parents=True)
+                self._write_records(fallback)
+                return fallback
+            except OSError:
+                continue
+        raise OSError(f"could not save the result's records anywhere (tried beside {folder} "
+                      f"and in {tempfile.gettempdir()})")
+
+    def _write_records(self, folder: Path) -> None:
+        with atomic_write(folder / RESULT_FILE) as handle:
+            # level 6: a third of level 9's time for 0.3% more bytes
+            handle.write(gzip.compress(self.to_json().encode(), compresslevel=6, mtime=0))
+
+    def _write_files(self, folder: Path, figures: bool, records: bool = True) -> None:
+        """Write every owned file into ``folder`` (the record file only when ``records``)."""
         if records:
-            with atomic_write(folder / RESULT_FILE) as handle:
-                # level 6: a third of level 9's time for 0.3% more bytes
-                handle.write(gzip.compress(self.to_json().encode(), compresslevel=6, mtime=0))
+            self._write_records(folder)
         texts = {
             "tables.md": self.to_markdown(),
             "summary.csv": self.to_csv(),
@@ -233,14 +282,9 @@ class BenchmarkResult:
         for name, text in texts.items():
             with atomic_write(folder / name, "w") as handle:
                 handle.write(text)
-        written = {RESULT_FILE, *texts}
-        images = {}
-        if figures:
-            paths = save_figures(self, folder)
-            written |= {path.name for path in paths}
-            images = {path.name: path.read_bytes() for path in paths}
-        written.add(html_report.save(self, folder, images).name)  # last: it shows the figures
-        return written
+        paths = save_figures(self, folder) if figures else []
+        images = {path.name: path.read_bytes() for path in paths}
+        html_report.save(self, folder, images)  # last: it shows the figures
 
     def seed_means(self) -> pd.DataFrame:
         """Per seed and cell, the mean and count of every score over the images
@@ -339,6 +383,18 @@ def check_out_folder(folder: Union[str, Path], overwrite: bool) -> bool:
         raise FileExistsError(f"out folder {str(folder)!r} already holds a result; "
                               "pass overwrite=True (--overwrite) to replace it")
     return True
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a file; a folder's files each linked), or a
+    copy where links are not possible."""
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, target, symlinks=True, copy_function=_link_or_copy)
+        return
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(source, target, follow_symlinks=False)
 
 
 def _models(data: dict) -> Optional[dict]:

@@ -41,7 +41,7 @@ from torch import nn
 
 from ._checks import (check_bool, check_choice, check_images, check_int, check_model,
                       check_positive, chunks, seeded)
-from ._modelstate import channels_last, model_device, preserved_state
+from ._modelstate import channels_last, check_finite_logits, model_device, preserved_state
 from .distributed import unwrap
 from .preflight import check_guided_backprop_model
 from .registry import METHOD_REGISTRY, Method
@@ -163,6 +163,8 @@ def explain(model: nn.Module, x: torch.Tensor, target: Union[str, torch.Tensor] 
             ``target``, ``labels`` or a numeric setting is invalid; the model's output is not
             (N, K); or ``method="guided_backprop"`` and the model has a nonlinearity Captum would
             not guide (see :func:`check_guided_backprop_model`).
+        rvi.errors.NonFiniteOutputError: (a ``ValueError``) the model returns NaN or infinite
+            logits for some image.
 
     Example:
         >>> import torch
@@ -256,6 +258,7 @@ def _predict(model: nn.Module, x: torch.Tensor, batch_size: int, device) -> tupl
             got = tuple(logits.shape) if isinstance(logits, torch.Tensor) \
                 else type(logits).__name__
             raise ValueError(f"model must return (N, K) logits, got {got}")
+        check_finite_logits(logits, model, first=start)
         out.append(logits.argmax(1).cpu())
     return torch.cat(out), int(logits.shape[1])
 

@@ -18,6 +18,7 @@ from .cache import cache_key, default_cache_dir
 from .config import SweepConfig
 from .data import load_dataset
 from .engines import run_jobs
+from .metrics import check_installed
 from .records import read_record, write_record
 from .sweep_job import (SweepJob, make_jobs, record_key, record_path,  # noqa: F401 (re-exported)
                         run_job, sweep_recipe)
@@ -39,6 +40,7 @@ def run_sweep(config: SweepConfig, *, progress: bool = False) -> SweepResult:
     """
     if not isinstance(config, SweepConfig):
         raise ValueError(f"config must be a SweepConfig, got {type(config).__name__}")
+    check_installed(config.metrics)  # before any job, not when its scoring reaches the metric
     cache_dir = str(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
     config_jobs = make_jobs(replace(config, cache_dir=cache_dir))
     first = config_jobs[0]

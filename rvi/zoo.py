@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 from ._checks import check_choice, check_path, require_installed
+from ._io import first_line
 from ._modelstate import preserved_state
+from .errors import MissingPackageError, UnreadableFileError
 
 #: The datasets and threat models of RobustBench's zoo (``corruptions_3d`` models are the
 #: ``corruptions`` ones, as in ``robustbench.utils.load_model``).
@@ -60,8 +62,9 @@ def packaging_shims() -> dict:
     shims: dict = {}
     if importlib.util.find_spec("autoattack") is None:
         if importlib.util.find_spec("pyautoattack") is None:
-            raise ImportError("robustbench imports 'autoattack', which is not installed: "
-                              f"pip install pyautoattack (robustbench's own dependency) or {INSTALL}")
+            raise MissingPackageError("robustbench imports 'autoattack', which is not "
+                                      "installed: pip install pyautoattack (robustbench's own "
+                                      f"dependency) or {INSTALL}")
         import pyautoattack  # noqa: F401 (optional: robustbench's dependency, imported only here)
         shims = {"autoattack" + name[len("pyautoattack"):]: module
                  for name, module in sys.modules.items()
@@ -110,9 +113,10 @@ def load_robustbench(name: str, dataset: str = "cifar10", threat_model: str = "L
 
     Raises:
         ValueError: an unknown ``name``, ``dataset`` or ``threat_model``, or a checkpoint that
-            ``torch.load(weights_only=True)`` refuses.
+            ``torch.load(weights_only=True)`` refuses (:class:`~rvi.errors.UnreadableFileError`:
+            one it cannot read at all).
         FileNotFoundError: the checkpoint is missing and robustbench could not download it.
-        ImportError: robustbench is not installed.
+        rvi.errors.MissingPackageError: (an ``ImportError``) robustbench is not installed.
     """
     check_choice("dataset", dataset, DATASETS)
     check_choice("threat_model", threat_model, THREAT_MODELS)
@@ -147,6 +151,12 @@ def load_robustbench(name: str, dataset: str = "cifar10", threat_model: str = "L
         raise ValueError(f"torch.load(weights_only=True) refuses the checkpoint of {name!r} in "
                          f"{path.parent} ({err}); if you trust the file, re-save its state_dict "
                          "alone with torch.save") from err
+    except (RuntimeError, EOFError) as err:  # torch.load of a truncated or damaged file
+        if missing:
+            raise
+        raise UnreadableFileError(f"RobustBench checkpoint of {name!r} in {path.parent} cannot be "
+                                  f"read (truncated or damaged?): {first_line(err)}; delete it to "
+                                  "download it again, or put an intact copy there") from err
     example = torch.rand(1, *IMAGE_SHAPES[dataset], generator=torch.Generator().manual_seed(0))
     return _own_relus(model.eval(), example)
 

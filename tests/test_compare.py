@@ -318,8 +318,9 @@ def test_cli_compares_saved_modules_and_torchscript(colour, tmp_path, capsys):
     base = ["compare", "--model", f"natural={tmp_path / 'natural.pt'}",
             "--model", f"robust={tmp_path / 'robust.ts'}", "--images", str(tmp_path / "images.pt"),
             "--methods", "saliency", "--metrics", "cosine", "--controls", "image",
-            "--eval-attacks", "fgsm", "--attack-steps", "2", "--bootstrap", "100", "--quiet",
-            "--out-dir", str(tmp_path / "out")]
+            "--eval-attacks", "fgsm", "--attack-steps", "2", "--attack-eps", "0.1",
+            "--attack-alpha", "0.05", "--bootstrap", "100", "--quiet",
+            "--out-dir", str(tmp_path / "out")]  # 3x20x24 images: no dataset's default attack
     assert main(base) == 2  # a pickled module needs --trust-pickle
     assert "--trust-pickle" in capsys.readouterr().err
     assert main(base + ["--trust-pickle"]) == 0
