@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
 from pathlib import Path
 from typing import Mapping, Optional, Union
 
@@ -20,6 +21,7 @@ import pandas as pd
 from . import report
 from ._checks import check_path
 from ._io import atomic_write
+from .formatting import NO_INTERVAL
 from .records import NATURAL_ROBUST
 from .verdicts import ALPHA, RANDOMIZATION_RULE
 
@@ -47,6 +49,11 @@ th { background: #f2f2f2; } tr:nth-child(even) td { background: #fafafa; }
 .wide { overflow-x: auto; } figure { margin: 1em 0; } figcaption { color: #555; font-size: 12px; }
 img { max-width: 100%; height: auto; border: 1px solid #eee; }
 .verdicts li { margin-bottom: .4em; } .note { color: #555; font-size: 12px; }
+@media (max-width: 640px) { body { margin: .5em auto; padding: 0 .5em; font-size: 13px; }
+  table { font-size: 11px; } h1 { font-size: 1.25em; } }
+@media print { body { max-width: none; margin: 0; font-size: 11px; }
+  .wide { overflow: visible; } table { font-size: 9px; } img { max-height: 90vh; }
+  h2 { break-after: avoid; } figure, tr { break-inside: avoid; } }
 """
 
 
@@ -61,12 +68,10 @@ def render(result, images: Optional[Mapping[str, bytes]] = None) -> str:
     lines = report.header_lines(result)
     title = lines[0].lstrip("# ")
     items = [line[2:] for line in lines if line.startswith("- ")]
-    verdicts = result.verdicts or ["(no paired differences)"]
     body = [f"<h1>{_text(title)}</h1>", _list(items),
-            _section("verdicts", f"Verdicts (each an intersection–union test of its conditions "
-                                 f"at p < {ALPHA:g}, Holm-corrected across the verdicts; the "
-                                 "intervals shown are the raw 95% ones)",
-                     _list(verdicts, "verdicts")),
+            _section("verdicts", f"Verdicts (natural input; each condition at p < {ALPHA:g}, "
+                                 "Holm-corrected across the verdicts; details below)",
+                     _table(report.verdict_table(result)) or "<p>(no paired differences)</p>"),
             _section("accuracy", "Accuracy (%" + (", mean ± sd over seeds)" if len(c.seeds) > 1
                                                   else ")"),
                      _table(_accuracy(result)), _figure(images, "accuracy.png")),
@@ -92,11 +97,17 @@ def render(result, images: Optional[Mapping[str, bytes]] = None) -> str:
         rule = "" if test.empty else f"<p class='note'>{_text(RANDOMIZATION_RULE)}</p>"
         body.append(_section("randomization", "Layer randomization (Adebayo et al. 2018)",
                              _figure(images, "cascading.png"), rule, _table(test, ".3f")))
+    body.append(_section("verdict-details", "Verdict details (each an intersection–union test "
+                                            "of its conditions; intervals are the raw 95% ones)",
+                         _list(result.verdicts or ["(no paired differences)"], "verdicts")))
     body += [_section("maps", "Saliency maps", _figure(images, "saliency_grid.png")
                       or "<p class='note'>(no figure saved)</p>"),
              _section("config", "Configuration", *_config_parts(result)),
              _section("machine", "Machine and timings", *_machine_parts(result.meta))]
+    if re.search(rf"\d {NO_INTERVAL}", "\n".join(body)):  # the footnote, under the verdicts
+        body.insert(3, f"<p class='note'>{_text(report.NO_INTERVAL_NOTE)}</p>")
     return ("<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>\n"
             f"<title>{_text(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
             + "\n".join(part for part in body if part) + "\n</body>\n</html>\n")
 

@@ -6,11 +6,13 @@ Nothing here computes a model output: every number comes from the records throug
 
 from __future__ import annotations
 
+import math
 import re
 
 import numpy as np
 import pandas as pd
 
+from .formatting import NO_INTERVAL, interval, p_value
 from .metrics import METRICS
 from .records import NATURAL_ROBUST
 from .verdicts import ALPHA, METHOD_COMPARISON, RANDOMIZATION_RULE, randomization_test
@@ -61,9 +63,10 @@ def _cell_label(model: str, input_kind: str) -> str:
 
 
 def format_interval(mean: float, low: float, high: float) -> str:
-    """"mean [low, high]" with 3 decimals (1 for numbers of 100 or more)."""
-    digits = 3 if max(abs(mean), abs(high)) < 100 else 1
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    """"mean [low, high]" with 3 decimals (1 for numbers of 100 or more); "mean —" when the
+    interval is undefined (:func:`rvi.formatting.interval`)."""
+    digits = 3 if max(abs(mean), abs(high) if math.isfinite(high) else 0) < 100 else 1
+    return interval(mean, low, high, f".{digits}f")
 
 
 def _seeds(count) -> str:
@@ -75,10 +78,40 @@ def _fmt_cell(row) -> str:
     return f"{format_interval(row['mean'], row['ci_low'], row['ci_high'])} ({_seeds(row['seeds'])})"
 
 
-def metric_direction(metric: str) -> str:
+def direction(metric: str) -> str:
+    """``higher is cleaner``, ``lower is more faithful``, ...: which way a metric improves."""
     info = METRICS[metric]
     better = "cleaner" if info.family == "cleanliness" else "more faithful"
-    return f"{metric} ({'higher' if info.higher_is_better else 'lower'} is {better})"
+    return f"{'higher' if info.higher_is_better else 'lower'} is {better}"
+
+
+def metric_direction(metric: str) -> str:
+    return f"{metric} ({direction(metric)})"
+
+
+#: The footnote under a table that shows an undefined interval.
+NO_INTERVAL_NOTE = (f"{NO_INTERVAL}: no interval could be computed; it needs two or more seeds "
+                    "(or re-initializations, or images) where this run has one")
+
+
+def verdict_table(result) -> pd.DataFrame:
+    """The verdicts at a glance, one row per compared model and metric: ``metric``,
+    ``direction``, the main difference (robust − natural, or model − reference, natural input)
+    with its raw 95% interval, the verdict's Holm-adjusted p, the verdict in a word and the
+    conditions it fails (:data:`rvi.verdicts.VERDICT_RULES`). Empty without verdicts."""
+    models = result.model_set
+    several = len(models.compared) > 1
+    what = "robust − natural" if models == NATURAL_ROBUST else f"model − {models.reference}"
+    rows = []
+    for row in result.verdict_rows:
+        word, _, failed = row["verdict"].partition(" (fails: ")
+        rows.append({**({"model": model_name(row["model"])} if several else {}),
+                     "metric": row["metric"], "direction": direction(row["metric"]),
+                     f"{what} [95% interval]": interval(row["difference"], row["ci_low"],
+                                                        row["ci_high"], "+.3g"),
+                     "p (Holm)": p_value(row["p_holm"]), "verdict": word,
+                     "failing conditions": failed.rstrip(")") or "none"})
+    return pd.DataFrame(rows)
 
 
 def accuracy_table(result, statistic: str = "mean") -> pd.DataFrame:
@@ -165,8 +198,8 @@ def difference_table(frame: pd.DataFrame, columns: list) -> pd.DataFrame:
     out["seeds"] = frame["seeds"].astype(int)
     out["images per seed"] = frame["n_per_seed"].astype(int)
     out["interval"] = frame["interval"]
-    out["p"] = [f"{p:.2g}" if np.isfinite(p) else "" for p in frame["p"]]
-    out["p (Holm)"] = [f"{p:.2g}" if np.isfinite(p) else "" for p in frame["p_holm"]]
+    out["p"] = [p_value(p) if np.isfinite(p) else "" for p in frame["p"]]
+    out["p (Holm)"] = [p_value(p) if np.isfinite(p) else "" for p in frame["p_holm"]]
     if "role" in frame.columns:
         out["role"] = frame["role"]
     return out
@@ -250,7 +283,11 @@ def markdown(result) -> str:
     c = result.config
     several = len(c.seeds) > 1
     spread = " (seeds)"
-    parts = [_header(result), "", f"## Accuracy (%{', mean ± sd over seeds' if several else ''})",
+    verdicts = verdict_table(result)
+    parts = [_header(result), "", f"## Verdicts (natural input; each condition at p < {ALPHA:g}, "
+                                  "Holm across the verdicts; details below)", "",
+             md_table(verdicts) if not verdicts.empty else "(no paired differences)",
+             "", f"## Accuracy (%{', mean ± sd over seeds' if several else ''})",
              "", _accuracy_markdown(result)]
     explained = target_table(result)
     if not explained.empty:
@@ -288,8 +325,8 @@ def markdown(result) -> str:
                   md_table(difference_table(controls[by_method].drop(columns="role"),
                                             ["model", "metric"]))]
     tests = int(np.isfinite(diffs["p_holm"]).sum())
-    parts += ["", f"## Verdicts (each an intersection–union test of its conditions at p < "
-                  f"{ALPHA:g}; Holm correction across the {tests} verdicts; intervals shown are "
+    parts += ["", f"## Verdict details (each an intersection–union test of its conditions at p "
+                  f"< {ALPHA:g}; Holm correction across the {tests} verdicts; intervals shown are "
                   "the raw 95% ones)", ""]
     parts += [f"- {md_escape(line)}" for line in result.verdicts] or ["- (no paired differences)"]
     if not result.cascading.empty:
@@ -297,7 +334,10 @@ def markdown(result) -> str:
     zero = result.records.groupby(["model", "input"], sort=False)["zero_map"].sum().astype(int)
     parts += ["", f"## All-zero {c.methods[0]} maps (scored 0 by convention)", "",
               md_table(zero.reset_index().rename(columns={"zero_map": "all-zero maps"}))]
-    return "\n".join(parts) + "\n"
+    text = "\n".join(parts) + "\n"
+    if re.search(rf"\d {NO_INTERVAL}", text):
+        text += f"\n{NO_INTERVAL_NOTE}\n"
+    return text
 
 
 def _randomization_markdown(result) -> list:

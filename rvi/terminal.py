@@ -14,21 +14,19 @@ import textwrap
 from pathlib import Path
 from typing import Optional
 
+from .formatting import NO_INTERVAL, interval
 from .metrics import METRICS
 from .report import accuracy_table, is_compare, model_name
 from .verdicts import ALPHA
 
 WIDTH = 100
-NO_INTERVAL = "—"
 
 
 def _interval(mean: float, low: float, high: float) -> str:
     """``0.411 [0.281, 0.542]``; ``0.411 —`` when the interval is undefined."""
     finite = math.isfinite(low) and math.isfinite(high)
     digits = 3 if max([abs(mean)] + ([abs(low), abs(high)] if finite else [])) < 10 else 1
-    if not finite:
-        return f"{mean:.{digits}f} {NO_INTERVAL}"
-    return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+    return interval(mean, low, high, f".{digits}f")
 
 
 def _short(verdict: str) -> tuple:

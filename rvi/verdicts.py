@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .config import AttackConfig, dataset_attack
+from .formatting import interval, p_value
 from .metrics import METRICS
 from .records import MODEL_EXPLAINER, NATURAL_ROBUST, ModelSet, ScoreKey, score_keys
 from .stats import CONTROL_STREAMS, draw_interval, holm, paired_stats
@@ -375,7 +376,7 @@ VERDICT_RULES = (
 
 
 def _interval(row) -> str:
-    return f"{row['difference']:+.3g} [{row['ci_low']:.3g}, {row['ci_high']:.3g}]"
+    return interval(row["difference"], row["ci_low"], row["ci_high"], "+.3g")
 
 
 def _cleaner(row, sign: float) -> Optional[bool]:
@@ -439,11 +440,17 @@ def verdicts(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
                                                 models, target)]
 
 
+#: The numbers of a verdict's main difference each :func:`verdict_rows` dict carries.
+VERDICT_NUMBERS = ("difference", "ci_low", "ci_high", "p", "p_holm")
+
+
 def verdict_rows(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
                  accuracy: Optional[pd.DataFrame] = None, attack: Optional[str] = None,
                  models: ModelSet = NATURAL_ROBUST, target: Optional[float] = None) -> list:
     """:func:`verdicts` as dicts: ``model``, ``metric``, ``verdict`` (e.g. ``supported`` or
-    ``not supported (fails: controls, holm)``) and the whole ``line``."""
+    ``not supported (fails: controls, holm)``), the whole ``line`` and the main difference's
+    numbers (:data:`VERDICT_NUMBERS`: ``difference``, ``ci_low``, ``ci_high``, ``p`` and the
+    verdict's Holm-adjusted ``p_holm``)."""
     if "p_holm" not in differences.columns or \
             (not controls.empty and "p_holm" not in controls.columns):
         differences, controls = with_holm(differences, controls, method, models)
@@ -461,7 +468,8 @@ def verdict_rows(differences: pd.DataFrame, controls: pd.DataFrame, method: str,
                 if not controls.empty else controls
             line, verdict = _verdict_line(metric, method, row, own, acc_met, acc_text, tests,
                                           model, models.reference)
-            lines.append({"model": model, "metric": metric, "verdict": verdict, "line": line})
+            lines.append({"model": model, "metric": metric, "verdict": verdict, "line": line,
+                          **{key: float(row[key]) for key in VERDICT_NUMBERS}})
     return lines
 
 
@@ -475,7 +483,7 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests, model="rob
     head = {True: f"{model} {better} than {reference} by",
             False: f"{model} {worse} than {reference} by",
             None: f"{model} and {reference} not distinguishable:"}[side]
-    head = f"{head} {_interval(row)} (p {row['p']:.2g})"
+    head = f"{head} {_interval(row)} (p {p_value(row['p'])})"
     checks = {"metric": True, "difference": side is True, "accuracy": acc_met is True}
     parts = [head]
     required = own[(own["role"] == REQUIRED) & (own["control"] != CASCADING)]
@@ -507,7 +515,7 @@ def _verdict_line(metric, method, row, own, acc_met, acc_text, tests, model="rob
         parts.append(f"cascading end {_interval(cascade.iloc[0])}" + (
             "" if checks["cascading"] else ": the metric does not depend on the weights here"))
     checks["holm"] = bool(np.isfinite(row["p_holm"]) and row["p_holm"] < ALPHA)
-    parts.append(f"verdict p (largest of its conditions, Holm-adjusted) {row['p_holm']:.2g}")
+    parts.append(f"verdict p (largest of its conditions, Holm-adjusted) {p_value(row['p_holm'])}")
     parts.append(acc_text)
     checks["seeds"] = seeds >= MIN_SEEDS
     failed = [r.key for r in VERDICT_RULES if r.key != "seeds" and not checks[r.key]]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rvi
-from rvi import _checks
+from rvi import _checks, formatting
 from rvi.registry import FAMILIES, METHOD_REGISTRY, METRIC_REGISTRY, Method, Metric, Registry
 
 
@@ -19,7 +19,7 @@ def _rvi_imports(module: str) -> set:
 
 
 def test_checks_and_registry_are_leaves_and_config_imports_only_them():
-    assert _rvi_imports("errors") == set()
+    assert _rvi_imports("errors") == _rvi_imports("formatting") == set()
     assert _rvi_imports("_checks") == {"errors"}  # its checks raise rvi's exception classes
     assert _rvi_imports("registry") == set()
     assert _rvi_imports("config") == {"_checks", "registry"}
@@ -151,3 +151,13 @@ def test_installed_reads_the_distribution_not_the_module_name(monkeypatch, tmp_p
     assert _checks.installed("rvi_standin")
     _checks.require_installed("rvi_standin", "extra", "stand-ins")
     assert _checks.installed("torch") and _checks.installed("captum")
+
+
+def test_numbers_read_without_nan_or_p_zero():
+    nan = float("nan")
+    assert formatting.interval(0.4114, 0.2812, 0.5419) == "0.411 [0.281, 0.542]"
+    assert formatting.interval(17.0, nan, nan, "+.3g") == "+17 —"
+    assert formatting.interval(-0.5, -1.0, float("inf"), ".1f") == "-0.5 —"
+    assert formatting.p_value(0.0) == formatting.p_value(1e-310) == "< 1e-300"
+    assert formatting.p_value(1e-300) == "1e-300" and formatting.p_value(0.0123) == "0.012"
+    assert formatting.p_value(nan) == "—"

@@ -5,6 +5,7 @@ import base64
 import dataclasses
 import html
 import io
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -21,8 +22,8 @@ from rvi.result import OWNED_FILES
 from test_benchmark import tiny_config
 
 FIGURE_FILES = ("saliency_grid.png", "scores.png", "accuracy.png", "cascading.png")
-SECTIONS = ("verdicts", "accuracy", "scores", "differences", "controls", "randomization", "maps",
-            "config", "machine")
+SECTIONS = ("verdicts", "accuracy", "scores", "differences", "controls", "randomization",
+            "verdict-details", "maps", "config", "machine")
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,12 @@ def test_verdicts_come_first_and_every_metric_appears(saved):
     starts = [text.index(f"<section id='{name}'>") for name in SECTIONS]
     assert starts == sorted(starts)
     accuracy = text.index("<section id='accuracy'>")
-    assert result.verdicts and all(0 < text.index(html.escape(line)) < accuracy
-                                   for line in result.verdicts)
+    verdicts = text.index("<section id='verdicts'>")
+    assert text.index("<table") > verdicts  # the verdict table is the page's first table
+    assert result.verdicts and all(text.index(f"<td>{row['metric']}</td>", verdicts) < accuracy
+                                   for row in result.verdict_rows)
+    details = text.index("<section id='verdict-details'>")  # the whole sentences, further down
+    assert all(text.index(html.escape(line)) > details for line in result.verdicts)
     assert text.index("<table", accuracy) < text.index("<section id='scores'>")  # its table
     scores = text[text.index("<section id='scores'>"):text.index("<section id='differences'>")]
     for metric in result.config.metrics:
@@ -171,6 +176,72 @@ def test_per_metric_figures_are_grids_of_at_most_max_columns(saved):
 def _browser():
     return next((path for path in map(shutil.which, ("chromium", "chromium-browser",
                                                      "google-chrome")) if path), None)
+
+
+def test_no_nan_or_p_zero_where_a_person_reads(saved, tmp_path):
+    """One seed and one re-initialization leave some intervals undefined, and some p values are
+    below a float's reach: they read "—" (with the footnote) and "< 1e-300", never "nan" or
+    "p 0"."""
+    result, _ = saved
+    one_draw = dataclasses.replace(
+        result, config=dataclasses.replace(result.config, randomization_draws=1),
+        cascading=result.cascading[result.cascading["draw"] == 0])
+    folder = one_draw.save(tmp_path / "one-draw", figures=False)
+    assert len(result.config.seeds) == 1
+    assert (result.control_differences["p"] == 0).any()
+    for name in ("tables.md", html_report.HTML_FILE):
+        text = html.unescape((folder / name).read_text())
+        assert not re.search(r"\bnan\b", text, re.IGNORECASE), name
+        assert not re.search(r"\bp 0\b(?!\.)", text), name
+        assert "< 1e-300" in text and re.search(r"\d —", text), name
+        assert report.NO_INTERVAL_NOTE in text, name
+    first = (folder / "tables.md").read_text().split("\n## ")[1]
+    assert first.startswith("Verdicts") and "| metric " in first  # the verdict table, first
+
+
+class _Page(HTMLParser):
+    """The rendered DOM's tables (the section each sits in) and its text nodes."""
+
+    def __init__(self):
+        super().__init__()
+        self.sections, self.tables, self.texts = [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "section":
+            self.sections.append(dict(attrs).get("id"))
+        elif tag == "table":
+            self.tables.append(self.sections[-1] if self.sections else None)
+
+    def handle_data(self, data):
+        if data.strip():
+            self.texts.append(data.strip())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [390, 1280])  # a phone, a laptop
+def test_headless_chromium_renders_the_verdict_table_first(saved, tmp_path, width):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium, chromium-browser or google-chrome binary on PATH")
+    _, folder = saved
+    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+              f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},2400"]
+    dom = subprocess.run(common + ["--dump-dom", (folder / html_report.HTML_FILE).as_uri()],
+                         check=True, capture_output=True, text=True, timeout=180).stdout
+    page = _Page()
+    page.feed(dom)
+    assert page.tables[0] == "verdicts"  # the first table a reader meets
+    assert not [t for t in page.texts if re.search(r"\bnan\b", t, re.IGNORECASE)]
+    shot = tmp_path / "shot.png"
+    subprocess.run(common + [f"--screenshot={shot}", (folder / html_report.HTML_FILE).as_uri()],
+                   check=True, capture_output=True, timeout=180)
+    with Image.open(shot) as image:
+        pixels = np.asarray(image.convert("L"), dtype=float)
+    assert pixels.shape == (2400, width)
+    # the page fits the window: no column of text runs past the right edge, so the right
+    # margin is bare background while the left half holds text
+    assert (pixels[:1200, :width // 2] < 128).mean() > 0.005
+    assert (pixels[:1200, -4:] < 128).mean() < 0.002
 
 
 @pytest.mark.slow
