@@ -21,9 +21,9 @@ import os
 from dataclasses import replace
 from typing import Callable
 
-from tqdm.auto import tqdm
 
 from ._checks import installed
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,8 @@ def run_jobs(jobs: list, run: Callable, config, finished: Callable, *,
     failed, aborted = [], True
     queue, pending = list(jobs), {}
     try:
-        with tqdm(total=len(jobs), desc="sweep jobs", disable=not progress, unit="job") as bar:
+        with progress_bar(total=len(jobs), desc="sweep jobs", disable=not progress,
+                          unit="job") as bar:
             while queue or pending:
                 while queue and len(pending) < engine.capacity:  # no more than can run at once
                     job = queue.pop(0)

@@ -19,7 +19,6 @@ from typing import NamedTuple, Optional
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import distributed as ddp
 from ._checks import derived_seed
@@ -30,6 +29,7 @@ from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
 from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
 from .evaluate import class_probability, count_correct
 from .metrics import METRICS, metric_images_per_call
+from .progress import progress_bar
 from .records import ModelSet, record_frame
 from .saliency import images_per_call
 from .scoring import score_maps, score_maps_with_model, score_model
@@ -152,8 +152,8 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
     with timed(timings, f"attack/seed{seed}"):
         white_box = {kind: attack_shard(trained[kind], images, labels, part, config.attack,
                                         config.batch_size, seed, num_classes)
-                     for kind in tqdm(names, desc=f"attack ({config.attack.label})",
-                                      disable=not progress, unit="model")}
+                     for kind in progress_bar(names, desc=f"attack ({config.attack.label})",
+                                              disable=not progress, unit="model")}
         adversarial = {kind: white_box[transferred_from(kind, names)] if config.transfer else white_box[kind]
                        for kind in names}
 
@@ -172,8 +172,9 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
         # a random-weights model is a control for the maps, not for scores of its own output
         control_metrics = [m for m in config.metrics if METRICS[m].family != "faithfulness"]
         maps_for_grid = {}
-        for model_kind, input_kind in tqdm(cells if len(x) else [], desc="explain and score",
-                                           disable=not progress, unit="cell"):
+        for model_kind, input_kind in progress_bar(cells if len(x) else [],
+                                                   desc="explain and score",
+                                                   disable=not progress, unit="cell"):
             inputs = x if input_kind == "natural" else adversarial[model_kind]
             references = {"clean": x}
             if input_kind == "adversarial":
@@ -267,7 +268,8 @@ def accuracy_rows(config: CellSpec, models: dict, images, labels, part: slice,
     ``distributed`` the counts are summed over ranks, and each is divided in float32, as
     ``tensor.float().mean()`` does in one process."""
     rows, correct = [], []
-    for kind in tqdm(models, desc="accuracy under attack", disable=not progress, unit="model"):
+    for kind in progress_bar(models, desc="accuracy under attack", disable=not progress,
+                             unit="model"):
         model = models[kind]
         rows.append(dict(seed=seed, model=kind, attack="clean", n=len(images)))
         correct.append(count_correct(model, images[part], labels[part]))
@@ -303,8 +305,8 @@ def randomization_rows(config: CellSpec, models: dict, images, labels, seed: int
     rows = []
     jobs = [(kind, mode, draw) for kind in models for mode in modes
             for draw in range(config.randomization_draws)]
-    for kind, mode, draw in tqdm(jobs, desc="randomization tests", disable=not progress,
-                                 unit="run"):
+    for kind, mode, draw in progress_bar(jobs, desc="randomization tests",
+                                         disable=not progress, unit="run"):
         curve = randomization_curve(models[kind], images[:count], config.target,
                                     labels=labels[:count], method=config.methods[0],
                                     metrics=metrics, mode=mode,

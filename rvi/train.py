@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
 
 from . import distributed as ddp
 from ._io import atomic_write, read_torch_file
@@ -35,6 +34,7 @@ from ._modelstate import (check_model_labels, has_channels_last_weights, model_d
 from .attacks import build_attack, skip_random_starts
 from .config import THRESHOLD_START_DATASETS, THRESHOLD_START_WEIGHT, TrainConfig
 from .models import build_model
+from .progress import progress_bar
 
 CHECKPOINT_FORMAT = "rvi-checkpoint-1"
 _log = logging.getLogger("rvi")
@@ -158,8 +158,9 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                 order = torch.randperm(len(images))
                 total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device)
                 kind = "adversarial" if config.adversarial else "natural"
-                bar = tqdm(range(steps_per_epoch), disable=quiet or not ddp.is_main(), leave=False,
-                           unit="batch", desc=f"{kind} training, epoch {epoch}/{epochs}")
+                bar = progress_bar(range(steps_per_epoch), disable=quiet or not ddp.is_main(),
+                                   leave=False, unit="batch",
+                                   desc=f"{kind} training, epoch {epoch}/{epochs}")
                 for step in bar:
                     idx = order[step * config.batch_size:(step + 1) * config.batch_size]
                     n_step, part = len(idx), (ddp.shard(len(idx)) if sync else slice(None))

@@ -1,6 +1,10 @@
 """The short terminal summary: the answer first, in 100 columns, numbers from the tables."""
 
 import math
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -77,3 +81,27 @@ def test_summary_of_a_committed_five_seed_study_fits():
     assert max(len(line) for line in text.splitlines()) <= terminal.WIDTH
     assert "5 seeds; intervals: 95% Student-t" in text
     assert "robust                 98.30  92.30  89.82  87.32     84.76" in text
+
+
+def test_a_redirected_bench_log_has_stage_lines_and_no_carriage_return(tmp_path):
+    """Off a terminal (output redirected to a file) progress is one timestamped line per stage
+    or training epoch, never tqdm's carriage-return updates."""
+    config = tiny_config(tmp_path, methods=("saliency",), metrics=("cosine",),
+                         controls=("image", "cascading"), eval_attacks=("fgsm",))
+    (tmp_path / "bench.json").write_text(config.to_json())
+    log = tmp_path / "log.txt"
+    with open(log, "w") as handle:
+        subprocess.run([sys.executable, "-m", "rvi", "bench", "--config",
+                        str(tmp_path / "bench.json")], stdout=handle, stderr=subprocess.STDOUT,
+                       check=True, timeout=600,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    text = log.read_text()
+    assert "\r" not in text
+    stages = re.findall(r"^\d\d:\d\d:\d\d (.+?): (\d+) (\w+) in [\d.]+ s", text, re.MULTILINE)
+    names = [name for name, _, _ in stages]
+    assert names[:4] == ["natural training, epoch 1/2", "natural training, epoch 2/2",
+                         "adversarial training, epoch 1/2", "adversarial training, epoch 2/2"]
+    assert {"attack (PGD-2 eps=0.3 alpha=0.1)", "accuracy under attack", "explain and score",
+            "randomization tests"} <= set(names)
+    assert ("explain and score", "4", "cells") in stages  # 2 models x 2 inputs
+    assert ("natural training, epoch 1/2", "4", "batches") in stages  # 512 training images, batch 128
