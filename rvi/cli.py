@@ -170,6 +170,7 @@ def _add_backend_flag(parser: argparse.ArgumentParser) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rvi", description=__doc__.splitlines()[0],
                                      allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"rvi {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one model (natural or adversarial)",

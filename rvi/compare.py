@@ -65,7 +65,8 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
             or a list of such dicts with the same names, one per training seed. Each model is an
             ``nn.Module`` with parameters returning (N, K) logits for inputs in [0, 1]; it is not
             modified (the random-weights control is a copy).
-        images, labels: the test images and their true labels.
+        images: the test images.
+        labels: their true labels.
         config: attack, methods, metrics, controls, batch size, bootstrap ... (default
             ``BenchmarkConfig(seeds=(0, ..., S-1))`` for S model sets). Its ``seeds`` must have
             one entry per model set; seed i drives the attacks' random start, the controls and

@@ -165,7 +165,8 @@ def shard(n: int, *, align: int = 1, rank: Optional[int] = None,
     Args:
         n: number of items (>= 0).
         align: block size; shard boundaries are multiples of it (e.g. an attack's batch size).
-        rank, world_size: default to this process's (0 and 1 without a process group).
+        rank: defaults to this process's (0 without a process group).
+        world_size: defaults to this process group's (1 without one).
     """
     check_int("n", n, 0)
     check_int("align", align, 1)

@@ -160,7 +160,8 @@ def build_model(name: str, in_channels: int = 1, num_classes: int = 10, *,
 
     Args:
         name: ``lenet``, ``madry-cnn`` or ``resnet18``.
-        in_channels, num_classes: input channels and classes.
+        in_channels: input channels.
+        num_classes: classes (the width of the output).
         width: channels of the first stage, for ``resnet18`` only (default 64).
 
     Initialization uses the global torch RNG; seed it (``torch.manual_seed``) for repeatability.

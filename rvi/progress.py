@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Iterable, Optional
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def progress_bar(iterable: Optional[Iterable] = None, *, desc: str, unit: str,
