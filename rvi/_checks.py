@@ -45,6 +45,16 @@ DATASET_ATTACK = {"mnist": (0.3, 0.1), "mnist-5k": (0.3, 0.1), "fashion-mnist": 
 #: out); ``rvi compare --images`` infers a dataset's defaults from it.
 IMAGE_SHAPES = {"mnist": (1, 28, 28), "mnist-5k": (1, 28, 28), "fashion-mnist": (1, 28, 28),
                 "cifar10": (3, 32, 32)}
+#: Threat models: the norm that bounds a perturbation (torchattacks PGD/FGSM for L-inf, PGDL2 for
+#: L2, AutoAttack in either).
+NORMS = ("Linf", "L2")
+#: The L2 budget (eps) each dataset is usually trained and attacked at, in [0, 1] pixel units
+#: (:func:`rvi.config.dataset_attack` steps eps / 4): MNIST 2.0 (Maini, Wong & Kolter 2020,
+#: "Adversarial robustness against the union of multiple perturbation models", ICML, whose MNIST
+#: budgets are L-inf 0.3, L2 2.0 and L1 10, after Tramer & Boneh 2019); CIFAR-10 0.5
+#: (RobustBench's L2 leaderboard, Croce et al. 2021). Fashion-MNIST has no settled L2 budget:
+#: give eps.
+DATASET_L2_EPS = {"mnist": 2.0, "mnist-5k": 2.0, "cifar10": 0.5, "synthetic": 2.0}
 #: The eps each dataset is usually attacked at (the sweep's adversarial inputs and robustness
 #: axis); :data:`rvi.sweep.REFERENCE_EPS`.
 REFERENCE_EPS = {name: eps for name, (eps, _) in DATASET_ATTACK.items()}

@@ -29,7 +29,8 @@ AUTOATTACK_CHUNK = 250
 
 def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10, *,
                  seed: int = 0):
-    """A torchattacks attack object for ``config``; the device is taken from the model.
+    """A torchattacks attack object for ``config`` (``PGD`` or ``PGDL2`` by ``config.norm``,
+    ``FGSM``, ``AutoAttack``); the device is taken from the model.
 
     ``seed`` is AutoAttack's own seed (each of its sub-attacks calls
     ``torch.manual_seed(seed)`` on every call); FGSM and PGD ignore it (PGD's random start draws
@@ -39,10 +40,11 @@ def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10, 
     if config.name == "fgsm":
         return torchattacks.FGSM(model, eps=config.eps)
     if config.name == "autoattack":
-        return torchattacks.AutoAttack(model, norm="Linf", eps=config.eps, version="standard",
-                                       n_classes=num_classes, seed=seed)
-    pgd = [torchattacks.PGD(model, eps=config.eps, alpha=config.alpha, steps=config.steps,
-                            random_start=config.random_start) for _ in range(config.restarts)]
+        return torchattacks.AutoAttack(model, norm=config.norm, eps=config.eps,
+                                       version="standard", n_classes=num_classes, seed=seed)
+    pgd_class = torchattacks.PGD if config.norm == "Linf" else torchattacks.PGDL2
+    pgd = [pgd_class(model, eps=config.eps, alpha=config.alpha, steps=config.steps,
+                     random_start=config.random_start) for _ in range(config.restarts)]
     return pgd[0] if config.restarts == 1 else torchattacks.MultiAttack(pgd)
 
 
@@ -63,8 +65,11 @@ def skip_random_starts(config: AttackConfig, n_images: int, image_shape, device)
     CUDA's generator is not split this way: there the noise is seeded but not the same.)
     """
     check_int("n_images", n_images, 0)
-    if config.name != "pgd" or not config.random_start:
+    if config.name != "pgd" or not config.random_start or n_images == 0:
         return
+    if config.norm != "Linf":  # PGDL2 draws a normal per pixel, then a uniform per image, per call
+        raise ValueError(f"sharding {config.label} with a random start is not supported (its "
+                         "random start is drawn per call, not per image); run it in one process")
     remaining = n_images * int(np.prod(image_shape))
     chunk = 1 << 22
     while remaining > 0:

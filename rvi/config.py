@@ -7,14 +7,15 @@ per field from it (``rvi/cli.py``), so defaults and help never drift apart. Valu
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ._checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASETS,  # noqa: F401 (re-exported)
-                      EPS_GRIDS, MODELS, OPTIMIZERS, REFERENCE_EPS, SCHEDULES, check_bool,
-                      check_int, optional_int)
+from ._checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASET_L2_EPS,  # noqa: F401 (re-exported)
+                      DATASETS, EPS_GRIDS, MODELS, NORMS, OPTIMIZERS, REFERENCE_EPS, SCHEDULES,
+                      check_bool, check_int, optional_int)
 from ._checks import check_choice as _check_choice
 from ._checks import check_range as _check_range
 from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Registry
@@ -48,9 +49,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    """A dataclass field whose help text travels in its metadata."""
-    return field(metadata={"help": text}, **kwargs)
+_NO_LEGACY = object()
+
+
+def _help(text: str, legacy: Any = _NO_LEGACY, **kwargs: Any) -> Any:
+    """A dataclass field whose help text travels in its metadata. A field added after configs
+    were first saved names the ``legacy`` value every older config meant: :meth:`_Config.to_dict`
+    leaves the field out at that value, so older dicts, cache keys and record keys stay valid."""
+    metadata = {"help": text} if legacy is _NO_LEGACY else {"help": text, "legacy": legacy}
+    return field(metadata=metadata, **kwargs)
 
 
 #: The automatic recipe (``epochs``, ``eps_warmup_epochs`` and ``threshold_start_epochs`` left
@@ -86,7 +93,14 @@ class _Config:
     """Shared helpers: plain-dict round trip for JSON records and checkpoints."""
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Plain dict, nested configs as dicts; a field at its ``legacy`` value is left out."""
+        out = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if "legacy" in spec.metadata and value == spec.metadata["legacy"]:
+                continue
+            out[spec.name] = value.to_dict() if isinstance(value, _Config) else copy.deepcopy(value)
+        return out
 
     @classmethod
     def from_dict(cls, data: dict):
@@ -108,24 +122,37 @@ class _Config:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+#: The largest L2 eps an AttackConfig takes (a 3x224x224 image's whole range is about 388).
+MAX_L2_EPS = 1000.0
+
+
 @dataclass(frozen=True)
 class AttackConfig(_Config):
-    """An L-inf attack built by torchattacks.
+    """An attack built by torchattacks, in an L-inf or an L2 ball.
 
-    ``eps`` and ``alpha`` are in pixel units of [0, 1] images.
+    ``eps`` and ``alpha`` are in pixel units of [0, 1] images: the largest change of one pixel
+    (L-inf) or the Euclidean length of the whole change (L2).
     """
 
     name: str = _help("attack: fgsm, pgd or autoattack (torchattacks)", default="pgd")
-    eps: float = _help("L-inf budget in [0, 1] pixel units", default=0.3)
+    eps: float = _help("budget in [0, 1] pixel units: the largest pixel change (Linf) or the "
+                       "change's Euclidean length (L2)", default=0.3)
     alpha: float = _help("PGD step size in [0, 1] pixel units", default=0.1)
     steps: int = _help("PGD iterations", default=7)
     random_start: bool = _help("PGD starts from a uniform random point in the eps-ball", default=True)
     restarts: int = _help("PGD random restarts (the worst case over restarts counts)", default=1)
+    norm: str = _help("threat model: Linf (torchattacks PGD, FGSM) or L2 (PGDL2); AutoAttack "
+                      "runs in either", default="Linf", legacy="Linf")
 
     def __post_init__(self) -> None:
         _check_choice("attack name", self.name, ATTACKS)
-        _check_range("eps", self.eps, 0.0, 1.0)
-        _check_range("alpha", self.alpha, 0.0, 1.0)
+        _check_choice("norm", self.norm, NORMS)
+        if self.name == "fgsm" and self.norm != "Linf":
+            raise ValueError(f"fgsm is an L-inf attack; use pgd (torchattacks PGDL2) or "
+                             f"autoattack for norm {self.norm!r}")
+        high = 1.0 if self.norm == "Linf" else MAX_L2_EPS
+        _check_range("eps", self.eps, 0.0, high)
+        _check_range("alpha", self.alpha, 0.0, high)
         check_int("steps", self.steps, 1)
         check_int("restarts", self.restarts, 1)
         check_bool("random_start", self.random_start)
@@ -136,19 +163,34 @@ class AttackConfig(_Config):
         different attacks get different labels (FGSM and AutoAttack use only ``eps``)."""
         if self.name == "fgsm":
             return f"FGSM eps={_num(self.eps)}"
+        norm = "" if self.norm == "Linf" else f" {self.norm}"  # L-inf labels as before L2 came
         if self.name == "autoattack":
-            return f"AutoAttack eps={_num(self.eps)}"
+            return f"AutoAttack{norm} eps={_num(self.eps)}"
         restarts = f" x{self.restarts} restarts" if self.restarts > 1 else ""
         start = "" if self.random_start else " no random start"
-        return f"PGD-{self.steps} eps={_num(self.eps)} alpha={_num(self.alpha)}{restarts}{start}"
+        return (f"PGD-{self.steps}{norm} eps={_num(self.eps)} alpha={_num(self.alpha)}{restarts}"
+                f"{start}")
 
 
-def dataset_attack(dataset: str) -> AttackConfig:
-    """PGD-7 with a random start at the (eps, alpha) ``dataset`` is usually attacked at
-    (:data:`DATASET_ATTACK`: MNIST 0.3 / 0.1, Fashion-MNIST 0.1 / 0.033, CIFAR-10 8/255 / 2/255)."""
+def dataset_attack(dataset: str, norm: str = "Linf") -> AttackConfig:
+    """PGD-7 with a random start at the budget ``dataset`` is usually attacked at in ``norm``:
+    L-inf (eps, alpha) from :data:`DATASET_ATTACK` (MNIST 0.3 / 0.1, Fashion-MNIST 0.1 / 0.033,
+    CIFAR-10 8/255 / 2/255); L2 eps from :data:`DATASET_L2_EPS` (MNIST 2.0, CIFAR-10 0.5) with
+    step eps / 4 (7 steps go 1.75 eps, as 0.1 x 7 steps go 2.3 eps at L-inf 0.3).
+
+    Raises:
+        ValueError: an unknown dataset or norm, or L2 on a dataset without a stated L2 budget.
+    """
     _check_choice("dataset", dataset, DATASETS)
-    eps, alpha = DATASET_ATTACK[dataset]
-    return AttackConfig(eps=eps, alpha=alpha)
+    _check_choice("norm", norm, NORMS)
+    if norm == "Linf":
+        eps, alpha = DATASET_ATTACK[dataset]
+        return AttackConfig(eps=eps, alpha=alpha)
+    if dataset not in DATASET_L2_EPS:
+        raise ValueError(f"dataset {dataset!r} has no stated L2 budget (known: "
+                         f"{', '.join(DATASET_L2_EPS)}); give the attack's eps and alpha")
+    eps = DATASET_L2_EPS[dataset]
+    return AttackConfig(eps=eps, alpha=eps / 4, norm="L2")
 
 
 def dataset_attack_help(name: str) -> str:
@@ -277,7 +319,7 @@ class TrainConfig(_Config):
         if self.epochs is not None:
             return self.epochs
         steps_per_epoch = -(-n_images // self.batch_size)
-        base = AUTO_RECIPES[with_threshold_start][0]
+        base = AUTO_RECIPES[self._starts(with_threshold_start)][0]
         return max(base, min(4 * base, -(-AUTO_MIN_STEPS // steps_per_epoch)))
 
     def _auto_share(self, n_images: int, with_threshold_start: bool, index: int) -> float:
@@ -285,9 +327,16 @@ class TrainConfig(_Config):
         automatic epochs, for an adversarial recipe with automatic epochs, else 0."""
         if not self.adversarial or self.epochs is not None:
             return 0.0
-        recipe = AUTO_RECIPES[with_threshold_start]
+        recipe = AUTO_RECIPES[self._starts(with_threshold_start)]
         epochs = self.epochs_for(n_images, with_threshold_start=with_threshold_start)
         return epochs * recipe[index] / recipe[0]
+
+    def _starts(self, with_threshold_start: bool) -> bool:
+        """Whether the automatic recipe is the threshold-start one: the model takes the start
+        (``with_threshold_start``) and the attack is L-inf. A single-pixel threshold is the
+        L-inf defence on near-binary digits; L2 recipes (natural partners included, which hold
+        the same attack) train the standard recipe's epochs."""
+        return with_threshold_start and self.attack.norm == "Linf"
 
     def warmup_for(self, n_images: int, *, with_threshold_start: bool) -> float:
         """Epochs of eps warm-up this recipe trains on ``n_images`` images: ``eps_warmup_epochs``
@@ -303,7 +352,7 @@ class TrainConfig(_Config):
         recipe with automatic epochs ``with_threshold_start`` and an eps below 1, else 0."""
         if self.threshold_start_epochs is not None:
             return self.threshold_start_epochs
-        if self.attack.eps >= 1:  # the threshold would open at 0: no automatic start
+        if self.attack.eps >= 1 or self.attack.norm != "Linf":  # no automatic start
             return 0
         return int(self._auto_share(n_images, with_threshold_start, 2))
 
@@ -495,8 +544,10 @@ def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
     if isinstance(spec, str) and spec.startswith("pgd-"):
         steps, _, restarts = spec[4:].partition("x")
         if steps.isdigit() and restarts.isdigit() and int(steps) > 0 and int(restarts) > 0:
-            return AttackConfig(name="pgd", eps=base.eps, alpha=min(1.0, 2.5 * base.eps / int(steps)),
-                                steps=int(steps), random_start=True, restarts=int(restarts))
+            high = 1.0 if base.norm == "Linf" else MAX_L2_EPS
+            return dataclasses.replace(base, name="pgd", steps=int(steps), random_start=True,
+                                       alpha=min(high, 2.5 * base.eps / int(steps)),
+                                       restarts=int(restarts))
     raise ValueError(f"eval_attacks entry must be fgsm, pgd, pgd-STEPSxRESTARTS or autoattack; "
                      f"got {spec!r}")
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
+from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig, dataset_attack
 
 
 def test_attack_defaults_are_the_seed_attack():
@@ -225,3 +225,37 @@ def test_recipes_written_before_the_lr_shape_field_keep_their_shape():
 def test_bad_lr_warmup_share(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**kwargs)
+
+
+def test_l2_configs_keep_every_l_inf_dict_and_cache_key():
+    """``norm`` is left out of dicts at its legacy value, so L-inf configs, checkpoints, cache
+    keys and sweep record keys are those rvi 0.11 made (keys pinned from rvi 0.11.0)."""
+    from rvi.cache import cache_key
+
+    assert "norm" not in AttackConfig().to_dict()
+    assert "norm" not in json.dumps(BenchmarkConfig().to_dict())
+    assert AttackConfig(norm="L2", eps=2.0, alpha=0.5).to_dict()["norm"] == "L2"
+    info = {"name": "mnist", "fingerprint": "0" * 64, "n_train": 60000, "num_classes": 10,
+            "image_shape": [1, 28, 28], "split": None}
+    config = BenchmarkConfig(dataset="mnist")
+    assert cache_key(info, "lenet", config.recipe("robust", 0)) == "89792e05267c2128"
+    assert cache_key(info, "lenet", config.recipe("natural", 3)) == "a61a441b7ca8954f"
+    l2 = dataclasses.replace(config.robust, attack=dataset_attack("mnist", "L2"))
+    assert cache_key(info, "lenet", l2) != cache_key(info, "lenet", config.robust)
+    assert AttackConfig.from_dict(l2.attack.to_dict()) == l2.attack
+
+
+def test_l2_defaults_per_dataset_and_the_standard_recipe():
+    assert dataset_attack("mnist", "L2") == AttackConfig(eps=2.0, alpha=0.5, norm="L2")
+    assert dataset_attack("cifar10", "L2").eps == 0.5
+    with pytest.raises(ValueError, match="'fashion-mnist' has no stated L2 budget"):
+        dataset_attack("fashion-mnist", "L2")
+    # the threshold start is an L-inf device: an L2 recipe (and its natural partner, holding
+    # the same attack) trains the standard recipe's 40 epochs with a 5-epoch warm-up
+    for adversarial, warmup in ((False, 0.0), (True, 5.0)):
+        recipe = TrainConfig(adversarial=adversarial, attack=dataset_attack("mnist", "L2"))
+        resolved = recipe.resolved(60000, with_threshold_start=True)
+        assert (resolved.epochs, resolved.eps_warmup_epochs,
+                resolved.threshold_start_epochs) == (40, warmup, 0)
+    resolved = TrainConfig(adversarial=True).resolved(60000, with_threshold_start=True)
+    assert (resolved.epochs, resolved.threshold_start_epochs) == (12, 6)  # L-inf: as before

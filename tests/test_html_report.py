@@ -245,6 +245,22 @@ def test_headless_chromium_renders_the_verdict_table_first(saved, tmp_path, widt
 
 
 @pytest.mark.slow
+def test_the_page_prints(saved, tmp_path):
+    """Printed (headless Chromium's print to PDF, print CSS), the page gives several pages."""
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium, chromium-browser or google-chrome binary on PATH")
+    _, folder = saved
+    pdf = tmp_path / "page.pdf"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--print-to-pdf={pdf}",
+                    "--no-pdf-header-footer", (folder / html_report.HTML_FILE).as_uri()],
+                   check=True, capture_output=True, timeout=180)
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 2
+
+
+@pytest.mark.slow
 def test_headless_chromium_shows_the_page(saved, tmp_path):
     browser = _browser()
     if browser is None:

@@ -386,3 +386,22 @@ def test_onecycle_peaks_at_lr_warmup_share(synthetic, share):
     # rates[i] is the lr after i + 1 steps; torch's one-cycle peaks at step share * 10 - 1
     assert rates.index(max(rates)) + 1 == round(share * 10) - 1
     assert max(rates) == pytest.approx(1e-3, rel=0.05)
+
+
+def test_l2_training_resumes_bit_identically(synthetic, tmp_path):
+    """PGDL2 adversarial training with an eps warm-up, interrupted after epoch 1 and resumed,
+    gives the weights of the uninterrupted run exactly."""
+    config = TrainConfig(epochs=2, batch_size=64, adversarial=True, eps_warmup_epochs=1.5,
+                         attack=AttackConfig(eps=1.5, alpha=0.5, steps=2, norm="L2"))
+    full, _ = _train(synthetic, config)
+
+    def interrupt(metrics):
+        raise KeyboardInterrupt
+
+    path = tmp_path / "resumed.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train(synthetic, config, checkpoint_path=path, on_epoch_end=interrupt)
+    resumed, history = _train(synthetic, config, checkpoint_path=path)
+    assert [h["epoch"] for h in history] == [1, 2]
+    for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
