@@ -24,8 +24,9 @@ from .errors import MissingPackageError
 DATASETS = ("mnist", "mnist-5k", "fashion-mnist", "cifar10", "synthetic")
 #: Architecture names understood by :func:`rvi.build_model`.
 MODELS = ("lenet", "madry-cnn", "resnet18")
-#: Controls a benchmark can run.
-CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent")
+#: Controls a benchmark can run (``mechanism``: the first layer's threshold channels and the
+#: map's mass through them, :mod:`rvi.mechanism`).
+CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent", "mechanism")
 ATTACKS = ("fgsm", "pgd", "autoattack")
 #: Training eps grids of the sweep per dataset (MNIST: the seed study's 0.3 and around it;
 #: Fashion-MNIST's usual budget is 0.1); :data:`rvi.sweep.EPS_GRIDS`.

@@ -149,7 +149,8 @@ def assemble(config: BenchmarkConfig, parts: list, meta: dict, models: ModelSet,
         config=config, records=pd.concat([r for p in parts for r in p.records], ignore_index=True),
         accuracy=pd.DataFrame([r for p in parts for r in p.accuracy]),
         cascading=pd.DataFrame([r for p in parts for r in p.randomization]),
-        examples=parts[0].examples, meta=meta, models={**models.to_dict(), "info": info})
+        examples=parts[0].examples, meta=meta, models={**models.to_dict(), "info": info},
+        mechanism=pd.DataFrame([r for p in parts for r in p.mechanism]))
 
 
 def describe_model(name: str, model: nn.Module) -> dict:

@@ -457,8 +457,10 @@ class BenchmarkConfig(_Config):
         "query the model many times per image; default: all)", default=1000)
     controls: tuple[str, ...] = _help(
         "controls: random_weights, image, edge, noise, cascading and independent (layer "
-        "randomization tests)",
-        default=("random_weights", "image", "edge", "noise", "cascading", "independent"))
+        "randomization tests), and mechanism (the first layer's threshold channels and the main "
+        "method's mass through them, on the cascade_n images)",
+        default=("random_weights", "image", "edge", "noise", "cascading", "independent",
+                 "mechanism"))
     target: str = _help("class each map explains: true or predicted", default="true")
     n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
     seeds: tuple[int, ...] = _help("training seeds; each replaces both recipes' seed", default=(0,))

@@ -25,7 +25,8 @@ def save_figures(result, folder: Path) -> list:
     # every text literally: a model named "a$b$" is not math text (which fails at savefig)
     with matplotlib.rc_context({"text.parse_math": False}):
         for name, draw in (("saliency_grid.png", saliency_grid), ("scores.png", score_distributions),
-                           ("accuracy.png", accuracy_chart), ("cascading.png", cascading_chart)):
+                           ("accuracy.png", accuracy_chart), ("cascading.png", cascading_chart),
+                           ("first_layer.png", first_layer_filters)):
             figure = draw(result)
             if figure is None:
                 continue
@@ -220,4 +221,37 @@ def cascading_chart(result):
         ax.set_title(metric_direction(metric) if kind == "score" else f"{metric} similarity to the "
                      "trained map", fontsize=9)
     title_grid(fig, f"Cascading randomization ({casc['method'].iloc[0]} maps)")
+    return fig
+
+
+def first_layer_filters(result):
+    """One row per trained model: its first convolution's filters (channel mean, each on its own
+    symmetric colour scale), a threshold channel titled with the level it opens at; None
+    without the ``mechanism`` control's examples."""
+    import matplotlib.pyplot as plt
+
+    layers = result.examples.get("first_layer") or {}
+    if not layers:
+        return None
+    columns = max(len(layer["weights"]) for layer in layers.values())
+    fig, axes = plt.subplots(len(layers), columns, figsize=(0.9 * columns + 1, 1.1 * len(layers)),
+                             squeeze=False)
+    for row, (model, layer) in enumerate(layers.items()):
+        for column in range(columns):
+            ax = axes[row, column]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if column >= len(layer["weights"]):
+                ax.set_visible(False)
+                continue
+            weights = np.array(layer["weights"][column])
+            scale = float(np.abs(weights).max()) or 1.0
+            ax.imshow(weights, cmap="RdBu_r", vmin=-scale, vmax=scale)
+            level = layer["thresholds"][column]
+            if level is not None:
+                ax.set_title(f"opens at {level:.2f}", fontsize=7)
+            if column == 0:
+                ax.set_ylabel(model_name(model), fontsize=8)
+    fig.suptitle("First-layer filters (red: positive weights)", fontsize=10)
+    fig.tight_layout()
     return fig

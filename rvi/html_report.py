@@ -37,6 +37,8 @@ FIGURES = {
                      "layers are re-initialized from the output down (bands: 95% intervals).",
     "saliency_grid.png": "Test images, their adversarial versions and the main method's maps "
                          "(each map scaled to its own maximum).",
+    "first_layer.png": "The first convolution's filters of each model (channel mean; first "
+                       "seed): a threshold channel is titled with the pixel value it opens at.",
 }
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; color: #222; margin: 1.5em auto; max-width: 1180px;
@@ -97,6 +99,11 @@ def render(result, images: Optional[Mapping[str, bytes]] = None) -> str:
         rule = "" if test.empty else f"<p class='note'>{_text(RANDOMIZATION_RULE)}</p>"
         body.append(_section("randomization", "Layer randomization (Adebayo et al. 2018)",
                              _figure(images, "cascading.png"), rule, _table(test, ".3f")))
+    mechanism = report.mechanism_table(result)
+    if not mechanism.empty:
+        body.append(_section("mechanism", "First-layer mechanism (threshold channels of the "
+                                          "first convolution and the map's mass through them)",
+                             _table(mechanism), _figure(images, "first_layer.png")))
     body.append(_section("verdict-details", "Verdict details (each an intersection–union test "
                                             "of its conditions; intervals are the raw 95% ones)",
                          _list(result.verdicts or ["(no paired differences)"], "verdicts")))

@@ -28,6 +28,7 @@ from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
 from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
 from .evaluate import class_probability, count_correct
+from .mechanism import first_convolution, mechanism_summary, threshold_channels
 from .metrics import METRICS, metric_images_per_call
 from .progress import progress_bar
 from .records import ModelSet, record_frame
@@ -108,6 +109,7 @@ class SeedScores(NamedTuple):
     accuracy: list
     randomization: list
     examples: dict
+    mechanism: list
 
 
 #: How many images each compared model is checked on for finite logits before any work.
@@ -204,13 +206,54 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
         with timed(timings, f"randomization/seed{seed}"):
             randomization = randomization_rows(config, trained, images, labels, seed, modes,
                                                progress)
+    mechanism, first_layer = [], {}
+    if "mechanism" in config.controls and (ddp.is_main() or not distributed):
+        with timed(timings, f"mechanism/seed{seed}"):
+            mechanism, first_layer = mechanism_rows(config, trained, images, labels, seed)
     if distributed:
         records, adversarial, maps_for_grid = gather(config, part, records, adversarial,
                                                      maps_for_grid)
         if not ddp.is_main():
             return None
-    return SeedScores(records, accuracy, randomization,
-                      examples(config, images, labels, adversarial, maps_for_grid))
+    shown = examples(config, images, labels, adversarial, maps_for_grid)
+    if first_layer:
+        shown["first_layer"] = first_layer
+    return SeedScores(records, accuracy, randomization, shown, mechanism)
+
+
+#: The first convolution's filters are stored for the figure up to this many (a ResNet stem's 64
+#: would not be read one by one).
+FIGURE_FILTERS = 16
+
+
+def mechanism_rows(config: CellSpec, trained: dict, images, labels, seed: int) -> tuple:
+    """Per trained model, :func:`rvi.mechanism.mechanism_summary` of the main method on the first
+    ``cascade_n`` images (a row with ``threshold_channels`` None for a model without a
+    convolution), and its first convolution's filters for the figure: ``(rows, {model:
+    {"weights": (K, k, k) channel means, "thresholds": threshold or None per filter}})``."""
+    count = min(config.cascade_n, len(images)) or len(images)
+    rows, first_layer = [], {}
+    for kind, model in trained.items():
+        try:
+            conv = first_convolution(model)
+        except ValueError:
+            rows.append(dict(seed=seed, model=kind, threshold_channels=None, thresholds="",
+                             threshold_share=np.nan, foreground_share=np.nan, n=count))
+            continue
+        summary = mechanism_summary(model, images[:count], labels[:count], target=config.target,
+                                    method=config.methods[0], batch_size=config.batch_size)
+        rows.append(dict(seed=seed, model=kind, threshold_channels=summary["threshold_channels"],
+                         thresholds=" ".join(f"{t:.2f}" for t in summary["thresholds"]),
+                         threshold_share=summary["threshold_share"],
+                         foreground_share=summary["foreground_share"], n=count))
+        channels = threshold_channels(model)
+        weights = conv.weight.detach().float().cpu().mean(1)[:FIGURE_FILTERS]
+        first_layer[kind] = {
+            "weights": np.round(weights.numpy().astype(np.float64), EXAMPLE_DECIMALS).tolist(),
+            "thresholds": [float(t) if flag else None for t, flag in
+                           zip(channels["threshold"][:FIGURE_FILTERS],
+                               channels["is_threshold"][:FIGURE_FILTERS])]}
+    return rows, first_layer
 
 
 def shard_align(config: CellSpec) -> int:

@@ -331,6 +331,12 @@ def markdown(result) -> str:
     parts += [f"- {md_escape(line)}" for line in result.verdicts] or ["- (no paired differences)"]
     if not result.cascading.empty:
         parts += _randomization_markdown(result)
+    mechanism = mechanism_table(result)
+    if not mechanism.empty:
+        parts += ["", f"## First-layer mechanism ({c.methods[0]}, natural input, first "
+                      f"{int(result.mechanism['n'].iloc[0])} images: threshold channels of the "
+                      "first convolution and the share of the map's mass through them)", "",
+                  md_table(mechanism)]
     zero = result.records.groupby(["model", "input"], sort=False)["zero_map"].sum().astype(int)
     parts += ["", f"## All-zero {c.methods[0]} maps (scored 0 by convention)", "",
               md_table(zero.reset_index().rename(columns={"zero_map": "all-zero maps"}))]
@@ -367,6 +373,36 @@ def _randomization_markdown(result) -> list:
                   "similarity to the trained maps, and the excess (same − other).", "",
                   md_table(shown, floatfmt=".3f")]
     return parts
+
+
+def mechanism_table(result) -> pd.DataFrame:
+    """The first-layer mechanism (:mod:`rvi.mechanism`) per trained model: its threshold
+    channels (mean count over seeds), their thresholds (per seed), the share of the main
+    method's mass through them and the share of that mass on the digit (mean, and the range
+    over seeds with several); empty without the ``mechanism`` control."""
+    frame = result.mechanism
+    if frame.empty:
+        return pd.DataFrame()
+    rows = []
+    for model, group in frame.groupby("model", sort=False):
+        if group["threshold_channels"].isna().all():
+            rows.append({"model": model_name(model), "seeds": len(group),
+                         "threshold channels": "no convolution"})
+            continue
+
+        def spread(column):
+            values = group[column].astype(float)
+            if values.isna().all():
+                return NO_INTERVAL
+            text = f"{values.mean():.3f}"
+            return text + (f" ({values.min():.3f}–{values.max():.3f})" if len(values) > 1 else "")
+
+        rows.append({"model": model_name(model), "seeds": len(group),
+                     "threshold channels": f"{group['threshold_channels'].astype(float).mean():g}",
+                     "their thresholds": "; ".join(t or NO_INTERVAL for t in group["thresholds"]),
+                     "mass through them": spread("threshold_share"),
+                     "of it on the digit": spread("foreground_share")})
+    return pd.DataFrame(rows)
 
 
 def randomization_table(result) -> pd.DataFrame:

@@ -37,7 +37,8 @@ RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
 OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
                "differences.csv", "controls.csv", "summary.json", "seed_means.csv", "saliency_grid.png",
-               "scores.png", "accuracy.png", "cascading.png", html_report.HTML_FILE)
+               "scores.png", "accuracy.png", "cascading.png", "first_layer.png",
+               html_report.HTML_FILE)
 
 
 @dataclass(eq=False)
@@ -53,6 +54,10 @@ class BenchmarkResult:
             output down re-initialized (step 0: none).
         examples: a few test images, their adversarial versions and maps, for the figures.
         meta: versions, machine, timings and training summaries.
+        mechanism: one row per (seed, trained model) with the ``mechanism`` control:
+            ``threshold_channels``, ``thresholds`` (space-separated), ``threshold_share`` and
+            ``foreground_share`` (:func:`rvi.mechanism.mechanism_summary`), ``n`` images; empty
+            without it (and for results from before rvi 0.12).
         models: which models were compared (:meth:`rvi.records.ModelSet.to_dict`: ``trained``,
             ``reference``, ``random_weights``) and ``info``, one row per (seed, trained model):
             class, parameter count and weights fingerprint (:func:`rvi.benchmark.describe_model`);
@@ -66,6 +71,7 @@ class BenchmarkResult:
     examples: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     models: Optional[dict] = None
+    mechanism: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def model_set(self) -> ModelSet:
@@ -149,7 +155,7 @@ class BenchmarkResult:
             "format": RESULT_FORMAT, "config": self.config.to_dict(), "meta": self.meta,
             "records": frame_to_json(self.records), "accuracy": frame_to_json(self.accuracy),
             "cascading": frame_to_json(self.cascading), "examples": self.examples,
-            "models": self.models}, allow_nan=False)
+            "models": self.models, "mechanism": frame_to_json(self.mechanism)}, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> "BenchmarkResult":
@@ -166,7 +172,9 @@ class BenchmarkResult:
                    records=frame_from_json(data["records"]),
                    accuracy=frame_from_json(data["accuracy"]),
                    cascading=frame_from_json(data["cascading"]),
-                   examples=data["examples"], meta=data["meta"], models=_models(data))
+                   examples=data["examples"], meta=data["meta"], models=_models(data),
+                   mechanism=frame_from_json(data["mechanism"]) if "mechanism" in data
+                   else pd.DataFrame())
 
     def save(self, folder: Union[str, Path], *, overwrite: bool = False,
              figures: bool = True, records: bool = True) -> Path:
@@ -296,7 +304,8 @@ class BenchmarkResult:
         return {"config": self.config.to_dict(), "meta": self.meta,
                 "accuracy": json_rows(self.accuracy), "cells": json_rows(self.summary),
                 "models": self.models, "robust_minus_natural": json_rows(self.differences),
-                "controls": json_rows(self.control_differences), "verdicts": self.verdicts}
+                "controls": json_rows(self.control_differences), "verdicts": self.verdicts,
+                **({"mechanism": json_rows(self.mechanism)} if not self.mechanism.empty else {})}
 
     @classmethod
     def load(cls, folder: Union[str, Path]) -> "BenchmarkResult":
@@ -360,7 +369,8 @@ def combine_seeds(results: Sequence[BenchmarkResult]) -> BenchmarkResult:
         records=pd.concat([r.records for r in results], ignore_index=True),
         accuracy=pd.concat([r.accuracy for r in results], ignore_index=True),
         cascading=pd.concat([r.cascading for r in results], ignore_index=True),
-        examples=first.examples, meta=meta, models=models)
+        examples=first.examples, meta=meta, models=models,
+        mechanism=pd.concat([r.mechanism for r in results], ignore_index=True))
 
 
 def check_out_folder(folder: Union[str, Path], overwrite: bool) -> bool:

@@ -21,9 +21,10 @@ from rvi.cli import main
 from rvi.result import OWNED_FILES
 from test_benchmark import tiny_config
 
-FIGURE_FILES = ("saliency_grid.png", "scores.png", "accuracy.png", "cascading.png")
+FIGURE_FILES = ("saliency_grid.png", "scores.png", "accuracy.png", "cascading.png",
+                "first_layer.png")
 SECTIONS = ("verdicts", "accuracy", "scores", "differences", "controls", "randomization",
-            "verdict-details", "maps", "config", "machine")
+            "mechanism", "verdict-details", "maps", "config", "machine")
 
 
 @pytest.fixture(scope="module")

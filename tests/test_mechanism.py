@@ -92,3 +92,34 @@ def test_a_model_without_threshold_channels_or_convolutions():
     assert math.isnan(summary["foreground_share"])
     with pytest.raises(ValueError, match="has no nn.Conv2d"):
         mechanism.first_convolution(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)))
+
+
+def test_the_mechanism_control_in_a_benchmark_and_a_compare(tmp_path, synthetic):
+    """``controls`` holding ``mechanism``: one row per seed and trained model, a table, the
+    first-layer figure, kept through save, load and combine_seeds; a compared model without a
+    convolution reads "no convolution"."""
+    from test_benchmark import tiny_config
+
+    parts = [rvi.run_benchmark(tiny_config(tmp_path, seeds=(seed,), controls=("mechanism",),
+                                           metrics=("cosine",), methods=("guided_backprop",),
+                                           eval_attacks=())) for seed in (0, 1)]
+    combined = rvi.result.combine_seeds(parts)
+    assert list(zip(combined.mechanism["seed"], combined.mechanism["model"])) == [
+        (0, "natural"), (0, "robust"), (1, "natural"), (1, "robust")]
+    assert (combined.mechanism["n"] == 8).all()  # the cascade_n images
+    folder = combined.save(tmp_path / "out")
+    loaded = rvi.BenchmarkResult.load(folder)
+    assert loaded.mechanism.equals(combined.mechanism)
+    assert "## First-layer mechanism" in (folder / "tables.md").read_text()
+    assert (folder / "first_layer.png").stat().st_size > 0
+    assert set(loaded.examples["first_layer"]) == {"natural", "robust"}
+
+    flat = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    images, labels = synthetic.test_images[:8], synthetic.test_labels[:8]
+    result = rvi.compare({"lenet": planted_lenet(), "flat": flat}, images, labels,
+                         rvi.BenchmarkConfig(methods=("saliency",), metrics=("cosine",),
+                                             controls=("mechanism",), eval_attacks=(),
+                                             bootstrap=100))
+    table = rvi.report.mechanism_table(result).set_index("model")
+    assert table.loc["flat", "threshold channels"] == "no convolution"
+    assert table.loc["lenet", "threshold channels"] == "1"  # the planted threshold
