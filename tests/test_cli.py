@@ -32,8 +32,8 @@ def test_help_explains_each_flag(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "--help"])
     text = capsys.readouterr().out
-    assert "--robust-attack-eps" in text and "the largest pixel change (Linf)" in text
     flat = " ".join(text.split())
+    assert "--robust-attack-eps" in text and "the largest pixel change (Linf)" in flat
     assert "(default: per dataset: mnist 0.3, mnist-5k 0.3, fashion-mnist 0.1, cifar10 8/255" in flat
     assert "(default: per dataset: mnist 0.1, mnist-5k 0.1, fashion-mnist 0.0333333, cifar10 2/255" \
         in flat
