@@ -30,7 +30,7 @@ from .cache import cache_key, get_trained_model
 from .config import AttackConfig, SweepConfig, TrainConfig
 from .data import load_dataset
 from .pipeline import CellSpec, evaluation, score_model_set
-from .records import ModelSet, frame_to_json, score_keys
+from .records import ModelSet, frame_to_json, json_value, score_keys
 
 #: PGD iterations of the training attack at every eps.
 TRAIN_STEPS = 7
@@ -83,16 +83,22 @@ class SweepJob:
     def cells(self, n: int) -> CellSpec:
         """The pipeline's work on ``n`` test images: PGD-7 at the reference eps as the adversarial
         input, and each ``eval_attacks`` entry at each ``eval_eps`` (``fgsm``/``pgd`` on all
-        images, the others on the first ``eval_n``)."""
+        images, the others on the first ``eval_n``), and the first-layer mechanism on the first
+        :data:`MECHANISM_IMAGES` images."""
         evaluations = tuple(evaluation(spec, pgd7(eps), n, self.eval_n)
                             for eps, spec in self.evaluation_names())
         return CellSpec(attack=pgd7(self.reference_eps), evaluations=evaluations,
                         methods=self.methods, metrics=self.metrics, target=self.target,
-                        batch_size=self.batch_size, faithfulness_n=self.faithfulness_n)
+                        batch_size=self.batch_size, faithfulness_n=self.faithfulness_n,
+                        controls=("mechanism",), cascade_n=MECHANISM_IMAGES)
 
     def evaluation_names(self) -> list:
         """``(eval eps, eval_attacks entry)`` of each evaluation, in the pipeline's order."""
         return [(eps, spec) for eps in self.eval_eps for spec in self.eval_attacks]
+
+
+#: Test images of each sweep model's first-layer mechanism (:mod:`rvi.mechanism`).
+MECHANISM_IMAGES = 200
 
 
 def sweep_recipe(eps: float, seed: int = 0, epochs: Optional[int] = None) -> TrainConfig:
@@ -146,6 +152,8 @@ def run_job(job: SweepJob) -> dict:
     inputs and of PGD-7 inputs at ``reference_eps`` (:func:`rvi.pipeline.score_model_set`).
     Returns a JSON-able record: ``job``, ``model``, ``accuracy`` rows (``attack`` entry,
     ``eval_eps``, ``label``, ``n``, ``accuracy``), per-input ``means`` of every score column,
+    the first-layer ``mechanism`` (:func:`rvi.mechanism.mechanism_summary`: threshold channels,
+    their thresholds, the share of the main method's mass through them and on the digit),
     ``records`` and ``seconds``.
     """
     threads = torch.get_num_threads()
@@ -174,6 +182,8 @@ def run_job(job: SweepJob) -> dict:
                           "num_classes": data.num_classes},
                 "accuracy": rows, "means": {frame["input"].iloc[0]: _means(frame)
                                             for frame in scores.records},
+                "mechanism": {key: json_value(value) for key, value in scores.mechanism[0].items()
+                              if key not in ("seed", "model")},
                 "records": frame_to_json(pd.concat(scores.records, ignore_index=True)
                                          .drop(columns="model")),
                 "seconds": {"train": round(trained - started, 2),

@@ -25,6 +25,7 @@ from ._checks import check_path
 from ._io import atomic_write, saved_file
 from .config import SweepConfig
 from .correlation import EXACT_POINTS, PERMUTATIONS, permutation_p, point_spearman
+from .formatting import interval
 from .metrics import METRICS
 from .records import ScoreKey, frame_from_json, json_rows, read_record
 from .report import format_interval, tex_escape, tex_frame
@@ -81,22 +82,30 @@ class SweepResult:
     @cached_property
     def models(self) -> pd.DataFrame:
         """One row per model: ``eps, seed, clean, robustness`` (accuracy under
-        ``config.robustness`` at the reference eps), ``final_train_accuracy``, ``failed``."""
+        ``config.robustness`` at the reference eps), ``final_train_accuracy``, ``failed``, and
+        the first-layer mechanism's ``threshold_share`` and ``threshold_channels`` (absent for
+        a sweep whose records were written before rvi 0.12)."""
         ref, name = self.config.reference, self.config.robustness
         rows = []
         for record in self.records:
             acc = {(r["attack"], r["eval_eps"]): r["accuracy"] for r in record["accuracy"]}
             clean = acc[("clean", 0.0)]
             chance = 1.0 / record["model"]["num_classes"]
+            mechanism = record.get("mechanism") or {}  # records from before rvi 0.12: none
             rows.append({"eps": record["job"]["eps"], "seed": record["job"]["seed"],
                          "clean": clean, "robustness": acc.get((name, ref), np.nan),
                          "final_train_accuracy": record["model"]["final_train_accuracy"],
                          "failed": clean < FAILED_FACTOR * chance,
-                         "checkpoint": record["model"]["checkpoint"]})
+                         "checkpoint": record["model"]["checkpoint"],
+                         "threshold_share": _number(mechanism.get("threshold_share")),
+                         "threshold_channels": _number(mechanism.get("threshold_channels"))})
         columns = ["eps", "seed", "clean", "robustness", "final_train_accuracy", "failed",
-                   "checkpoint"]
-        return pd.DataFrame(rows, columns=columns).sort_values(["eps", "seed"],
-                                                               ignore_index=True)
+                   "checkpoint", "threshold_share", "threshold_channels"]
+        frame = pd.DataFrame(rows, columns=columns).sort_values(["eps", "seed"],
+                                                                ignore_index=True)
+        if frame["threshold_share"].isna().all():  # a sweep from before rvi 0.12
+            frame = frame.drop(columns=["threshold_share", "threshold_channels"])
+        return frame
 
     def _failed(self) -> dict:
         return {(r.eps, r.seed): r.failed for r in self.models.itertuples()}
@@ -271,6 +280,24 @@ class SweepResult:
                              (first - start) / (last - start) if one_way else np.nan})
         return pd.DataFrame(rows)
 
+    def mechanism_table(self) -> pd.DataFrame:
+        """Per training eps: the first layer's threshold channels (mean count) and the share of
+        the main method's mass through them (mean [95% Student-t interval] over seeds), so the
+        eps at which the filters appear can be read beside the scores; empty for records from
+        before rvi 0.12."""
+        if "threshold_share" not in self.models.columns:
+            return pd.DataFrame()
+        models = self.models[~self.models["failed"]].dropna(subset=["threshold_share"])
+        if models.empty:
+            return pd.DataFrame()
+        rows = []
+        for eps, group in models.groupby("eps"):
+            mean, low, high, *_ = t_interval(group[["threshold_share"]].to_numpy(dtype=float))
+            rows.append({"train eps": f"{eps:g}", "seeds": len(group),
+                         "threshold channels": f"{group['threshold_channels'].mean():g}",
+                         "mass through them": interval(mean[0], low[0], high[0])})
+        return pd.DataFrame(rows)
+
     def robustness_ties(self) -> str:
         """A note on eps points whose mean robustness is tied ("" if none): they share an
         average rank, which bounds ``|rho|`` and the smallest p against robustness."""
@@ -335,6 +362,10 @@ class SweepResult:
                       for f in self.failed]
         parts += ["", "## Accuracy (%, mean [95% interval] over seeds)", "",
                   self.accuracy_table().to_markdown(index=False)]
+        mechanism = self.mechanism_table()
+        if not mechanism.empty:
+            parts += ["", "## First-layer threshold channels (rvi.mechanism; mean [95% interval] "
+                          "over seeds)", "", mechanism.to_markdown(index=False)]
         corr = self.correlation_table()
         if not corr.empty:
             parts += ["", "## Rank correlation with robustness (Spearman)", "",
@@ -419,3 +450,8 @@ class SweepResult:
                    if p.name[:-len(".json.gz")].rsplit("-", 1)[-1] in keys]
         return cls(config=SweepConfig.from_dict(data["config"]), records=records,
                    failed=data["failed"])
+
+
+def _number(value) -> float:
+    """A stored number, NaN for None (a JSON null) or a missing entry."""
+    return np.nan if value is None else float(value)

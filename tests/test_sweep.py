@@ -2,9 +2,11 @@
 their keys, a tiny synthetic sweep run in this process, resumed, retried, in a process pool and
 from the command line."""
 
+import copy
 import dataclasses
 import json
 import shutil
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -108,6 +110,18 @@ def test_sweep_records(tiny_sweep):
                 & (mean["metric"] == "cosine")]["mean"].item()
     assert mean == pytest.approx(one["saliency/cosine/clean"].mean(), rel=1e-6)
     assert set(result.scores["reference"]) == {"clean", "perturbed"}
+    # the first-layer mechanism of every model: a column per model, a row per eps in the tables
+    assert result.models["threshold_share"].between(0, 1).all()
+    assert result.records[0]["mechanism"]["n"] == 32  # min(MECHANISM_IMAGES, n_test)
+    trained = copy.deepcopy(result.records)  # as if every model had trained (none failed)
+    for record in trained:
+        record["accuracy"][0]["accuracy"] = 0.9
+    table = rvi.SweepResult(config, trained).mechanism_table()
+    assert table["train eps"].tolist() == ["0", "0.1"] and table["seeds"].tolist() == [2, 2]
+    with warnings.catch_warnings():  # 4 made-up models: robustness ties, rho undefined
+        warnings.simplefilter("ignore")
+        text = rvi.SweepResult(config, trained).to_markdown()
+    assert "## First-layer threshold channels" in text
 
 
 def test_a_rerun_resumes_and_redoes_only_missing_jobs(tiny_sweep, monkeypatch):
