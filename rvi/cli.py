@@ -25,13 +25,13 @@ import torch
 from . import distributed as ddp
 from ._checks import DATASET_ATTACK, IMAGE_SHAPES
 from ._io import file_lock, first_line, lock_path_of
-from .errors import RviError
 from .benchmark import run_benchmark
 from .cache import cached_model_path
 from .compare import compare, load_images_file, load_user_model
 from .config import (EVAL_ATTACK_HELP, AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig,
                      dataset_attack, dataset_attack_help, deep_merge, parse_eval_attack)
 from .data import DATASETS, image_hashes, load_dataset
+from .errors import RviError
 from .evaluate import evaluate
 from .html_report import HTML_FILE
 from .models import MODELS
@@ -39,9 +39,9 @@ from .result import BenchmarkResult, check_out_folder
 from .sweep import run_sweep
 from .sweep_result import SWEEP_FILE, SweepResult
 from .terminal import summary
-from .version import __version__
 from .train import (auto_threshold_start, load_checkpoint, load_model, new_model, train_model,
                     training_summary)
+from .version import __version__
 from .zoo import DATASETS as ZOO_DATASETS, THREAT_MODELS, load_robustbench
 
 
@@ -547,6 +547,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 #: environment or a missing optional package cause (rvi's own classes, :mod:`rvi.errors`,
 #: subclass these). Anything else is a bug in rvi: its traceback is shown, exit code 1.
 USER_ERRORS = (ValueError, OSError, ImportError)
+#: torch's out-of-memory error (``torch.OutOfMemoryError`` from torch 2.5, CUDA's before).
+OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 #: Exit codes: a user's error, a bug in rvi, and an interrupted run (128 + SIGINT).
 EXIT_USER, EXIT_BUG, EXIT_INTERRUPTED = 2, 1, 130
 
@@ -568,7 +570,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"rvi {args.command}: interrupted; trained epochs stay in the model cache and "
                   "resume on the next run", file=sys.stderr)
             return EXIT_INTERRUPTED
-        except torch.OutOfMemoryError as err:
+        except OUT_OF_MEMORY as err:
             print(f"rvi {args.command}: error: out of memory ({first_line(err)}); lower "
                   "--batch-size or use a device with more memory", file=sys.stderr)
             return EXIT_USER
