@@ -362,8 +362,9 @@ def _out_folder(folder: str, overwrite: bool):
     if not ddp.is_main():
         yield
         return
+    check_out_folder(folder, overwrite)  # a bad path is named before a lock is made for it
     with file_lock(lock_path_of(folder), wait=False, what=f"out folder {folder!r}"):
-        check_out_folder(folder, overwrite)
+        check_out_folder(folder, overwrite)  # again: another run may have saved meanwhile
         yield
 
 

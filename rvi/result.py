@@ -384,6 +384,10 @@ def check_out_folder(folder: Union[str, Path], overwrite: bool) -> bool:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"out folder {str(folder)!r} is a file, not a folder")
+    parent = next((p for p in folder.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise FileExistsError(f"out folder {str(folder)!r} cannot be made: {parent} is a file, "
+                              "not a folder")
     if not (folder.is_dir() and any(folder.iterdir())):
         return False
     if not (folder / RESULT_FILE).is_file():

@@ -117,11 +117,19 @@ def test_an_interrupted_run_exits_130_without_a_traceback(monkeypatch, capsys, t
     assert "Traceback" not in err and "interrupted" in err
 
 
-def test_an_os_error_names_its_class_and_what_to_check(tmp_path, capsys):
+def test_an_os_error_names_its_class_and_what_to_check(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("not a folder")
     assert main(["bench", "--quiet", "--out-dir", str(tmp_path / "file" / "out")]) == 2
-    line = one_line_error(capsys, "bench")
-    assert "[Errno" in line and "check the path, its permissions" in line  # the OS's words
+    assert one_line_error(capsys, "bench").endswith(f"{tmp_path / 'file'} is a file, not a folder")
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "run_benchmark", disk_full)
+    assert main(["bench", "--quiet", "--out-dir", str(tmp_path / "out")]) == 2
+    assert one_line_error(capsys, "bench") == (
+        "rvi bench: error: OSError: [Errno 28] No space left on device (check the path, its "
+        "permissions and the free space)")
 
 
 # --- validation before work -------------------------------------------------------------------
