@@ -70,7 +70,8 @@ def file_lock(lock_path: Union[str, Path], *, wait: bool, what: str) -> Iterator
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
         if not _lock(fd, wait):
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.lseek(fd, 0, os.SEEK_SET)
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
             raise FolderBusyError(f"{what} is being written by another rvi run (process "
                                   f"{holder}); wait for it to finish or choose another folder")
@@ -82,7 +83,8 @@ def file_lock(lock_path: Union[str, Path], *, wait: bool, what: str) -> Iterator
         os.close(fd)
     try:
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
         _HELD.add(str(lock_path))
         try:
             yield
