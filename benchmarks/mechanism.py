@@ -56,7 +56,8 @@ def main() -> None:
         shares = [s["threshold_share"] for k, _, s in rows if k == kind]
         if shares:
             lines.append(f"\n{kind}: mass through threshold channels {np.mean(shares):.3f} mean, "
-                         f"{min(shares):.3f}–{max(shares):.3f} over {len(shares)} seeds")
+                         f"{min(shares):.3f}–{max(shares):.3f} over {len(shares)} "
+                         f"seed{'s' if len(shares) != 1 else ''}")
     if missing:
         lines.append(f"\nnot in the cache (not measured): {', '.join(missing)}")
     lines += ["", machine(args.device),
