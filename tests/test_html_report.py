@@ -218,24 +218,27 @@ class _Page(HTMLParser):
             self.texts.append(data.strip())
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("width", [390, 1280])  # a phone, a laptop
-def test_headless_chromium_renders_the_verdict_table_first(saved, tmp_path, width):
+def _chromium(tmp_path, page, *flags, text=False):
+    """Headless Chromium on ``page`` (a path) with ``flags``; skips the test without a browser."""
     browser = _browser()
     if browser is None:
         pytest.skip("no chromium, chromium-browser or google-chrome binary on PATH")
-    _, folder = saved
-    common = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-              f"--user-data-dir={tmp_path / 'profile'}", f"--window-size={width},2400"]
-    dom = subprocess.run(common + ["--dump-dom", (folder / html_report.HTML_FILE).as_uri()],
-                         check=True, capture_output=True, text=True, timeout=180).stdout
-    page = _Page()
-    page.feed(dom)
-    assert page.tables[0] == "verdicts"  # the first table a reader meets
-    assert not [t for t in page.texts if re.search(r"\bnan\b", t, re.IGNORECASE)]
+    return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--hide-scrollbars", f"--user-data-dir={tmp_path / 'profile'}", *flags,
+                           page.as_uri()], check=True, capture_output=True, text=text,
+                          timeout=180)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width", [390, 1280])  # a phone, a laptop
+def test_headless_chromium_renders_the_verdict_table_first(saved, tmp_path, width):
+    page, size = saved[1] / html_report.HTML_FILE, f"--window-size={width},2400"
+    rendered = _Page()
+    rendered.feed(_chromium(tmp_path, page, size, "--dump-dom", text=True).stdout)
+    assert rendered.tables[0] == "verdicts"  # the first table a reader meets
+    assert not [t for t in rendered.texts if re.search(r"\bnan\b", t, re.IGNORECASE)]
     shot = tmp_path / "shot.png"
-    subprocess.run(common + [f"--screenshot={shot}", (folder / html_report.HTML_FILE).as_uri()],
-                   check=True, capture_output=True, timeout=180)
+    _chromium(tmp_path, page, size, f"--screenshot={shot}")
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("L"), dtype=float)
     assert pixels.shape == (2400, width)
@@ -248,30 +251,18 @@ def test_headless_chromium_renders_the_verdict_table_first(saved, tmp_path, widt
 @pytest.mark.slow
 def test_the_page_prints(saved, tmp_path):
     """Printed (headless Chromium's print to PDF, print CSS), the page gives several pages."""
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome binary on PATH")
-    _, folder = saved
     pdf = tmp_path / "page.pdf"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--print-to-pdf={pdf}",
-                    "--no-pdf-header-footer", (folder / html_report.HTML_FILE).as_uri()],
-                   check=True, capture_output=True, timeout=180)
+    _chromium(tmp_path, saved[1] / html_report.HTML_FILE, f"--print-to-pdf={pdf}",
+              "--no-pdf-header-footer")
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page[^s]", data)) >= 2
 
 
 @pytest.mark.slow
 def test_headless_chromium_shows_the_page(saved, tmp_path):
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome binary on PATH")
-    _, folder = saved
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-                    "--window-size=1200,3000", (folder / html_report.HTML_FILE).as_uri()],
-                   check=True, capture_output=True, timeout=180)
+    _chromium(tmp_path, saved[1] / html_report.HTML_FILE, f"--screenshot={shot}",
+              "--window-size=1200,3000")
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("L"), dtype=float)
     assert pixels.shape == (3000, 1200)
