@@ -29,16 +29,20 @@ AUTOATTACK_CHUNK = 250
 
 def build_attack(model: nn.Module, config: AttackConfig, num_classes: int = 10, *,
                  seed: int = 0):
-    """A torchattacks attack object for ``config`` (``PGD`` or ``PGDL2`` by ``config.norm``,
-    ``FGSM``, ``AutoAttack``); the device is taken from the model.
+    """A torchattacks attack object for ``config`` (``PGD`` or ``PGDL2`` by ``config.norm``;
+    ``FGSM``, or for L2 one ``PGDL2`` step of length eps without random start, the fast gradient
+    method; ``AutoAttack``); the device is taken from the model.
 
     ``seed`` is AutoAttack's own seed (each of its sub-attacks calls
     ``torch.manual_seed(seed)`` on every call); FGSM and PGD ignore it (PGD's random start draws
     from the global RNG, which :func:`attack` seeds).
     """
     check_int("seed", seed, 0)
-    if config.name == "fgsm":
+    if config.name == "fgsm" and config.norm == "Linf":
         return torchattacks.FGSM(model, eps=config.eps)
+    if config.name == "fgsm":  # the L2 fast gradient method: one normalized step of length eps
+        return torchattacks.PGDL2(model, eps=config.eps, alpha=config.eps, steps=1,
+                                  random_start=False)
     if config.name == "autoattack":
         return torchattacks.AutoAttack(model, norm=config.norm, eps=config.eps,
                                        version="standard", n_classes=num_classes, seed=seed)

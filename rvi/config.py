@@ -134,7 +134,8 @@ class AttackConfig(_Config):
     (L-inf) or the Euclidean length of the whole change (L2).
     """
 
-    name: str = _help("attack: fgsm, pgd or autoattack (torchattacks)", default="pgd")
+    name: str = _help("attack: fgsm (with norm L2 the fast gradient method, one PGDL2 step of "
+                      "length eps), pgd or autoattack (torchattacks)", default="pgd")
     eps: float = _help("budget in [0, 1] pixel units: the largest pixel change (Linf) or the "
                        "change's Euclidean length (L2)", default=0.3)
     alpha: float = _help("PGD step size in [0, 1] pixel units", default=0.1)
@@ -147,9 +148,6 @@ class AttackConfig(_Config):
     def __post_init__(self) -> None:
         _check_choice("attack name", self.name, ATTACKS)
         _check_choice("norm", self.norm, NORMS)
-        if self.name == "fgsm" and self.norm != "Linf":
-            raise ValueError(f"fgsm is an L-inf attack; use pgd (torchattacks PGDL2) or "
-                             f"autoattack for norm {self.norm!r}")
         high = 1.0 if self.norm == "Linf" else MAX_L2_EPS
         _check_range("eps", self.eps, 0.0, high)
         _check_range("alpha", self.alpha, 0.0, high)
@@ -161,9 +159,9 @@ class AttackConfig(_Config):
     def label(self) -> str:
         """Short human-readable name, e.g. ``PGD-7 eps=0.3 alpha=0.1``; two configs that make
         different attacks get different labels (FGSM and AutoAttack use only ``eps``)."""
-        if self.name == "fgsm":
-            return f"FGSM eps={_num(self.eps)}"
         norm = "" if self.norm == "Linf" else f" {self.norm}"  # L-inf labels as before L2 came
+        if self.name == "fgsm":
+            return f"FGSM eps={_num(self.eps)}" if not norm else f"FGM{norm} eps={_num(self.eps)}"
         if self.name == "autoattack":
             return f"AutoAttack{norm} eps={_num(self.eps)}"
         restarts = f" x{self.restarts} restarts" if self.restarts > 1 else ""
@@ -438,6 +436,10 @@ class BenchmarkConfig(_Config):
         "attack that makes the adversarial inputs (default: the dataset's, dataset_attack(): PGD-7 "
         "with random start, MNIST eps 0.3 alpha 0.1, Fashion-MNIST 0.1 / 0.033, CIFAR-10 8/255 / "
         "2/255; independent of the robust recipe's training attack)", default=None)
+    norm: str = _help(
+        "threat model of the dataset's default attacks (the adversarial inputs and both recipes' "
+        "attack): Linf, or L2 (PGDL2 at the dataset's L2 budget: MNIST 2.0, CIFAR-10 0.5)",
+        default="Linf", legacy="Linf")
     transfer: bool = _help("attack each model with examples made against the other model "
                            "(black-box transfer) instead of white-box", default=False)
     eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))
@@ -483,7 +485,8 @@ class BenchmarkConfig(_Config):
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
         _check_choice("model", self.model, MODELS)
-        for name, value in self.dataset_defaults(self.dataset).items():
+        _check_choice("norm", self.norm, NORMS)
+        for name, value in self.dataset_defaults(self.dataset, self.norm).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)  # frozen: resolved once, here
         for name in ("natural", "robust"):
@@ -513,20 +516,22 @@ class BenchmarkConfig(_Config):
         _check_strings(self, optional=("data_dir", "cache_dir"), required=("device", "out_dir"))
 
     @staticmethod
-    def dataset_defaults(dataset: str) -> dict:
-        """The defaults of :attr:`DATASET_DEFAULTS` for ``dataset``: the robust recipe trains on,
-        and the adversarial inputs are made by, :func:`dataset_attack` (the natural recipe holds
-        it too, unused, so that every attack of a saved config is the dataset's)."""
-        attack = dataset_attack(dataset)
+    def dataset_defaults(dataset: str, norm: str = "Linf") -> dict:
+        """The defaults of :attr:`DATASET_DEFAULTS` for ``dataset`` and ``norm``: the robust
+        recipe trains on, and the adversarial inputs are made by, :func:`dataset_attack` (the
+        natural recipe holds it too, unused by training, so that every attack of a saved config
+        is the dataset's and an L2 pair trains the same epochs)."""
+        attack = dataset_attack(dataset, norm)
         return {"natural": TrainConfig(attack=attack),
                 "robust": TrainConfig(adversarial=True, attack=attack), "attack": attack}
 
     @classmethod
     def from_dict(cls, data: dict):
         """Like every config's, except that a partial ``robust`` or ``attack`` dict is filled from
-        the defaults of ``data``'s dataset (``{"dataset": "cifar10", "attack": {"eps": 0.05}}``
-        keeps CIFAR-10's step 2/255)."""
-        defaults = cls.dataset_defaults(data.get("dataset", cls.dataset))
+        the defaults of ``data``'s dataset and norm (``{"dataset": "cifar10", "attack": {"eps":
+        0.05}}`` keeps CIFAR-10's step 2/255)."""
+        defaults = cls.dataset_defaults(data.get("dataset", cls.dataset),
+                                        data.get("norm", cls.norm))
         filled = {name: deep_merge(defaults[name].to_dict(), TrainConfig.upgraded(value))
                   for name, value in data.items() if name in defaults and isinstance(value, dict)}
         return super().from_dict({**data, **filled})

@@ -148,20 +148,24 @@ def test_build_attack_passes_seed_to_autoattack():
 
 
 @pytest.mark.parametrize("config", [AttackConfig(eps=1.0, alpha=0.4, steps=5, norm="L2"),
+                                    AttackConfig(name="fgsm", eps=1.0, norm="L2"),
                                     AttackConfig(eps=1.0, alpha=0.4, steps=2, restarts=2,
                                                  norm="L2"),
                                     AttackConfig(name="autoattack", eps=0.5, norm="L2")])
 def test_l2_adversarial_images_stay_in_their_ball_and_range(lenet, batch, config):
-    """torchattacks' PGDL2 (and AutoAttack with norm L2) move each image at most eps in
-    Euclidean length, and the PGD ones use most of it; an L-inf bound of eps would not hold
-    them (L2 eps 1.0 lets one pixel move by up to 1)."""
+    """torchattacks' PGDL2 (PGD, and one step for the fast gradient method) and AutoAttack with
+    norm L2 move each image at most eps in Euclidean length, and PGD uses most of it; an L-inf
+    bound of 0.1 would not hold them (L2 eps 1.0 lets one pixel move by up to 1)."""
     images, labels = batch
     adversarial = rvi.attack(lenet, images[:6], labels[:6], config, batch_size=4)
     lengths = (adversarial - images[:6]).flatten(1).norm(dim=1)
     assert float(lengths.max()) <= config.eps * (1 + 1e-5)
     assert float(adversarial.min()) >= 0.0 and float(adversarial.max()) <= 1.0
-    if config.name == "pgd":
+    if config.name == "pgd":  # its steps reach the ball's edge
         assert float(lengths.max()) > 0.9 * config.eps
+    if config.name == "fgsm":  # one step of length eps, shortened where pixels hit 0 or 1
+        assert float(lengths.min()) > 0.5 * config.eps
+    if config.name != "autoattack":
         assert float((adversarial - images[:6]).abs().max()) > 0.1  # not an L-inf 0.1 ball
 
 
@@ -173,8 +177,10 @@ def test_l2_attacks_are_built_by_torchattacks_and_labelled_apart(lenet):
     assert (built.norm, built.eps) == ("L2", 2.0)
     assert l2.label == "PGD-7 L2 eps=2 alpha=0.5"
     assert AttackConfig().label == "PGD-7 eps=0.3 alpha=0.1"  # L-inf labels as before
-    with pytest.raises(ValueError, match="fgsm is an L-inf attack"):
-        AttackConfig(name="fgsm", norm="L2")
+    fgm = attacks.build_attack(lenet, AttackConfig(name="fgsm", eps=2.0, norm="L2"))
+    assert (type(fgm).__name__, fgm.steps, fgm.alpha, fgm.random_start) == \
+        ("PGDL2", 1, 2.0, False)
+    assert AttackConfig(name="fgsm", eps=2.0, norm="L2").label == "FGM L2 eps=2"
     with pytest.raises(ValueError, match=r"eps must be in \(0.0, 1.0\], got 2.0"):
         AttackConfig(eps=2.0)  # an L-inf budget above the pixel range
     with pytest.raises(ValueError, match="sharding PGD-7 L2 eps=2 alpha=0.5 with a random start"):

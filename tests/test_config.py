@@ -259,3 +259,18 @@ def test_l2_defaults_per_dataset_and_the_standard_recipe():
                 resolved.threshold_start_epochs) == (40, warmup, 0)
     resolved = TrainConfig(adversarial=True).resolved(60000, with_threshold_start=True)
     assert (resolved.epochs, resolved.threshold_start_epochs) == (12, 6)  # L-inf: as before
+
+
+def test_a_benchmark_norm_chooses_every_default_attack():
+    l2 = BenchmarkConfig(dataset="mnist", norm="L2")
+    expected = dataset_attack("mnist", "L2")
+    assert l2.attack == l2.robust.attack == l2.natural.attack == expected
+    assert l2.robust.resolved(60000, with_threshold_start=True).epochs == 40
+    assert l2.to_dict()["norm"] == "L2" and "norm" not in BenchmarkConfig().to_dict()
+    partial = BenchmarkConfig.from_dict({"dataset": "mnist", "norm": "L2", "attack": {"steps": 10}})
+    assert (partial.attack.eps, partial.attack.steps, partial.attack.norm) == (2.0, 10, "L2")
+    assert BenchmarkConfig.from_dict(l2.to_dict()) == l2
+    with pytest.raises(ValueError, match="'fashion-mnist' has no stated L2 budget"):
+        BenchmarkConfig(dataset="fashion-mnist", norm="L2")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        BenchmarkConfig(norm="L1")
