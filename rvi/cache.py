@@ -100,14 +100,20 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
     # the ranks of one torchrun job train one model together: a lock would deadlock them
     lock = contextlib.nullcontext() if ddp.is_distributed() else \
         file_lock(lock_path_of(path), wait=True, what=f"cached model {path.name}")
+
+    def fresh():
+        return new_model(architecture, config, num_classes=data.num_classes,
+                         in_channels=data.image_shape[0]).to(device)
+
     with lock:
-        model = new_model(architecture, config, num_classes=data.num_classes,
-                          in_channels=data.image_shape[0]).to(device)
-        history = []
+        model, history = fresh(), []
         if path.exists():
-            state = _served_state(path, cache_key(info, architecture, config))
-            if state is not None:
-                history = load_checkpoint(path, model, architecture=architecture)["history"]
+            state = _served_state(path, cache_key(info, architecture, config), model,
+                                  architecture)
+            if state is None:  # refused: the model may hold its weights already
+                model = fresh()
+            else:
+                history = state["history"]
         auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
         epochs = config.epochs_for(len(data.train_images), with_threshold_start=auto_start)
         if len(history) < epochs:
@@ -132,11 +138,11 @@ def recorded_key(state: dict) -> Optional[str]:
                      TrainConfig.from_dict(state["config"]))
 
 
-def _served_state(path: Path, key: str) -> Optional[dict]:
-    """The checkpoint at ``path`` when it records the model of ``key``; otherwise None, after
-    moving the file aside and warning."""
+def _served_state(path: Path, key: str, model, architecture: str) -> Optional[dict]:
+    """The checkpoint at ``path``, read once and loaded into ``model``, when it records the model
+    of ``key``; otherwise None, after moving the file aside and warning."""
     try:
-        state = load_checkpoint(path)
+        state = load_checkpoint(path, model, architecture=architecture)
         recorded = recorded_key(state)
         reason = None if recorded == key else \
             f"it records another recipe, dataset or architecture (key {recorded})"

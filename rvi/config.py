@@ -148,12 +148,17 @@ class AttackConfig(_Config):
     def __post_init__(self) -> None:
         _check_choice("attack name", self.name, ATTACKS)
         _check_choice("norm", self.norm, NORMS)
-        high = 1.0 if self.norm == "Linf" else MAX_L2_EPS
-        _check_range("eps", self.eps, 0.0, high)
-        _check_range("alpha", self.alpha, 0.0, high)
+        _check_range("eps", self.eps, 0.0, self.max_budget)
+        _check_range("alpha", self.alpha, 0.0, self.max_budget)
         check_int("steps", self.steps, 1)
         check_int("restarts", self.restarts, 1)
         check_bool("random_start", self.random_start)
+
+    @property
+    def max_budget(self) -> float:
+        """The largest ``eps`` (and step) of this norm: the pixel range 1 for L-inf,
+        :data:`MAX_L2_EPS` for L2."""
+        return 1.0 if self.norm == "Linf" else MAX_L2_EPS
 
     @property
     def label(self) -> str:
@@ -551,9 +556,8 @@ def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
     if isinstance(spec, str) and spec.startswith("pgd-"):
         steps, _, restarts = spec[4:].partition("x")
         if steps.isdigit() and restarts.isdigit() and int(steps) > 0 and int(restarts) > 0:
-            high = 1.0 if base.norm == "Linf" else MAX_L2_EPS
             return dataclasses.replace(base, name="pgd", steps=int(steps), random_start=True,
-                                       alpha=min(high, 2.5 * base.eps / int(steps)),
+                                       alpha=min(base.max_budget, 2.5 * base.eps / int(steps)),
                                        restarts=int(restarts))
     raise ValueError(f"eval_attacks entry must be fgsm, pgd, pgd-STEPSxRESTARTS or autoattack; "
                      f"got {spec!r}")

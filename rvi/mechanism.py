@@ -157,7 +157,9 @@ def mechanism_summary(model: nn.Module, images: torch.Tensor, labels: torch.Tens
         ``threshold_channels`` (their count), ``thresholds`` (sorted, 2 decimals),
         ``threshold_share`` (the share of the maps' absolute mass, summed over the channel
         parts and the images, through threshold channels; in [0, 1]) and ``foreground_share``
-        (the share of that mass on stroke pixels, image > 0.5; NaN without threshold channels).
+        (the share of that mass on stroke pixels, image > 0.5; NaN without threshold channels),
+        and ``levels``: per first-layer channel, its threshold if it is a threshold channel, else
+        None.
     """
     channels = threshold_channels(model, images)
     parts = channel_maps(model, images, target, labels=labels, method=method,
@@ -169,4 +171,6 @@ def mechanism_summary(model: nn.Module, images: torch.Tensor, labels: torch.Tens
             "thresholds": sorted(round(float(t), 2) for t in
                                  channels.loc[channels["is_threshold"], "threshold"]),
             "threshold_share": mass / total if total > 0 else math.nan,
-            "foreground_share": float((through * stroke).sum()) / mass if mass > 0 else math.nan}
+            "foreground_share": float((through * stroke).sum()) / mass if mass > 0 else math.nan,
+            "levels": [float(level) if flag else None for level, flag in
+                       zip(channels["threshold"], channels["is_threshold"])]}

@@ -28,7 +28,7 @@ from .attacks import AUTOATTACK_CHUNK, attack
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
 from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
 from .evaluate import class_probability, count_correct
-from .mechanism import first_convolution, mechanism_summary, threshold_channels
+from .mechanism import first_convolution, mechanism_summary
 from .metrics import METRICS, metric_images_per_call
 from .progress import progress_bar
 from .records import ModelSet, record_frame
@@ -246,13 +246,10 @@ def mechanism_rows(config: CellSpec, trained: dict, images, labels, seed: int) -
                          thresholds=" ".join(f"{t:.2f}" for t in summary["thresholds"]),
                          threshold_share=summary["threshold_share"],
                          foreground_share=summary["foreground_share"], n=count))
-        channels = threshold_channels(model)
         weights = conv.weight.detach().float().cpu().mean(1)[:FIGURE_FILTERS]
         first_layer[kind] = {
             "weights": np.round(weights.numpy().astype(np.float64), EXAMPLE_DECIMALS).tolist(),
-            "thresholds": [float(t) if flag else None for t, flag in
-                           zip(channels["threshold"][:FIGURE_FILTERS],
-                               channels["is_threshold"][:FIGURE_FILTERS])]}
+            "thresholds": summary["levels"][:FIGURE_FILTERS]}  # the summary's own channels
     return rows, first_layer
 
 
