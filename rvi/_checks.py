@@ -27,6 +27,8 @@ MODELS = ("lenet", "madry-cnn", "resnet18")
 #: Controls a benchmark can run (``mechanism``: the first layer's threshold channels and the
 #: map's mass through them, :mod:`rvi.mechanism`).
 CONTROLS = ("random_weights", "image", "edge", "noise", "cascading", "independent", "mechanism")
+#: Granularities of the layer randomization steps (:func:`rvi.controls.randomization_steps`).
+RANDOMIZATION_STEPS = ("auto", "layers", "blocks")
 ATTACKS = ("fgsm", "pgd", "autoattack")
 #: Training eps grids of the sweep per dataset (MNIST: the seed study's 0.3 and around it;
 #: Fashion-MNIST's usual budget is 0.1); :data:`rvi.sweep.EPS_GRIDS`.

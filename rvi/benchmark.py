@@ -24,9 +24,11 @@ import torchattacks
 from torch import nn
 
 from . import distributed as ddp
-from .cache import default_cache_dir, get_trained_model
+from ._checks import seeded
+from .cache import cached_model_path, default_cache_dir, get_trained_model
 from .config import BenchmarkConfig
 from .controls import random_weights_model
+from .cost import Estimate, estimate_run, model_speed, training_seconds
 from .data import Dataset, load_dataset
 from .metrics import check_installed
 from .pipeline import CellSpec, score_model_set, timed
@@ -73,6 +75,10 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
     n = check_run(config, data, cache_dir)
     images, labels = data.test_images[:n], data.test_labels[:n]
     spec = CellSpec.from_benchmark(config, n)
+    estimate = None
+    if progress or config.max_minutes is not None:
+        estimate = estimate_benchmark(config, data, cache_dir, n, spec,
+                                      show=progress and (ddp.is_main() or not distributed))
     timings, training, info = {}, {}, []
     parts = []
     for seed in config.seeds:
@@ -89,6 +95,8 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
             "training": training, "environment": environment(config.device),
             "n_test": n, "dataset_size": {"train": len(data.train_images),
                                           "test": len(data.test_images)}}
+    if estimate is not None:
+        meta["estimate_seconds"] = {k: round(v, 2) for k, v in estimate.seconds.items()}
     return assemble(config, parts, meta, NATURAL_ROBUST, info)
 
 
@@ -124,6 +132,30 @@ def check_run(config: BenchmarkConfig, data: Dataset, cache_dir: Path) -> int:
         raise PermissionError(f"cache_dir {str(cache_dir)!r} is not writable; choose another "
                               "(--cache-dir) or fix its permissions")
     return n
+
+
+def estimate_benchmark(config: BenchmarkConfig, data: Dataset, cache_dir: Path, n: int,
+                       spec: CellSpec, show: bool) -> Estimate:
+    """The run's predicted time per stage (:func:`rvi.cost.estimate_run`), timed on untrained
+    models of the architecture, training counted for the models not in the cache; printed when
+    ``show``, refused above ``config.max_minutes``. Costs seconds, no training."""
+    with seeded(0, torch.device("cpu")):  # the probe models leave the RNG as it was
+        probe = {kind: new_model(config.model, config.recipe(kind, 0), data.num_classes,
+                                 data.image_shape[0]).to(config.device)
+                 for kind in NATURAL_ROBUST.trained}
+    auto_start = auto_threshold_start(probe["natural"], data.image_shape[0], data.name)
+    train = 0.0
+    for seed in config.seeds:
+        for kind in NATURAL_ROBUST.trained:
+            recipe = config.recipe(kind, seed)
+            if cached_model_path(cache_dir, data, config.model, recipe).exists():
+                continue
+            recipe = recipe.resolved(len(data.train_images), with_threshold_start=auto_start)
+            speed = model_speed(probe[kind], data.train_images, recipe.batch_size)
+            train += training_seconds(speed, recipe.epochs, len(data.train_images),
+                                      recipe.attack.steps if recipe.adversarial else 0)
+    return estimate_run(config, spec, NATURAL_ROBUST, probe, data.test_images[:n],
+                        data.num_classes, train_seconds=train, show=show)
 
 
 def check_device(device: str) -> None:

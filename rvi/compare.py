@@ -33,6 +33,7 @@ from ._modelstate import check_finite_logits, model_device, preserved_state
 from .benchmark import assemble, describe_model, environment
 from .config import BenchmarkConfig
 from .controls import RANDOMIZATION_MODES, random_weights_model
+from .cost import estimate_run
 from .metrics import check_installed
 from .models import build_model
 from .pipeline import CellSpec, score_model_set
@@ -136,6 +137,10 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
     model_set = ModelSet(tuple(names), reference,
                          {m: _control_name(m) if with_control else None for m in names})
     spec = CellSpec.from_benchmark(config, n)
+    estimate = None
+    if progress or config.max_minutes is not None:
+        estimate = estimate_run(config, spec, model_set, sets[0], images, num_classes,
+                                show=progress and (ddp.is_main() or not distributed))
     timings, parts, info = {}, [], []
     for trained, control, seed in zip(sets, controls, config.seeds):
         info += [dict(seed=seed, **describe_model(name, model),
@@ -150,6 +155,8 @@ def compare(models: Union[dict, Sequence[dict]], images: torch.Tensor, labels: t
     meta = {"kind": "compare", "data": data_name, "n_test": n, "num_classes": num_classes,
             "image_shape": list(images.shape[1:]), "environment": environment(device),
             "timings_seconds": {k: round(v, 2) for k, v in timings.items()}}
+    if estimate is not None:
+        meta["estimate_seconds"] = {k: round(v, 2) for k, v in estimate.seconds.items()}
     return assemble(dataclasses.replace(config, device=device), parts, meta, model_set, info)
 
 

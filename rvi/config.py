@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ._checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASET_L2_EPS,  # noqa: F401 (re-exported)
-                      DATASETS, EPS_GRIDS, MODELS, NORMS, OPTIMIZERS, REFERENCE_EPS, SCHEDULES,
-                      check_bool, check_int, optional_int)
+                      DATASETS, EPS_GRIDS, MODELS, NORMS, OPTIMIZERS, RANDOMIZATION_STEPS,
+                      REFERENCE_EPS, SCHEDULES, check_bool, check_int, optional_int)
 from ._checks import check_choice as _check_choice
 from ._checks import check_range as _check_range
 from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Registry
@@ -475,6 +475,11 @@ class BenchmarkConfig(_Config):
     randomization_draws: int = _help(
         "re-initializations of each model in the layer randomization tests (their intervals "
         "carry the draws' spread)", default=RANDOMIZATION_DRAWS)
+    randomization_steps: str = _help(
+        "steps of the layer randomization tests: layers (every module with parameters), blocks "
+        "(the stem, each stage, the head: rvi.controls.randomization_steps), or auto (layers "
+        "for models with at most 12 parameter layers, as lenet and madry-cnn; else blocks)",
+        default="auto", legacy="auto")
     grid_images: int = _help("test images shown in the saliency grid figure", default=6)
     bootstrap: int = _help("bootstrap resamples for 95% confidence intervals", default=2000)
     batch_size: int = _help("images per attack/attribution batch", default=250)
@@ -482,6 +487,9 @@ class BenchmarkConfig(_Config):
     cache_dir: Optional[str] = _help("folder of cached trained models (default: "
                                      "~/.cache/rvi/models)", default=None)
     out_dir: str = _help("folder the result is saved to", default="rvi-results")
+    max_minutes: Optional[float] = _help(
+        "refuse, before any work, a run whose estimated time exceeds this many minutes (the "
+        "estimate is printed with progress either way)", default=None, legacy=None)
 
     #: Fields whose default depends on ``dataset``: None is replaced by the dataset's default,
     #: and a partial dict in :meth:`from_dict` is filled from it.
@@ -515,6 +523,9 @@ class BenchmarkConfig(_Config):
             check_int("seeds entry", seed, 0)
         check_int("cascade_n", self.cascade_n, 1)
         check_int("randomization_draws", self.randomization_draws, 1)
+        _check_choice("randomization_steps", self.randomization_steps, RANDOMIZATION_STEPS)
+        if self.max_minutes is not None:
+            _check_range("max_minutes", self.max_minutes, 0.0, 1e7)
         check_int("grid_images", self.grid_images, 1)
         check_int("bootstrap", self.bootstrap, 100)
         check_int("batch_size", self.batch_size, 1)

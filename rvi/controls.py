@@ -18,11 +18,12 @@ from __future__ import annotations
 import copy
 from typing import Callable, Iterator, Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import check_choice, check_images, check_int, seeded
+from ._checks import RANDOMIZATION_STEPS, check_choice, check_images, check_int, seeded
 from ._modelstate import model_device, preserved_state
 from .metrics import METRICS, score
 from .models import build_model
@@ -87,6 +88,63 @@ def parameter_layers(model: nn.Module, example: torch.Tensor) -> list:
     return order
 
 
+#: ``"auto"`` steps through the layers of a model with at most this many modules owning
+#: parameters (LeNet has 5, the Madry CNN 4: their committed per-layer curves stay), else blocks.
+LAYER_STEPS_UP_TO = 12
+#: ``"blocks"`` makes at most this many steps: more blocks are merged into consecutive groups.
+MAX_BLOCK_STEPS = 12
+
+
+def randomization_steps(model: nn.Module, example: torch.Tensor, steps: str = "auto") -> list:
+    """The steps of the layer randomization test, in forward order (the test walks them from
+    the output down): ``[(name, [module names re-initialized together]), ...]``.
+
+    ``"layers"``: every module owning parameters is a step. ``"blocks"``: the model's blocks,
+    read off its module tree: its top-level children that hold parameters, where a child holding
+    more than half of the model's parameter modules (a wrapper, or a container of all the
+    stages) is replaced by its own children, recursively. For a RobustBench WideResNet that is
+    the stem, the three stages, the last BatchNorm and the classifier; for a torchvision ResNet
+    the stem, its BatchNorm, ``layer1``-``layer4`` and ``fc``; for rvi's ResNet-18 the stem, its
+    four stages, the BatchNorm and the classifier. More than :data:`MAX_BLOCK_STEPS` blocks (a flat
+    ``nn.Sequential`` of many layers) are merged into that many consecutive groups, named
+    ``first..last``. ``"auto"``: layers for a model with at most :data:`LAYER_STEPS_UP_TO`
+    parameter modules, else blocks (Adebayo et al. 2018 randomize Inception v3 block by block).
+
+    Shape:
+        example: (n, C, H, W), a few images on any device (one is enough).
+    """
+    check_choice("steps", steps, RANDOMIZATION_STEPS)
+    layers = parameter_layers(model, example)
+    if steps == "layers" or (steps == "auto" and len(layers) <= LAYER_STEPS_UP_TO):
+        return [(name, [name]) for name in layers]
+    blocks = _blocks(model, "", len(layers))
+    groups: dict = {}
+    for layer in layers:  # a layer outside every block (parameters of the root) is its own step
+        block = next((b for b in blocks if layer == b or layer.startswith(b + ".")), layer)
+        groups.setdefault(block, []).append(layer)
+    named = list(groups.items())
+    if len(named) <= MAX_BLOCK_STEPS:
+        return named
+    bounds = np.linspace(0, len(named), MAX_BLOCK_STEPS + 1).round().astype(int)
+    return [(named[a][0] if b == a + 1 else f"{named[a][0]}..{named[b - 1][0]}",
+             [m for _, group in named[a:b] for m in group]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _blocks(module: nn.Module, prefix: str, total: int) -> list:
+    """Names of ``module``'s children holding parameter modules, a child holding more than half
+    of the model's ``total`` expanded into its own children."""
+    names = []
+    for name, child in module.named_children():
+        held = sum(1 for m in child.modules() if _own_params(m))
+        if not held:
+            continue
+        if held > total / 2 and held > 1 and any(True for _ in child.children()):
+            names += _blocks(child, f"{prefix}{name}.", total)
+        else:
+            names.append(f"{prefix}{name}")
+    return names
+
+
 def cascading_randomization(model: nn.Module, images: torch.Tensor, targets: torch.Tensor,
                             metric: str = "cosine", method: str = "guided_backprop", *,
                             seed: int = 0, batch_size: int = 256) -> list:
@@ -109,21 +167,23 @@ def randomized_maps(model: nn.Module, images: torch.Tensor,
                     target: Union[str, torch.Tensor] = "true", *,
                     labels: Optional[torch.Tensor] = None, method: str = "guided_backprop",
                     mode: str = "cascading", seed: int = 0, absolute: bool = True,
-                    batch_size: int = 256) -> Iterator[tuple]:
+                    batch_size: int = 256, steps: str = "auto") -> Iterator[tuple]:
     """Adebayo et al. (2018)'s model-randomization steps on a copy of ``model``, with their maps.
 
-    ``mode="cascading"`` re-initializes the layers (modules owning parameters, with their own
-    ``reset_parameters()``) from the output down, one more at each step; ``"independent"`` one
-    layer at a time, the others trained. Layer ``i`` from the output is re-initialized with seed
-    ``seed + i``. The classes explained are resolved at step 0, with the trained model
-    (``"true"``: ``labels``; ``"predicted"``: its predictions), and kept at every step.
+    ``mode="cascading"`` re-initializes the steps of :func:`randomization_steps` (``steps``: its
+    layers or blocks of modules owning parameters, with their own ``reset_parameters()``) from
+    the output down, one more at each step; ``"independent"`` one step at a time, the others
+    trained. Step ``i`` from the output is re-initialized with seed ``seed + i``. The classes
+    explained are resolved at step 0, with the trained model (``"true"``: ``labels``;
+    ``"predicted"``: its predictions), and kept at every step.
 
     Shape:
         images: (N, C, H, W) float in [0, 1].
 
     Yields:
         ``(step, layer, model at that step, Attribution)``: step 0 is the trained model (layer
-        ``"none"``), step ``i`` has the ``i``-th layer from the output re-initialized.
+        ``"none"``), step ``i`` has the ``i``-th layer or block from the output re-initialized
+        (``layer`` is its name).
     """
     check_images(images, labels)
     if mode not in RANDOMIZATION_MODES:
@@ -132,12 +192,12 @@ def randomized_maps(model: nn.Module, images: torch.Tensor,
     check_int("seed", seed, 0)
     work = copy.deepcopy(model)
     trained = {k: v.clone() for k, v in work.state_dict().items()}
-    layers = list(reversed(parameter_layers(work, images[:1])))
-    for step, layer in enumerate(["none"] + layers):
+    groups = list(reversed(randomization_steps(work, images[:1], steps)))
+    for step, (layer, modules) in enumerate([("none", [])] + groups):
         if mode == "independent" and step > 1:
             work.load_state_dict(trained)
         if step > 0:
-            _reset(work, [layer], seed + step - 1)
+            _reset(work, modules, seed + step - 1)
         attribution = explain(work, images, target, method, labels=labels, absolute=absolute,
                               batch_size=batch_size)
         target = attribution.target  # the classes of step 0, kept
@@ -155,7 +215,7 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
                         target: Union[str, torch.Tensor] = "true", *,
                         labels: Optional[torch.Tensor] = None, method: str = "guided_backprop",
                         metrics: Sequence[str] = ("cosine",), mode: str = "cascading",
-                        seed: int = 0, batch_size: int = 256) -> list:
+                        seed: int = 0, batch_size: int = 256, steps: str = "auto") -> list:
     """Scores and map similarities along :func:`randomized_maps` (signed maps; the absolute map
     of a one-channel image is their absolute value, else it is made again).
 
@@ -182,7 +242,7 @@ def randomization_curve(model: nn.Module, images: torch.Tensor,
 
     for step, layer, work, attribution in randomized_maps(
             model, images, target, labels=labels, method=method, mode=mode, seed=seed,
-            absolute=False, batch_size=batch_size):
+            absolute=False, batch_size=batch_size, steps=steps):
         signed = attribution.maps
         absolute = signed.abs() if images.shape[1] == 1 else explain(
             work, images, attribution.target, method, batch_size=batch_size).maps

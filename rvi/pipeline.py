@@ -55,7 +55,8 @@ class CellSpec:
         controls: which of ``random_weights``, the trivial explainers and the randomization
             modes run.
         cascade_n: images of the randomization tests; randomization_draws: re-initializations
-            of each model there; grid_images: images kept for figures.
+            of each model there; randomization_steps: their granularity
+            (:func:`rvi.controls.randomization_steps`); grid_images: images kept for figures.
         transfer: each of two models gets the other's adversarial images.
     """
 
@@ -69,6 +70,7 @@ class CellSpec:
     controls: tuple = ()
     cascade_n: int = 0
     randomization_draws: int = 1
+    randomization_steps: str = "auto"
     grid_images: int = 0
     transfer: bool = False
 
@@ -83,6 +85,7 @@ class CellSpec:
                    batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
                    controls=tuple(config.controls), cascade_n=config.cascade_n,
                    randomization_draws=config.randomization_draws,
+                   randomization_steps=config.randomization_steps,
                    grid_images=config.grid_images, transfer=config.transfer)
 
 
@@ -351,7 +354,8 @@ def randomization_rows(config: CellSpec, models: dict, images, labels, seed: int
                                     labels=labels[:count], method=config.methods[0],
                                     metrics=metrics, mode=mode,
                                     seed=seed if draw == 0 else derived_seed(seed, draw),
-                                    batch_size=config.batch_size)
+                                    batch_size=config.batch_size,
+                                    steps=config.randomization_steps)
         rows += [dict(seed=seed, model=kind, draw=draw, **row) for row in curve]
     return rows
 

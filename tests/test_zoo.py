@@ -13,6 +13,7 @@ import rvi
 from rvi import zoo
 from rvi._checks import installed
 from rvi.cli import main
+from rvi.controls import randomization_steps
 from rvi.preflight import check_guided_backprop_model
 
 needs_robustbench = pytest.mark.skipif(
@@ -230,3 +231,20 @@ def test_cli_compares_a_zoo_model_from_its_checkpoint_folder(tmp_path, monkeypat
     info = result.model_info.set_index("model")
     assert info.loc["Standard", "source"] == "robustbench:cifar10/Linf/Standard"
     assert set(result.records["model"]) == {"Standard", "small"}
+
+
+@needs_robustbench
+def test_zoo_architectures_are_randomized_by_their_stages():
+    """WideResNet-28-10 (Standard's architecture): 54 parameter modules, 6 block steps (the stem,
+    three stages, the last BatchNorm, the classifier); RobustBench's PreActResNet-18 alike."""
+    zoo.import_robustbench()
+    from robustbench.model_zoo.architectures.resnet import PreActBlock, PreActResNet
+    from robustbench.model_zoo.architectures.wide_resnet import WideResNet
+    example = torch.rand(1, 3, 32, 32)
+    wrn = WideResNet(depth=28, widen_factor=10)
+    assert len(randomization_steps(wrn, example, "layers")) == 54
+    assert [n for n, _ in randomization_steps(wrn, example, "auto")] == [
+        "conv1", "block1", "block2", "block3", "bn1", "fc"]
+    preact = PreActResNet(PreActBlock, [2, 2, 2, 2])
+    assert [n for n, _ in randomization_steps(preact, example, "auto")] == [
+        "conv1", "layer1", "layer2", "layer3", "layer4", "linear"]  # no bn: bn_before_fc=False
