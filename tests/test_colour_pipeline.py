@@ -1,6 +1,6 @@
 """The whole study on 3x32x32 colour images with a (tiny) pre-activation ResNet-18: training,
 attacks, Guided Backprop and plain-gradient maps, every default metric, and every control,
-including cascading and independent randomization over the ResNet's layers."""
+including cascading and independent randomization over the ResNet's blocks."""
 
 import math
 
@@ -70,17 +70,20 @@ def test_every_default_metric_is_scored_on_colour_images(colour_run):
     assert natural["image/cosine/clean"].sub(1).abs().max() < 1e-5
 
 
-def test_randomization_runs_over_every_resnet_layer(colour_run):
+def test_randomization_runs_over_every_resnet_block(colour_run):
+    """40 parameter layers (more than LAYER_STEPS_UP_TO), so the default steps are the blocks:
+    the stem, the four stages, the final BatchNorm and the classifier, from the output down."""
     _, result, layers, _ = colour_run
     assert len(layers) == 1 + 8 * 4 + 3 + 2  # stem, 8 blocks x (bn, conv, bn, conv), 3 shortcuts,
     #                                          final bn and classifier
+    blocks = ["fc", "bn", "stages.3", "stages.2", "stages.1", "stages.0", "stem"]
     cascading = result.cascading
     for mode in ("cascading", "independent"):
         for draw in (0, 1):
             rows = cascading[(cascading["mode"] == mode) & (cascading["kind"] == "score")
                              & (cascading["model"] == "robust") & (cascading["metric"] == "cosine")
                              & (cascading["draw"] == draw)]
-            assert rows["layer"].tolist() == ["none"] + layers[::-1]
+            assert rows["layer"].tolist() == ["none"] + blocks
             assert rows["mean"].map(math.isfinite).all()
 
 
