@@ -229,34 +229,36 @@ def training_seconds(speed: ModelSpeed, epochs: int, images: int, attack_steps: 
     return epochs * images * (attack_steps * speed.gradient + speed.training)
 
 
-#: Settings tried, one more at a time, when a run is predicted above the bound: (flag, field,
-#: value); a value is used only where it lowers the setting.
-SMALLER_SETTINGS = (("--randomization-steps blocks", "randomization_steps", "blocks"),
-                    ("--randomization-draws 2", "randomization_draws", 2),
-                    ("--cascade-n 50", "cascade_n", 50),
-                    ("--faithfulness-n 200", "faithfulness_n", 200),
-                    ("--n-test 200", "n_test", 200))
+#: Settings tried, one more at a time, when a run is predicted above the bound: ``(field,
+#: value(n))`` with ``n`` the run's test images; a setting is kept only where it shortens the run.
+SMALLER_SETTINGS = (("randomization_steps", lambda n: "blocks"),
+                    ("randomization_draws", lambda n: 2),
+                    ("randomization_draws", lambda n: 1),
+                    ("cascade_n", lambda n: max(1, min(50, n // 4))),
+                    ("faithfulness_n", lambda n: max(1, min(200, n // 4))),
+                    ("n_test", lambda n: max(1, min(200, n // 2))))
 
 
 def suggestions(cost: CostModel, config, n: int, train_seconds: float, bound: float) -> list:
     """Settings of :data:`SMALLER_SETTINGS`, added one at a time to ``config`` (a
-    :class:`rvi.config.BenchmarkConfig`), with the predicted total of each; stops at the first
-    that fits under ``bound`` seconds. Nothing is changed: these are printed for the user."""
+    :class:`rvi.config.BenchmarkConfig`) where each shortens the run, as flags with the
+    predicted total; stops at the first that fits under ``bound`` seconds. Nothing is changed:
+    these are printed for the user."""
     def total(settings) -> float:
         count = n if settings.n_test is None else min(n, settings.n_test)
         return cost.predict(CellSpec.from_benchmark(settings, count), count, len(config.seeds),
                             train_seconds).total
 
     lines, changed, flags, before = [], config, [], total(config)
-    for flag, name, value in SMALLER_SETTINGS:
-        current = getattr(changed, name)
-        if name != "randomization_steps" and current is not None and current <= value:
-            continue
+    for name, value_for in SMALLER_SETTINGS:
+        value = value_for(n)
         trial = dataclasses.replace(changed, **{name: value})
         after = total(trial)
         if after >= before:  # e.g. blocks on a model whose blocks are its layers
             continue
-        changed, flags, before = trial, flags + [flag], after
+        changed, before = trial, after
+        flags = [f for f in flags if not f.startswith(f"--{name.replace('_', '-')} ")]
+        flags.append(f"--{name.replace('_', '-')} {value}")
         lines.append(f"{' '.join(flags)}: {_minutes(after)}")
         if after <= bound:
             break

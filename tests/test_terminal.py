@@ -105,3 +105,20 @@ def test_a_redirected_bench_log_has_stage_lines_and_no_carriage_return(tmp_path)
             "randomization tests"} <= set(names)
     assert ("explain and score", "4", "cells") in stages  # 2 models x 2 inputs
     assert ("natural training, epoch 1/2", "4", "batches") in stages  # 512 training images, batch 128
+
+
+def test_stage_lines_report_a_long_stage_while_it_runs(monkeypatch, capsys):
+    """Off a terminal (capsys is not one) a stage writes a line after an item once INTERIM_SECONDS
+    have passed since the last, and one line when it ends."""
+    from rvi import progress
+    monkeypatch.setattr(progress, "INTERIM_SECONDS", 0.0)
+    items = list(progress.progress_bar(["a", "b", "c"], desc="explain and score", unit="cell"))
+    lines = capsys.readouterr().err.splitlines()
+    assert items == ["a", "b", "c"] and len(lines) == 4
+    assert [line.split(" ", 1)[1].split(",")[0] for line in lines[:3]] == [
+        "explain and score: 1/3 cells", "explain and score: 2/3 cells",
+        "explain and score: 3/3 cells"]
+    assert lines[3].split(" ", 1)[1].startswith("explain and score: 3 cells in ")
+    monkeypatch.setattr(progress, "INTERIM_SECONDS", 3600.0)
+    list(progress.progress_bar(range(2), desc="x", unit="batch"))
+    assert capsys.readouterr().err.count("\n") == 1  # a short stage: its final line only
