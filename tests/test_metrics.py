@@ -162,16 +162,6 @@ def scored(lenet, batch):
     return lenet, images, labels, maps
 
 
-def test_score_calls_the_metrics_function(scored):
-    """score adds the checks of what a metric needs, and nothing else."""
-    model, images, labels, maps = scored
-    kwargs = dict(model=model, targets=labels, method="saliency", seed=3, batch_size=40, offset=2)
-    for name in OWN:
-        info = METRICS[name]
-        expected = info.function(maps, images, **kwargs)
-        assert torch.equal(score(name, maps, images, **kwargs), expected), name
-
-
 def test_score_equals_the_public_functions(scored):
     model, images, labels, maps = scored
     s = maps.abs()
