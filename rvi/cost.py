@@ -141,7 +141,7 @@ def _minutes(seconds: float) -> str:
 
 #: What shrinks each stage, for the refusal message and the suggestions.
 SHRINK_FLAGS = {
-    "train": "--natural/--robust epochs, or models already in the cache",
+    "train": "--natural-epochs / --robust-epochs, or models already in the cache",
     "attack": "--n-test, or an attack with fewer --attack-steps",
     "evaluate": "--eval-attacks (AutoAttack and pgd-SxR cost most), --eval-n",
     "explain": "--n-test, --faithfulness-n, --metrics (faithfulness metrics cost most), --methods",
@@ -276,23 +276,22 @@ class _Probe(NamedTuple):
     def scaled(self, part: str, images: int, batch_size: int, speed: ModelSpeed) -> float:
         """Seconds of ``part`` on ``images`` images: the fixed part once per batch."""
         batches = max(1, -(-images // batch_size))
-        total = 0.0
-        for fixed_and_slope, weight in ((self.seconds[part], None),
-                                        *((line, i) for i, line in enumerate(self.passes[part]))):
-            fixed, slope = fixed_and_slope
-            value = batches * fixed + slope * images
-            total += value if weight is None else value * (
-                speed.forward if weight == 0 else max(speed.gradient - speed.forward, 0.0))
-        return total
+
+        def at(line: tuple) -> float:
+            fixed, slope = line
+            return batches * fixed + slope * images
+
+        forward, backward = self.passes[part]
+        return (at(self.seconds[part]) + at(forward) * speed.forward
+                + at(backward) * max(speed.gradient - speed.forward, 0.0))
 
 
 def _probe(spec: CellSpec, models: ModelSet, images: torch.Tensor, num_classes: int) -> _Probe:
     """Run the pipeline's explain and randomization stages through stand-in models on
     :data:`PROBE_SIZES` images each, with every metric and without the faithfulness ones, and
     fit each part's seconds and passes as a line in the images."""
-    measured = [_probe_once(spec, models, images[:k].cpu(), num_classes)
-                for k in sorted({min(k, len(images)) for k in PROBE_SIZES})]
-    sizes = [min(k, len(images)) for k in sorted(set(PROBE_SIZES))][:len(measured)]
+    sizes = sorted({min(k, len(images)) for k in PROBE_SIZES})
+    measured = [_probe_once(spec, models, images[:k].cpu(), num_classes) for k in sizes]
 
     def line(values):
         if len(values) == 1:
@@ -319,17 +318,15 @@ def _probe_once(spec: CellSpec, models: ModelSet, x: torch.Tensor, num_classes: 
     base = dataclasses.replace(spec, evaluations=(), faithfulness_n=None, cascade_n=k,
                                randomization_draws=1, grid_images=1, randomization_steps="layers",
                                controls=tuple(c for c in spec.controls if c != "mechanism"))
-    runs = {}
-    for name, metrics in (("all", spec.metrics),
-                          ("cells", tuple(m for m in spec.metrics if m not in faithfulness))):
-        if name == "cells" and not faithfulness:
-            runs[name] = runs["all"]
-            break
+
+    def run(metrics: tuple) -> _StageLog:
         log = _StageLog(counter)
         score_model_set(dataclasses.replace(base, metrics=metrics), 0, trained, controls, models,
                         x, labels, num_classes, log)
-        runs[name] = log
-    every, cells = runs["all"], runs["cells"]
+        return log
+
+    every = run(spec.metrics)
+    cells = run(tuple(m for m in spec.metrics if m not in faithfulness)) if faithfulness else every
     steps = max(1, len(models.trained) * len(modes) * (len(randomization_steps(
         standins[models.trained[0]], x[:1], "layers")) + 1))
     seconds = {"cells": cells.stage("explain"), "step": every.stage("randomization") / steps,

@@ -5,6 +5,7 @@ not a test: here only what can be known exactly is asserted (step groups, counte
 refusal before any work, suggestions that shrink)."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -155,15 +156,10 @@ def test_prediction_scales_with_the_counts(lenet, batch):
     small, large = cost.predict(spec, 100, 1), cost.predict(spec, 1000, 1)
     assert 0 < small.seconds["explain"] < large.seconds["explain"]
     assert cost.predict(spec, 100, 3).total == pytest.approx(3 * small.total)
-    more_draws = dataclass_replace(spec, randomization_draws=5)
+    more_draws = dataclasses.replace(spec, randomization_draws=5)
     assert cost.predict(more_draws, 100, 1).seconds["randomization"] == pytest.approx(
         5 * small.seconds["randomization"])
     assert small.seconds["train"] == 0 and cost.predict(spec, 100, 1, 60.0).seconds["train"] == 60
-
-
-def dataclass_replace(spec, **changes):
-    import dataclasses
-    return dataclasses.replace(spec, **changes)
 
 
 def test_suggestions_only_list_settings_that_shrink_the_run(lenet, synthetic):
@@ -177,7 +173,7 @@ def test_suggestions_only_list_settings_that_shrink_the_run(lenet, synthetic):
     totals = [cost.predict(spec, 256, 1).total]
     for tip in tips:
         flags = dict(pair.split(" ") for pair in tip.split(":")[0].replace(" --", "|--").split("|"))
-        changed = dataclass_replace(config, **{k[2:].replace("-", "_"): (
+        changed = dataclasses.replace(config, **{k[2:].replace("-", "_"): (
             int(v) if v.isdigit() else v) for k, v in flags.items()})
         count = min(256, changed.n_test or 256)
         totals.append(cost.predict(CellSpec.from_benchmark(changed, count), count, 1).total)
