@@ -4,14 +4,18 @@ every warning an error:
     pip install -e ".[docs]"
     python docs/build.py [--out site]
 
-The MkDocs configuration is written here, into a temporary file, so the repository's top level
-holds no tool files; the site (static HTML, open ``site/index.html``) goes to ``--out``.
+The MkDocs configuration is written here, into a temporary folder beside a copy of docs/ in which
+the tutorial notebook is converted to Markdown with its committed outputs (nbconvert), so the
+repository's top level holds no tool files; the site (static HTML, open ``site/index.html``) goes
+to ``--out``. (No MkDocs notebook plugin: mkdocs-jupyter needs mkdocs-material, whose every
+release needs a newer ``requests`` than torchattacks allows.)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,17 +29,37 @@ PAGES = [{"Home": "index.md"}, {"Tutorial": "tutorial.ipynb"}, {"Using the bench
          {"Architecture": "architecture.md"}, {"API reference": "api.md"}]
 
 
-def config(site: Path) -> dict:
+def markdown_pages(docs: Path) -> None:
+    """Copy docs/ into ``docs`` with each notebook converted to ``NAME.md`` (outputs as committed)
+    and the pages' links to it following."""
+    from nbconvert import MarkdownExporter
+
+    shutil.copytree(DOCS, docs, ignore=shutil.ignore_patterns("build.py", "*.ipynb"))
+    notebooks = sorted(DOCS.glob("*.ipynb"))
+    for page in docs.glob("*.md"):
+        text = page.read_text()
+        for notebook in notebooks:
+            text = text.replace(f"]({notebook.name}", f"]({notebook.stem}.md")
+        page.write_text(text)
+    for notebook in notebooks:
+        body, resources = MarkdownExporter().from_filename(str(notebook))
+        (docs / notebook.with_suffix(".md").name).write_text(body)
+        for name, data in resources.get("outputs", {}).items():  # figures, if a cell draws one
+            (docs / name).write_bytes(data)
+
+
+def config(docs: Path, site: Path) -> dict:
     """The MkDocs configuration (JSON is valid YAML)."""
+    nav = [{title: page.replace(".ipynb", ".md") for title, page in entry.items()}
+           for entry in PAGES]
     return {
-        "site_name": "rvi", "docs_dir": str(DOCS), "site_dir": str(site), "nav": PAGES,
+        "site_name": "rvi", "docs_dir": str(docs), "site_dir": str(site), "nav": nav,
         "theme": {"name": "readthedocs"}, "use_directory_urls": False,
-        "exclude_docs": "build.py\n", "strict": True,
+        "strict": True,
         "validation": {"links": {"not_found": "warn", "absolute_links": "warn",
                                  "unrecognized_links": "warn"}},
         "plugins": [
             "search",
-            {"mkdocs-jupyter": {"execute": False, "include_source": True}},
             {"mkdocstrings": {"handlers": {"python": {
                 "paths": [str(REPO)],
                 "options": {"docstring_style": "google", "show_source": False,
@@ -53,8 +77,9 @@ def main() -> int:
     args = parser.parse_args()
     site = Path(args.out).resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "mkdocs.yml"
-        path.write_text(json.dumps(config(site), indent=2))
+        docs, path = Path(tmp) / "docs", Path(tmp) / "mkdocs.yml"
+        markdown_pages(docs)
+        path.write_text(json.dumps(config(docs, site), indent=2))
         done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--clean",
                                "--config-file", str(path)])
     if done.returncode == 0:

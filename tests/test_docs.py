@@ -35,7 +35,7 @@ def test_every_page_of_the_site_exists_and_every_guide_is_in_it():
 
 @pytest.mark.slow
 def test_the_site_builds_with_warnings_as_errors(tmp_path):
-    if not (installed("mkdocs") and installed("mkdocstrings-python")):
+    if not all(map(installed, ("mkdocs", "mkdocstrings-python", "nbconvert"))):
         pytest.skip('the site needs pip install "rvi[docs]"')
     done = subprocess.run([sys.executable, str(DOCS / "build.py"), "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=600)
