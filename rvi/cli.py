@@ -501,7 +501,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     base = _merged_config(AttackConfig, args, prefix="attack_", skip=("name",),
                           base=dataset_attack(data.name).to_dict())
     try:
-        attacks = [parse_eval_attack(spec, base) for spec in args.attacks]
+        attacks = [parse_eval_attack(spec, base, data.name) for spec in args.attacks]
     except ValueError as err:
         raise ValueError(f"--attacks: {err}") from err
     result = evaluate(model, images, labels, attacks, n=args.n, distributed=ddp.is_distributed())

@@ -421,7 +421,9 @@ def _check_strings(config, *, optional: tuple, required: tuple) -> None:
 
 
 EVAL_ATTACK_HELP = ("attacks for the accuracy table: fgsm, pgd (the --attack-* settings), "
-                    "pgd-STEPSxRESTARTS (e.g. pgd-40x5, step 2.5*eps/steps) or autoattack")
+                    "pgd-STEPSxRESTARTS (e.g. pgd-40x5, step 2.5*eps/steps) or autoattack; "
+                    "NAME@Linf or NAME@L2 attacks in that norm at the dataset's default budget "
+                    "when it is not the attack's norm (e.g. autoattack@L2)")
 
 
 @dataclass(frozen=True)
@@ -514,7 +516,7 @@ class BenchmarkConfig(_Config):
         check_bool("download", self.download)
         _check_scoring(self, controls=True)
         _check_tuple("eval_attacks", self.eval_attacks, empty_ok=True,
-                     each=lambda spec: parse_eval_attack(spec, self.attack))
+                     each=lambda spec: parse_eval_attack(spec, self.attack, self.dataset))
         for name in ("n_test", "eval_n", "faithfulness_n"):
             optional_int(getattr(self, name), name)
         if not isinstance(self.seeds, tuple) or not self.seeds:
@@ -557,9 +559,24 @@ class BenchmarkConfig(_Config):
         return dataclasses.replace(getattr(self, kind), seed=seed)
 
 
-def parse_eval_attack(spec: str, base: AttackConfig) -> AttackConfig:
+def parse_eval_attack(spec: str, base: AttackConfig, dataset: Optional[str] = None) -> AttackConfig:
     """``fgsm``, ``pgd``, ``pgd-STEPSxRESTARTS`` or ``autoattack`` -> an AttackConfig with
-    ``base``'s eps (and, for ``pgd``, its alpha and steps)."""
+    ``base``'s eps (and, for ``pgd``, its alpha and steps). ``NAME@NORM`` (``autoattack@L2``)
+    attacks in ``NORM``: with ``base`` when that is ``base``'s norm, else with
+    ``dataset_attack(dataset, NORM)``, the dataset's usual budget in that norm.
+
+    Raises:
+        ValueError: an unknown entry or norm, or another norm than ``base``'s without a dataset.
+    """
+    if isinstance(spec, str) and "@" in spec:
+        spec, _, norm = spec.partition("@")
+        _check_choice("eval_attacks entry's norm (after @)", norm, NORMS)
+        if norm != base.norm:
+            if dataset is None:
+                raise ValueError(f"eval_attacks entry {spec}@{norm} attacks in another norm than "
+                                 f"the attack's {base.norm}, at a dataset's default budget, and "
+                                 "no dataset is given (rvi sweep evaluates in one norm)")
+            base = dataset_attack(dataset, norm)
     if spec in ("fgsm", "autoattack"):
         return dataclasses.replace(base, name=spec)
     if spec == "pgd":

@@ -78,7 +78,7 @@ class CellSpec:
     def from_benchmark(cls, config: BenchmarkConfig, n: int) -> "CellSpec":
         """The cells of a :class:`BenchmarkConfig` on ``n`` test images: its ``eval_attacks``
         (``fgsm`` and ``pgd`` on all ``n``, the costly ones on the first ``eval_n``)."""
-        evaluations = tuple(evaluation(spec, config.attack, n, config.eval_n)
+        evaluations = tuple(evaluation(spec, config.attack, n, config.eval_n, config.dataset)
                             for spec in config.eval_attacks)
         return cls(attack=config.attack, evaluations=evaluations, methods=tuple(config.methods),
                    metrics=tuple(config.metrics), target=config.target,
@@ -89,12 +89,13 @@ class CellSpec:
                    grid_images=config.grid_images, transfer=config.transfer)
 
 
-def evaluation(spec: str, base: AttackConfig, n: int, eval_n: Optional[int]) -> tuple:
+def evaluation(spec: str, base: AttackConfig, n: int, eval_n: Optional[int],
+               dataset: Optional[str] = None) -> tuple:
     """``(attack, images)`` of one ``eval_attacks`` entry (:func:`rvi.config.parse_eval_attack`
-    with ``base``) on ``n`` test images: ``fgsm`` and ``pgd`` on all ``n``, the costly ones
-    (``pgd-SxR``, ``autoattack``) on the first ``eval_n`` (None: all)."""
-    cheap = spec in ("fgsm", "pgd") or eval_n is None
-    return parse_eval_attack(spec, base), n if cheap else min(eval_n, n)
+    with ``base`` and ``dataset``) on ``n`` test images: ``fgsm`` and ``pgd`` (in either norm) on
+    all ``n``, the costly ones (``pgd-SxR``, ``autoattack``) on the first ``eval_n`` (None: all)."""
+    cheap = spec.partition("@")[0] in ("fgsm", "pgd") or eval_n is None
+    return parse_eval_attack(spec, base, dataset), n if cheap else min(eval_n, n)
 
 
 @contextlib.contextmanager

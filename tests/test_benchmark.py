@@ -191,6 +191,19 @@ def test_costly_attacks_run_on_the_first_eval_n_images(tmp_path, eval_n, expecte
     assert by_attack["PGD-2 eps=0.3 alpha=0.375 x2 restarts"] == expected_n
 
 
+def test_eval_attacks_in_both_norms_in_one_accuracy_table(tmp_path):
+    config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
+                         methods=("saliency",), eval_attacks=("pgd", "pgd@L2", "pgd-2x2@L2"),
+                         eval_n=5)
+    accuracy = rvi.run_benchmark(config).accuracy
+    n = accuracy.groupby("attack")["n"].max().to_dict()
+    assert n == {"clean": 12, "PGD-2 eps=0.3 alpha=0.1": 12, "PGD-7 L2 eps=2 alpha=0.5": 12,
+                 "PGD-2 L2 eps=2 alpha=2.5 x2 restarts": 5}
+    for _, model in accuracy.groupby(["seed", "model"]):
+        by_attack = model.set_index("attack")["accuracy"]
+        assert (by_attack.drop("clean") <= by_attack["clean"]).all()
+
+
 @pytest.mark.parametrize("transfer, expected",
                          [(True, ["robust", "natural"]), (False, ["natural", "robust"])])
 def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, expected):

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig, dataset_attack
+from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig, dataset_attack, parse_eval_attack
 
 
 def test_attack_defaults_are_the_seed_attack():
@@ -274,3 +274,38 @@ def test_a_benchmark_norm_chooses_every_default_attack():
         BenchmarkConfig(dataset="fashion-mnist", norm="L2")
     with pytest.raises(ValueError, match="norm must be one of"):
         BenchmarkConfig(norm="L1")
+
+
+def test_eval_attacks_in_the_other_norm_take_the_datasets_budget_in_it():
+    linf = dataset_attack("mnist")
+    assert parse_eval_attack("pgd@Linf", linf, "mnist") == parse_eval_attack("pgd", linf)
+    assert parse_eval_attack("autoattack@L2", linf, "mnist") == AttackConfig(
+        name="autoattack", eps=2.0, alpha=0.5, norm="L2")
+    restarts = parse_eval_attack("pgd-40x5@L2", linf, "mnist")
+    assert (restarts.norm, restarts.eps, restarts.steps, restarts.restarts) == ("L2", 2.0, 40, 5)
+    assert restarts.alpha == pytest.approx(2.5 * 2.0 / 40)
+    # an L2 study's own attack is the base of its L2 entries (its eps, not the default's)
+    own = AttackConfig(eps=1.5, alpha=0.3, norm="L2")
+    assert parse_eval_attack("pgd@L2", own, "mnist") == own
+    fgsm = AttackConfig(name="fgsm", eps=0.3, alpha=0.1)
+    assert parse_eval_attack("fgsm@Linf", own, "mnist") == fgsm
+    config = BenchmarkConfig(dataset="mnist", eval_attacks=("pgd", "pgd@L2", "autoattack@L2"))
+    assert config.eval_attacks == ("pgd", "pgd@L2", "autoattack@L2")
+
+
+@pytest.mark.parametrize("spec, dataset, message", [
+    ("pgd@L1", "mnist", "eval_attacks entry's norm (after @) must be one of Linf, L2; got 'L1'"),
+    ("pgd@L2", None, "pgd@L2 attacks in another norm than the attack's Linf"),
+    ("pgd@L2", "fashion-mnist", "'fashion-mnist' has no stated L2 budget"),
+    ("cw@L2", "mnist", "eval_attacks entry must be fgsm, pgd, pgd-STEPSxRESTARTS or autoattack"),
+])
+def test_bad_eval_attack_norms(spec, dataset, message):
+    with pytest.raises(ValueError) as err:
+        parse_eval_attack(spec, AttackConfig(), dataset)
+    assert message in str(err.value)
+
+
+def test_a_sweep_refuses_eval_attacks_in_another_norm():
+    from rvi.config import SweepConfig
+    with pytest.raises(ValueError, match="rvi sweep evaluates in one norm"):
+        SweepConfig(eval_attacks=("pgd", "autoattack@L2"))
