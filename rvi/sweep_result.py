@@ -25,7 +25,7 @@ from ._checks import check_path
 from ._io import atomic_write, saved_file
 from .config import SweepConfig
 from .correlation import EXACT_POINTS, PERMUTATIONS, permutation_p, point_spearman
-from .formatting import interval
+from .formatting import NO_INTERVAL, interval, p_value
 from .metrics import METRICS
 from .records import ScoreKey, frame_from_json, json_rows, read_record
 from .report import format_interval, tex_escape, tex_frame
@@ -238,12 +238,11 @@ class SweepResult:
             return pd.DataFrame()
 
         def fmt(prefix):
-            return [("—" if not np.isfinite(r) else f"{r:.2f}" if not np.isfinite(lo)
-                     else f"{r:.2f} [{lo:.2f}, {hi:.2f}]")
+            return [interval(r, lo, hi, ".2f") if np.isfinite(r) else NO_INTERVAL
                     for r, lo, hi in zip(c[prefix], c[prefix + "_low"], c[prefix + "_high"])]
 
         def fmt_p(column):
-            return [f"{p:.2g}" if np.isfinite(p) else "—" for p in c[column]]
+            return [p_value(p) for p in c[column]]
 
         columns = {**{k: c[k] for k in SCORE_CELL},
                    "higher is": np.where(c["higher_is_better"], "better", "worse")}
