@@ -41,3 +41,20 @@ def reference_guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.T
     x = x.detach().clone().requires_grad_(True)
     guided(x).gather(1, target[:, None]).sum().backward()
     return x.grad
+
+
+class FunctionalReLU(nn.Module):
+    """A ReLU layer that calls ``torch.relu``: Captum's GuidedBackprop, which hooks nn.ReLU
+    modules, would pass its gradient unguided."""
+
+    def forward(self, x):
+        return torch.relu(x)
+
+
+def with_functional_relu(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose first nn.ReLU module is a :class:`FunctionalReLU`."""
+    twin = copy.deepcopy(model)
+    name = next(name for name, module in twin.named_modules() if isinstance(module, nn.ReLU))
+    parent, _, child = name.rpartition(".")
+    setattr(twin.get_submodule(parent), child, FunctionalReLU())
+    return twin

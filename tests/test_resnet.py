@@ -9,7 +9,7 @@ from torch import nn
 
 import rvi
 from rvi.models import CIFAR10_MEAN, PreActBlock, PreActResNet, resnet18
-from reference_gbp import reference_guided_backprop
+from reference_gbp import reference_guided_backprop, with_functional_relu
 
 
 def tiny_resnet(seed=0, width=4, in_channels=3):
@@ -61,9 +61,11 @@ def test_normalization_is_inside_the_model():
     assert torch.allclose(model.stages(model.stem(model.normalize(x))), expected)
 
 
-def test_resnet_passes_the_guided_backprop_preflight():
-    model = tiny_resnet().float()
-    rvi.saliency.check_guided_backprop_model(model, torch.rand(1, 3, 32, 32))
+def test_resnet_passes_the_guided_backprop_preflight_and_its_functional_twin_does_not():
+    model, x = tiny_resnet().float(), torch.rand(1, 3, 32, 32)
+    rvi.saliency.check_guided_backprop_model(model, x)
+    with pytest.raises(ValueError, match="nn.ReLU module.*calls 'relu'"):
+        rvi.saliency.check_guided_backprop_model(with_functional_relu(model), x)
 
 
 @pytest.mark.parametrize("absolute", [False, True])

@@ -15,7 +15,7 @@ from rvi import saliency
 from rvi.registry import METHOD_REGISTRY
 from rvi.saliency import (IG_STEPS, METHODS, SMOOTHGRAD_SAMPLES, Attribution,
                           check_guided_backprop_model, explain, images_per_call)
-from reference_gbp import GuidedReLUFunction, reference_guided_backprop
+from reference_gbp import GuidedReLUFunction, reference_guided_backprop, with_functional_relu
 
 
 # --- a hand-set network whose maps are computed by hand --------------------------------------
@@ -147,11 +147,6 @@ def test_guided_backprop_refuses_relu_input_used_twice():
     out = model.b(GuidedReLUFunction.apply(h.clone()) + h)
     (grad,) = torch.autograd.grad(out.gather(1, torch.tensor([[0], [1], [2]])).sum(), inputs)
     torch.testing.assert_close(result.maps, grad)
-
-
-def test_preflight_accepts_relu_module_models(lenet):
-    check_guided_backprop_model(lenet, torch.rand(1, 1, 28, 28))
-    check_guided_backprop_model(hand_net(), HAND_X[:1])
 
 
 # --- methods, targets, batching -----------------------------------------------------------------
@@ -407,8 +402,15 @@ def test_model_must_return_2d_logits():
         explain(model, torch.rand(2, 1, 8, 8), "predicted", "saliency")
 
 
-@pytest.mark.parametrize("name", ["lenet", "madry-cnn"])
-def test_every_built_model_is_accepted_by_the_preflight(name):
+@pytest.mark.parametrize("name", ["lenet", "madry-cnn", "hand"])
+def test_the_preflight_accepts_each_model_and_refuses_its_functional_relu_twin(name):
+    """Each built model passes the preflight; the same model with one ReLU called as a function
+    (Guided Backprop would be wrong there) is refused, so passing is not vacuous."""
     torch.manual_seed(0)
-    model = build_model(name)
-    check_guided_backprop_model(model, torch.rand(1, 1, 28, 28))
+    if name == "hand":
+        model, x = hand_net(), HAND_X[:1]
+    else:
+        model, x = build_model(name), torch.rand(1, 1, 28, 28)
+    check_guided_backprop_model(model, x)
+    with pytest.raises(ValueError, match="nn.ReLU module.*calls 'relu'"):
+        check_guided_backprop_model(with_functional_relu(model), x)
