@@ -12,8 +12,8 @@ computes any of them through that object, so reports need no special cases. Conv
 - A map of shape (N, 1, H, W) next to an image with C > 1 channels is compared with the image's
   channel mean; otherwise the shapes must match exactly.
 - Wherever a score would divide by zero (an all-zero map, an all-zero image, a zero gradient), the
-  score is 0.0, never NaN; :func:`count_zero_maps` says how many maps were all zero so that a
-  report can state it.
+  score is 0.0, never NaN; :func:`zero_maps` says which maps were all zero so that a report can
+  state it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._checks import (check_choice, check_int, check_map, check_map_pair, check_model,
-                      check_scored_image, describe, require_installed)
+                      check_scored_image, require_installed)
 from ._modelstate import channels_last, model_device, preserved_state
 from .registry import FAMILIES, METRIC_REGISTRY, Metric  # noqa: F401 (FAMILIES re-exported)
 
@@ -316,35 +316,3 @@ def zero_maps(saliency: torch.Tensor) -> torch.Tensor:
     """(N,) bool: which maps are exactly zero everywhere."""
     check_map(saliency)
     return ~saliency.flatten(1).ne(0).any(1)
-
-
-def count_zero_maps(saliency: torch.Tensor) -> int:
-    """How many maps are exactly zero everywhere (their scores are 0.0 by convention)."""
-    return int(zero_maps(saliency).sum())
-
-
-def accuracy(logits_or_preds: torch.Tensor, labels: torch.Tensor) -> float:
-    """Share of correct predictions, in [0, 1].
-
-    Shape:
-        logits_or_preds: (N, K) float logits or (N,) integer predictions; labels: (N,) integer.
-
-    Raises:
-        ValueError: mismatched lengths, wrong dtypes or shapes, or an empty batch.
-    """
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1 \
-            or labels.dtype.is_floating_point or labels.dtype == torch.bool:
-        raise ValueError(f"labels must be an (N,) integer tensor, got {describe(labels)}")
-    if not isinstance(logits_or_preds, torch.Tensor):
-        raise ValueError(f"logits_or_preds must be a tensor, got {describe(logits_or_preds)}")
-    if logits_or_preds.ndim == 2 and logits_or_preds.is_floating_point():
-        preds = logits_or_preds.argmax(1)
-    elif logits_or_preds.ndim == 1 and not logits_or_preds.is_floating_point():
-        preds = logits_or_preds
-    else:
-        raise ValueError("logits_or_preds must be (N, K) float logits or (N,) integer "
-                         f"predictions, got {describe(logits_or_preds)}")
-    if len(preds) != len(labels) or len(labels) == 0:
-        raise ValueError(f"logits_or_preds and labels must have the same non-zero length, got "
-                         f"{len(preds)} and {len(labels)}")
-    return float((preds.cpu() == labels.cpu()).float().mean())

@@ -1,8 +1,8 @@
 """Per-image records: their score keys, the model set they compare, and their JSON form.
 
-A record frame has one row per (seed, model, input, image) with the identity columns
-:data:`KEY_COLUMNS` (plus ``zero_map``) and score columns named ``"{explainer}/{metric}/{reference}"``
-(parsed once, by :meth:`ScoreKey.from_column`):
+A record frame has one row per (seed, model, input, image) with the identity columns ``seed,
+model, input, image, label, target, prediction, correct, zero_map`` and score columns named
+``"{explainer}/{metric}/{reference}"`` (parsed once, by :meth:`ScoreKey.from_column`):
 
 - explainer: an attribution method (``guided_backprop`` ...), a trivial control explainer
   (``image``, ``edge``, ``noise``) or ``model`` for scores of the model itself (``alignment``);
@@ -26,7 +26,6 @@ import pandas as pd
 
 from ._io import atomic_write
 
-KEY_COLUMNS = ("seed", "model", "input", "image", "label", "target", "prediction", "correct")
 CELL = ["model", "input", "explainer", "metric", "reference"]
 #: The explainer name under which model-only metrics (``uses_map=False``) are stored.
 MODEL_EXPLAINER = "model"

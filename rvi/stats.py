@@ -199,16 +199,6 @@ def interval_stats(values, seeds, resamples: int = 2000, seed: int = 0) -> pd.Da
         "interval": np.where(one, IMAGES_INTERVAL, SEEDS_INTERVAL)})
 
 
-def mean_ci(values, resamples: int = 2000, seed: int = 0) -> tuple:
-    """Mean and 95% percentile-bootstrap interval over ``values`` (one sample, 1-D).
-
-    Returns ``(mean, low, high)``; an empty sample gives NaNs.
-    """
-    mean, low, high = bootstrap_interval(np.asarray(values, dtype=np.float64).reshape(-1),
-                                         resamples, seed)
-    return float(mean[0]), float(low[0]), float(high[0])
-
-
 def holm(p) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error); NaN entries are not tests.
 
@@ -312,9 +302,3 @@ def model_differences(records: pd.DataFrame, models: ModelSet = NATURAL_ROBUST,
                                      "reference", "difference", "ci_low", "ci_high", "p",
                                      "seeds", "n", "n_per_seed", "seed_std", "interval"])
     return pd.concat(frames, ignore_index=True)
-
-
-def robust_minus_natural(records: pd.DataFrame, resamples: int = 2000) -> pd.DataFrame:
-    """Paired differences robust - natural for every score column and input kind (one row
-    each, see :func:`paired_stats`): :func:`model_differences` of :data:`NATURAL_ROBUST`."""
-    return model_differences(records, NATURAL_ROBUST, resamples)

@@ -262,7 +262,7 @@ def test_verdicts_follow_the_numbers():
                                   "image": np.arange(n), "m/cosine/clean": base + shift,
                                   "noise/cosine/clean": base - 0.3}))
     records = pd.concat(rows, ignore_index=True)
-    diffs = stats.robust_minus_natural(records, 200)
+    diffs = stats.model_differences(records, resamples=200)
     controls = verdicts.control_differences(records, "m", 200)
     (line,) = verdicts.verdicts(diffs, controls, "m")
     assert line.startswith("cosine (m, natural input): robust cleaner than natural by +0.1")

@@ -9,8 +9,8 @@ from torch import nn
 
 from rvi import faithfulness, quantus_metrics, relative
 from rvi.metrics import (
-    METRICS, MetricInfo, accuracy, alignment, alignment_margin, cleanliness, cosine,
-    count_zero_maps, foreground_mass, inner, metric_images_per_call, score, zero_maps,
+    METRICS, MetricInfo, alignment, alignment_margin, cleanliness, cosine,
+    foreground_mass, inner, metric_images_per_call, score, zero_maps,
 )
 from rvi.saliency import explain
 
@@ -101,7 +101,6 @@ def test_all_zero_maps_and_images_score_zero(pair):
         assert scores[1] == 0 and scores[3] == 0, kind
     assert cosine(maps, images)[2] == 0 and inner(maps, images)[2] == 0
     assert foreground_mass(maps, images)[2] == 0
-    assert count_zero_maps(maps) == 2
     assert zero_maps(maps).tolist() == [False, True, False, True, False]
 
 
@@ -250,21 +249,6 @@ def test_bad_kind_and_missing_model(pair):
         alignment(model, -images)
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1, got 0"):
         alignment(model, images, batch_size=0)
-
-
-def test_accuracy():
-    labels = torch.tensor([0, 1, 2, 1])
-    assert accuracy(torch.tensor([0, 1, 1, 1]), labels) == 0.75
-    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 3.0], [5.0, 0.0, 0.0]])
-    assert accuracy(logits, labels) == 0.75
-    with pytest.raises(ValueError, match="same non-zero length"):
-        accuracy(torch.tensor([0, 1]), labels)
-    with pytest.raises(ValueError, match="labels must be an \\(N,\\) integer tensor"):
-        accuracy(torch.tensor([0, 1, 1, 1]), labels.float())
-    with pytest.raises(ValueError, match="logits_or_preds must be"):
-        accuracy(torch.rand(4), labels)
-    with pytest.raises(ValueError, match="same non-zero length"):
-        accuracy(torch.tensor([], dtype=torch.int64), torch.tensor([], dtype=torch.int64))
 
 
 def test_every_metric_has_a_section_in_the_docs():

@@ -56,7 +56,7 @@ def cascading_frame(seeds: int, trained: float = 0.6, end: float = 0.3):
 
 
 def verdict_lines(records, seeds: int, **accuracy):
-    diffs = stats.robust_minus_natural(records, 300)
+    diffs = stats.model_differences(records, resamples=300)
     controls = verdicts.control_differences(records, "m", 300, cascading_frame(seeds))
     diffs, controls = verdicts.with_holm(diffs, controls, "m")
     return verdicts.verdicts(diffs, controls, "m", accuracy_frame(seeds, **accuracy), "PGD")
@@ -84,7 +84,7 @@ def test_seed_interval_covers_the_true_difference_and_the_pooled_bootstrap_does_
             frames.append(pd.DataFrame(scores, columns=[f"m{r}/cosine/clean" for r in range(reps)])
                           .assign(seed=seed, model=model, input="natural", image=np.arange(n)))
     records = pd.concat(frames, ignore_index=True)
-    diffs = stats.robust_minus_natural(records, 200)
+    diffs = stats.model_differences(records, resamples=200)
     assert len(diffs) == reps and (diffs["interval"] == stats.SEEDS_INTERVAL).all()
     assert (diffs["seeds"] == seeds).all() and (diffs["n_per_seed"] == n).all()
     new = ((diffs["ci_low"] <= delta) & (delta <= diffs["ci_high"])).mean()
@@ -105,7 +105,7 @@ def test_seed_interval_covers_the_true_difference_and_the_pooled_bootstrap_does_
 def test_seed_interval_is_scipy_t_interval_over_per_seed_means():
     records = make_records({("robust", "m/cosine/clean"): 0.1, ("natural", "m/cosine/clean"): 0},
                            seed_effects=[0.05, -0.04, 0.02, 0.0], n=30)
-    row = stats.robust_minus_natural(records, 200).iloc[0]
+    row = stats.model_differences(records, resamples=200).iloc[0]
     robust = records[records["model"] == "robust"]
     natural = records[records["model"] == "natural"]
     per_seed = [(robust[robust["seed"] == s]["m/cosine/clean"].to_numpy()
@@ -122,7 +122,7 @@ def test_seed_interval_is_scipy_t_interval_over_per_seed_means():
 def test_vectorized_bootstrap_agrees_with_scipy():
     rng = np.random.default_rng(3)
     values = rng.exponential(1.0, 80)
-    mean, low, high = stats.mean_ci(values, resamples=4000, seed=5)
+    mean, low, high = (float(v[0]) for v in stats.bootstrap_interval(values, 4000, 5))
     ref = scipy_stats.bootstrap((values,), np.mean, n_resamples=4000, method="percentile",
                                 random_state=np.random.default_rng(6)).confidence_interval
     se = values.std(ddof=1) / np.sqrt(len(values))
@@ -145,7 +145,7 @@ def test_bootstrap_shares_one_weight_matrix_across_columns_and_ignores_nan():
 
 def test_one_seed_uses_the_image_bootstrap_and_says_so():
     records = make_records({("robust", "m/cosine/clean"): 0.1, ("natural", "m/cosine/clean"): 0})
-    row = stats.robust_minus_natural(records, 300).iloc[0]
+    row = stats.model_differences(records, resamples=300).iloc[0]
     assert row["interval"] == stats.IMAGES_INTERVAL and row["seeds"] == 1
     diff = records[records["model"] == "robust"]["m/cosine/clean"].to_numpy() \
         - records[records["model"] == "natural"]["m/cosine/clean"].to_numpy()
@@ -170,7 +170,7 @@ def test_holm_matches_a_hand_computation():
 
 def test_holm_family_is_what_the_verdicts_check():
     records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
-    diffs = stats.robust_minus_natural(records, 200)
+    diffs = stats.model_differences(records, resamples=200)
     controls = verdicts.control_differences(records, "m", 200, cascading_frame(3))
     diffs, controls = verdicts.with_holm(diffs, controls, "m")
     tested = controls[controls["p_holm"].notna()]
@@ -198,7 +198,7 @@ def test_each_verdict_is_an_intersection_union_test_holm_across_verdicts():
                    ("random_weights", "m/deletion_gain/clean"): 0.5,
                    ("robust", "m/deletion/clean"): 0.1})
     records = make_records(shifts, seed_effects=[0, 0.01, -0.01, 0.02])
-    diffs = stats.robust_minus_natural(records, 200)
+    diffs = stats.model_differences(records, resamples=200)
     controls = verdicts.control_differences(records, "m", 200, cascading_frame(4))
     gain = controls[controls["metric"] == "deletion_gain"]
     assert set(gain["control"]) == {"plain gradient", "image"}  # no random weights
@@ -275,7 +275,7 @@ def test_scale_dependent_metric_is_not_compared_with_trivial_explainers():
 
 def test_cascading_end_and_accuracy_rules_are_checked():
     records = make_records(CLEAN_STUDY, seed_effects=[0, 0.01, -0.01])
-    diffs = stats.robust_minus_natural(records, 200)
+    diffs = stats.model_differences(records, resamples=200)
     flat = verdicts.control_differences(records, "m", 200, cascading_frame(3, 0.6, 0.6 + 1e-3))
     (line,) = verdicts.verdicts(diffs, flat, "m", accuracy_frame(3), "PGD")
     assert "the metric does not depend on the weights here" in line and "fails: cascading" in line
