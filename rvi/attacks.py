@@ -84,7 +84,8 @@ def skip_random_starts(config: AttackConfig, n_images: int, image_shape, device)
 def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config: AttackConfig,
            *, batch_size: int = 500, seed: Optional[int] = 0, num_classes: int = 10,
            offset: int = 0) -> torch.Tensor:
-    """Adversarial versions of ``images`` against ``model`` (white-box, untargeted, L-inf).
+    """Adversarial versions of ``images`` against ``model`` (white-box, untargeted, in the
+    config's norm).
 
     Args:
         model: classifier taking [0, 1] images.
@@ -140,6 +141,31 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     finally:
         np.random.set_state(numpy_state)
     return out
+
+
+def attack_part(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, part: slice,
+                config: AttackConfig, *, batch_size: int = 500, seed: Optional[int] = 0,
+                num_classes: int = 10) -> torch.Tensor:
+    """Adversarial versions of ``images[part]`` equal to those one :func:`attack` call on all
+    ``images`` gives them: how a rank attacks its shard (:func:`rvi.evaluate` with
+    ``distributed=True``, the benchmark pipeline). PGD random starts and AutoAttack chunks follow
+    ``part.start``. Two random starts cannot be skipped without attacking the images before the
+    part: PGD with ``restarts > 1`` (noise only for the images still classified correctly) and L2
+    PGD (a normal per pixel, then a uniform per image, per batch); these attack
+    ``images[:part.stop]`` and keep the part: exact when ``part.stop`` is a multiple of
+    ``batch_size`` or the end, as shards are, but no faster than one process.
+
+    Shape: images (N, C, H, W) in [0, 1], labels (N,); returns (len(images[part]), C, H, W).
+    """
+    if part.stop <= part.start:
+        return images[part].clone()
+    start = part.start
+    if config.name == "pgd" and config.random_start and (config.restarts > 1
+                                                         or config.norm != "Linf"):
+        start = 0
+    adversarial = attack(model, images[start:part.stop], labels[start:part.stop], config,
+                         batch_size=batch_size, seed=seed, num_classes=num_classes, offset=start)
+    return adversarial[part.start - start:]
 
 
 def _run(atk, images: torch.Tensor, labels: torch.Tensor, part: slice, out: torch.Tensor,

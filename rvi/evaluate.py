@@ -12,7 +12,7 @@ from . import distributed as ddp
 from ._checks import check_images, check_int, check_model, optional_int
 from ._modelstate import (channels_last, check_finite_logits, check_model_labels, model_device,
                           preserved_state)
-from .attacks import AUTOATTACK_CHUNK, attack
+from .attacks import AUTOATTACK_CHUNK, attack_part
 from .config import AttackConfig
 
 
@@ -107,14 +107,11 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         if any(config.name == "autoattack" for config in attacks):
             align = math.lcm(batch_size, AUTOATTACK_CHUNK)
         part = ddp.shard(total, align=align)
-    images, labels = images[part], labels[part]
-    counts = [count_correct(model, images, labels, batch_size)]
-    for config in attacks:
-        adversarial = images
-        if len(images):  # a rank's shard may be empty
-            adversarial = attack(model, images, labels, config, batch_size=batch_size, seed=seed,
-                                 offset=part.start)
-        counts.append(count_correct(model, adversarial, labels, batch_size))
+    counts = [count_correct(model, images[part], labels[part], batch_size)]
+    for config in attacks:  # a rank's shard may be empty: attack_part returns it empty
+        adversarial = attack_part(model, images, labels, part, config, batch_size=batch_size,
+                                  seed=seed)
+        counts.append(count_correct(model, adversarial, labels[part], batch_size))
     if sync:
         counts = ddp.all_sum(counts)
     # float32 count / n is what the mean of the (N,) float32 correctness vector gives

@@ -24,7 +24,7 @@ from . import distributed as ddp
 from ._checks import derived_seed
 from ._modelstate import check_finite_model
 from ._reuse import reuse_model_queries
-from .attacks import AUTOATTACK_CHUNK, attack
+from .attacks import AUTOATTACK_CHUNK, attack_part
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
 from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
 from .evaluate import class_probability, count_correct
@@ -156,8 +156,9 @@ def score_model_set(config: CellSpec, seed: int, trained: dict, controls: dict,
     for kind in names:  # refused by its name before any work, not by its class midway
         check_finite_model(trained[kind], images[:FINITE_CHECK_IMAGES], kind)
     with timed(timings, f"attack/seed{seed}"):
-        white_box = {kind: attack_shard(trained[kind], images, labels, part, config.attack,
-                                        config.batch_size, seed, num_classes)
+        white_box = {kind: attack_part(trained[kind], images, labels, part, config.attack,
+                                       batch_size=config.batch_size, seed=seed,
+                                       num_classes=num_classes)
                      for kind in progress_bar(names, desc=f"attack ({config.attack.label})",
                                               disable=not progress, unit="model")}
         adversarial = {kind: white_box[transferred_from(kind, names)] if config.transfer else white_box[kind]
@@ -277,24 +278,6 @@ def shard_align(config: CellSpec) -> int:
     return math.lcm(*sizes)
 
 
-def attack_shard(model, images, labels, part: slice, attack_config: AttackConfig,
-                 batch_size: int, seed: int, num_classes: int) -> torch.Tensor:
-    """Adversarial versions of ``images[part]``, equal to those of one :func:`rvi.attack` call
-    on all ``images``: PGD random starts and AutoAttack chunks follow ``offset``. PGD with
-    ``restarts > 1`` draws noise for the images still classified correctly only, which cannot
-    be skipped without attacking them, so it attacks ``images[:part.stop]`` and keeps the
-    shard (exact, but no faster than one process)."""
-    if part.stop <= part.start:
-        return images[part].clone()
-    start = part.start
-    if attack_config.name == "pgd" and attack_config.random_start and attack_config.restarts > 1:
-        start = 0
-    adversarial = attack(model, images[start:part.stop], labels[start:part.stop], attack_config,
-                         batch_size=batch_size, seed=seed, num_classes=num_classes,
-                         offset=start)
-    return adversarial[part.start - start:]
-
-
 def transferred_from(kind: str, names: list) -> str:
     """The model whose adversarial examples ``kind`` gets when attacks are transferred."""
     if len(names) != 2:
@@ -322,8 +305,9 @@ def accuracy_rows(config: CellSpec, models: dict, images, labels, part: slice,
             if attack_config == config.attack:
                 adversarial = white_box[kind][:here.stop - here.start]
             else:
-                adversarial = attack_shard(model, images, labels, here, attack_config,
-                                           config.batch_size, seed, num_classes)
+                adversarial = attack_part(model, images, labels, here, attack_config,
+                                          batch_size=config.batch_size, seed=seed,
+                                          num_classes=num_classes)
             rows.append(dict(seed=seed, model=kind, attack=attack_config.label, n=count))
             correct.append(count_correct(model, adversarial, labels[here]))
     for row, total in zip(rows, ddp.all_sum(correct) if distributed else correct):

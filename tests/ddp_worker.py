@@ -24,7 +24,8 @@ torch.set_num_threads(1)
 # leaves rank 1 with nothing, so the uneven cases are exercised.
 N_TRAIN, N_TEST, BATCH = 253, 10, 63
 TRAIN_ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
-EVAL_ATTACKS = (AttackConfig(name="fgsm", eps=0.1), AttackConfig(eps=0.1, alpha=0.05, steps=3))
+EVAL_ATTACKS = (AttackConfig(name="fgsm", eps=0.1), AttackConfig(eps=0.1, alpha=0.05, steps=3),
+                AttackConfig(eps=0.1, alpha=0.05, steps=3, restarts=3))  # restarts: rvi.attack_part
 EVAL_BATCH = 20
 
 

@@ -20,6 +20,24 @@ def test_adversarial_images_stay_in_budget_and_range(lenet, batch, config):
     assert not torch.equal(adversarial, images)
 
 
+@pytest.mark.parametrize("config", [
+    AttackConfig(name="fgsm", eps=0.1), AttackConfig(eps=0.1, alpha=0.05, steps=3),
+    AttackConfig(eps=0.02, alpha=0.01, steps=3, restarts=3),
+    AttackConfig(eps=0.5, alpha=0.2, steps=2, norm="L2"),
+    AttackConfig(eps=0.5, alpha=0.2, steps=2, restarts=2, norm="L2")])
+def test_attacking_in_parts_equals_one_call(lenet, batch, config):
+    """How a rank attacks its shard (rvi.evaluate and the benchmark under torchrun): the parts,
+    joined, are one call's images. With restarts (noise for the survivors only) and L2 (noise
+    drawn per batch, which rvi.attack cannot skip: it refuses an offset) the later parts attack
+    from image 0."""
+    images, labels = batch
+    whole = rvi.attack(lenet, images, labels, config, batch_size=5, seed=3)
+    parts = [attacks.attack_part(lenet, images, labels, part, config, batch_size=5, seed=3)
+             for part in (slice(0, 10), slice(10, 10), slice(10, len(images)))]
+    assert [len(p) for p in parts] == [10, 0, len(images) - 10]
+    assert torch.equal(torch.cat(parts), whole)
+
+
 def test_attack_works_under_no_grad_and_restores_mode(lenet, batch):
     images, labels = batch
     lenet.train()

@@ -141,7 +141,7 @@ def no_training(monkeypatch):
         raise AssertionError("work started before the run was checked")
 
     monkeypatch.setattr(cache, "train_model", forbidden)
-    monkeypatch.setattr(rvi.pipeline, "attack_shard", forbidden)
+    monkeypatch.setattr(rvi.pipeline, "attack_part", forbidden)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -356,7 +356,7 @@ def test_every_entry_point_that_runs_a_model_refuses_nan_logits():
 def test_a_run_refuses_a_model_by_its_name_before_the_attacks(monkeypatch):
     from rvi.pipeline import CellSpec, score_model_set
     from rvi.records import NATURAL_ROBUST
-    monkeypatch.setattr(rvi.pipeline, "attack_shard", lambda *a, **k: pytest.fail("attacked"))
+    monkeypatch.setattr(rvi.pipeline, "attack_part", lambda *a, **k: pytest.fail("attacked"))
     images = torch.rand(4, 1, 28, 28)
     spec = CellSpec.from_benchmark(rvi.BenchmarkConfig(), 4)
     with pytest.raises(NonFiniteOutputError, match="^robust returns NaN"):
