@@ -213,21 +213,21 @@ def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, e
     import rvi.pipeline as pipeline
 
     kinds, made = {}, {}
-    real_get, real_attack = bench.get_trained_model, pipeline.attack
+    real_get, real_attack = bench.get_trained_model, pipeline.attack_part
 
     def spy_get(data, architecture, recipe, *args, **kwargs):
         model, history, path = real_get(data, architecture, recipe, *args, **kwargs)
         kinds[id(model)] = "robust" if recipe.adversarial else "natural"
         return model, history, path
 
-    def spy_attack(model, images, labels, attack_config, **kwargs):
-        adversarial = real_attack(model, images, labels, attack_config, **kwargs)
+    def spy_attack(model, images, labels, part, attack_config, **kwargs):
+        adversarial = real_attack(model, images, labels, part, attack_config, **kwargs)
         if attack_config == ATTACK:  # the benchmark attack (not the accuracy table's FGSM)
             made[kinds[id(model)]] = adversarial
         return adversarial
 
     monkeypatch.setattr(bench, "get_trained_model", spy_get)
-    monkeypatch.setattr(pipeline, "attack", spy_attack)
+    monkeypatch.setattr(pipeline, "attack_part", spy_attack)
     config = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
                          methods=("saliency",), eval_attacks=("fgsm",), transfer=transfer)
     result = rvi.run_benchmark(config)
