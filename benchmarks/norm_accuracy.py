@@ -20,7 +20,8 @@ import torch
 
 import rvi
 from rvi.cache import cached_model_path, get_trained_model
-from rvi.config import dataset_attack, parse_eval_attack
+from rvi.config import dataset_attack
+from rvi.pipeline import evaluation
 from rvi.stats import t_interval
 
 from _common import RESULTS, machine, parser, write_text
@@ -28,29 +29,20 @@ from recipes import NATURAL_40, ROBUST_40
 
 MODELS = {"natural": NATURAL_40, "L-inf robust": ROBUST_40,
           "L2 robust": dataclasses.replace(ROBUST_40, attack=dataset_attack("mnist", "L2"))}
-ATTACKS = ("pgd", "pgd-40x5", "autoattack")
+#: The columns: each attack in each norm, at the dataset's default budget in that norm.
+SPECS = tuple(f"{name}@{norm}" for norm in ("Linf", "L2")
+              for name in ("pgd", "pgd-40x5", "autoattack"))
 
 
-def columns() -> dict:
-    """``{column name: (attack config, costly)}``: each attack in each norm."""
-    out = {}
-    for norm in ("Linf", "L2"):
-        base = dataset_attack("mnist", norm)
-        for spec in ATTACKS:
-            config = parse_eval_attack(spec, base)
-            out[config.label] = (config, spec != "pgd")
-    return out
-
-
-def evaluate_model(model, data, n: int, eval_n: int) -> dict:
-    """Accuracy in % (clean on ``n`` images, each column on ``n`` or ``eval_n``)."""
+def evaluate_model(model, data, plan: list) -> dict:
+    """Accuracy in %: clean and each ``(attack, images)`` of ``plan`` on its first images."""
     row = {}
-    for costly in (False, True):
-        attacks = [config for config, is_costly in columns().values() if is_costly == costly]
-        result = rvi.evaluate(model, data.test_images, data.test_labels, attacks,
-                              n=eval_n if costly else n, batch_size=500)
-        row.update({label: 100 * value for label, value in result.items()
-                    if label != "n" and (label != "clean" or not costly)})
+    for count in sorted({count for _, count in plan}, reverse=True):
+        attacks = [attack for attack, images in plan if images == count]
+        result = rvi.evaluate(model, data.test_images, data.test_labels, attacks, n=count,
+                              batch_size=500)
+        row.setdefault("clean", 100 * result["clean"])  # on the most images
+        row.update({attack.label: 100 * result[attack.label] for attack in attacks})
     return row
 
 
@@ -78,6 +70,9 @@ def main() -> None:
     started = time.perf_counter()
     data = rvi.load_dataset("mnist", args.data_dir, download=False)
     info = data.info()
+    # rvi's own rule: PGD-7 on the first --n images, the costly attacks on the first --eval-n
+    plan = [evaluation(spec, dataset_attack("mnist"), args.n, args.eval_n, "mnist")
+            for spec in SPECS]
     rows, notes = [], []
     for name, base in MODELS.items():
         for seed in args.seeds:
@@ -87,14 +82,14 @@ def main() -> None:
                                                      device=args.device)
             tick = time.perf_counter()
             rows.append({"model": name, "seed": seed,
-                         **evaluate_model(model, data, args.n, args.eval_n)})
+                         **evaluate_model(model, data, plan)})
             notes.append(f"- {name}, seed {seed}: {recipe.recipe_label}; "
                          f"{'loaded from the cache' if cached else 'trained in this run'} "
                          f"(`{path.name}`, {len(history)} epochs); evaluated in "
                          f"{(time.perf_counter() - tick) / 60:.1f} min")
             print(notes[-1], {k: round(v, 2) for k, v in rows[-1].items() if k != "model"},
                   flush=True)
-    labels = ["clean", *columns()]
+    labels = ["clean", *(attack.label for attack, _ in plan)]
     frame = pd.DataFrame(rows)[["model", "seed", *labels]]
     header = "| model | seed | " + " | ".join(labels) + " |"
     rule = "| --- " * (len(labels) + 2) + "|"

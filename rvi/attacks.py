@@ -8,7 +8,8 @@ here check inputs first, restore the model's state in ``finally``, enable gradie
 
 from __future__ import annotations
 
-from typing import Optional
+import math
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -141,6 +142,14 @@ def attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, config:
     finally:
         np.random.set_state(numpy_state)
     return out
+
+
+def shard_block(batch_size: int, configs: Sequence[AttackConfig]) -> int:
+    """The image count a shard's bounds must be a multiple of for :func:`attack_part` to equal
+    one call: ``batch_size`` (L2 and restarted PGD draw noise per batch), and AutoAttack's
+    :data:`AUTOATTACK_CHUNK` as well when one of ``configs`` is AutoAttack."""
+    autoattack = any(config.name == "autoattack" for config in configs)
+    return math.lcm(batch_size, AUTOATTACK_CHUNK) if autoattack else batch_size
 
 
 def attack_part(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, part: slice,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
@@ -12,7 +11,7 @@ from . import distributed as ddp
 from ._checks import check_images, check_int, check_model, optional_int
 from ._modelstate import (channels_last, check_finite_logits, check_model_labels, model_device,
                           preserved_state)
-from .attacks import AUTOATTACK_CHUNK, attack_part
+from .attacks import attack_part, shard_block
 from .config import AttackConfig
 
 
@@ -103,10 +102,7 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     total = len(images)
     part = slice(0, total)
     if sync:
-        align = batch_size
-        if any(config.name == "autoattack" for config in attacks):
-            align = math.lcm(batch_size, AUTOATTACK_CHUNK)
-        part = ddp.shard(total, align=align)
+        part = ddp.shard(total, align=shard_block(batch_size, attacks))
     counts = [count_correct(model, images[part], labels[part], batch_size)]
     for config in attacks:  # a rank's shard may be empty: attack_part returns it empty
         adversarial = attack_part(model, images, labels, part, config, batch_size=batch_size,

@@ -24,7 +24,7 @@ from . import distributed as ddp
 from ._checks import derived_seed
 from ._modelstate import check_finite_model
 from ._reuse import reuse_model_queries
-from .attacks import AUTOATTACK_CHUNK, attack_part
+from .attacks import attack_part, shard_block
 from .config import AttackConfig, BenchmarkConfig, parse_eval_attack
 from .controls import RANDOMIZATION_MODES, TRIVIAL_EXPLAINERS, randomization_curve
 from .evaluate import class_probability, count_correct
@@ -269,12 +269,10 @@ def shard_align(config: CellSpec) -> int:
     would make shards far coarser (2,750 images for the default batch of 250); a shard starting
     inside one of their batches gives that batch's first images scores that may differ from one
     process's in float rounding."""
-    sizes = [config.batch_size]
+    attacks = [config.attack] + [attack_config for attack_config, _ in config.evaluations]
+    sizes = [shard_block(config.batch_size, attacks)]
     sizes += [images_per_call(method, config.batch_size) for method in config.methods]
     sizes += [metric_images_per_call(metric, config.batch_size) for metric in config.metrics]
-    attacks = [config.attack.name] + [attack_config.name for attack_config, _ in config.evaluations]
-    if "autoattack" in attacks:
-        sizes.append(AUTOATTACK_CHUNK)
     return math.lcm(*sizes)
 
 
