@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 import rvi
-from rvi._io import atomic_write
+from rvi._core.io import atomic_write
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -28,7 +28,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def machine(device: str) -> str:
-    env = rvi.benchmark.environment(device)
+    env = rvi.studies.benchmark.environment(device)
     return (f"{platform.node() or 'host'}: {env['processor']}, {os.cpu_count()} CPUs, "
             f"{torch.get_num_threads()} torch threads, device {device}; Python {env['python']}, "
             f"torch {env['torch']}, torchattacks {env['torchattacks']}, captum {env['captum']}")

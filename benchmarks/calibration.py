@@ -29,11 +29,11 @@ import math
 import torch
 
 import rvi
-from rvi.cache import get_trained_model
-from rvi.controls import image_map, randomized_maps
-from rvi.faithfulness import deletion, infidelity
-from rvi.relative import deletion_gain, infidelity_unexplained, lerf_morf
-from rvi.similarity import spearman
+from rvi.models.cache import get_trained_model
+from rvi.scoring.controls import image_map, randomized_maps
+from rvi.metrics.faithfulness import deletion, infidelity
+from rvi.metrics.relative import deletion_gain, infidelity_unexplained, lerf_morf
+from rvi.metrics.similarity import spearman
 
 from _common import RESULTS, machine, parser, write_text
 

@@ -1,7 +1,7 @@
 """Combine saved results of one study run on disjoint seeds into one result folder.
 
 Each seed of a study is computed on its own, so seeds run on different days or machines combine
-into the result one run on all of them would give (``rvi.result.combine_seeds``; tested), with
+into the result one run on all of them would give (``rvi.report.result.combine_seeds``; tested), with
 the wall times summed. The parts are read, never changed.
 
     python benchmarks/combine_seeds.py PART1 PART2 [...] --out benchmarks/results/mnist_default_study
@@ -11,7 +11,7 @@ import argparse
 import time
 
 import rvi
-from rvi.result import combine_seeds
+from rvi.report.result import combine_seeds
 
 
 def main() -> None:

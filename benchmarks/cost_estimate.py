@@ -1,4 +1,4 @@
-"""How close rvi's time estimate (rvi.cost) lands to the measured stage times.
+"""How close rvi's time estimate (rvi.scoring.cost) lands to the measured stage times.
 
 Two runs, each printed as estimate / measured / ratio per stage:
 
@@ -32,9 +32,9 @@ from _common import machine, write_text  # noqa: E402
 
 import rvi  # noqa: E402
 from rvi.config import BenchmarkConfig  # noqa: E402
-from rvi.controls import randomization_steps  # noqa: E402
-from rvi.cost import STAGES  # noqa: E402
-from rvi.zoo import import_robustbench, load_robustbench  # noqa: E402
+from rvi.scoring.controls import randomization_steps  # noqa: E402
+from rvi.scoring.cost import STAGES  # noqa: E402
+from rvi.models.zoo import import_robustbench, load_robustbench  # noqa: E402
 
 ZOO_MODELS = ("Standard", "Carmon2019Unlabeled")
 

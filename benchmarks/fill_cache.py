@@ -1,7 +1,7 @@
 """Train the cached models of a sweep in a pool of worker processes, on any device.
 
 Each job is one (dataset, architecture, training eps, seed) point with the recipe of
-:func:`rvi.sweep.sweep_recipe`; it goes through :func:`rvi.cache.get_trained_model`, so a model
+:func:`rvi.studies.sweep.sweep_recipe`; it goes through :func:`rvi.models.cache.get_trained_model`, so a model
 already in ``--cache-dir`` is loaded, an interrupted one resumes from its last epoch, and whatever
 ``rvi sweep`` / ``rvi bench`` later asks for under the same recipe is found there. Several
 processes share one GPU well here because a LeNet step is launch-bound, not compute-bound.
@@ -16,15 +16,15 @@ import time
 import torch
 
 import rvi
-from rvi.cache import default_cache_dir, get_trained_model
-from rvi.engines import run_jobs
-from rvi.sweep import EPS_GRIDS, make_jobs, sweep_recipe
+from rvi.models.cache import default_cache_dir, get_trained_model
+from rvi.studies.engines import run_jobs
+from rvi.studies.sweep import EPS_GRIDS, make_jobs, sweep_recipe
 
 from _common import parser
 
 
 def train_one(job) -> dict:
-    """Train (or load) one sweep point (an :class:`rvi.sweep_job.SweepJob`); returns a JSON-able
+    """Train (or load) one sweep point (an :class:`rvi.studies.sweep_job.SweepJob`); returns a JSON-able
     summary."""
     torch.set_num_threads(job.threads)
     data = rvi.load_dataset(job.dataset, job.data_dir, download=False)
@@ -42,7 +42,7 @@ def main() -> None:
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--model", default="lenet")
     p.add_argument("--eps", type=float, nargs="+", default=None,
-                   help="training eps values (default: the dataset's grid in rvi.sweep.EPS_GRIDS)")
+                   help="training eps values (default: the dataset's grid in rvi.studies.sweep.EPS_GRIDS)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--workers", type=int, default=1, help="processes training at once")
     args = p.parse_args()

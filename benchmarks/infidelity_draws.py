@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 
 import rvi
-from rvi.cache import default_cache_dir, get_trained_model
-from rvi.relative import infidelity_unexplained
+from rvi.models.cache import default_cache_dir, get_trained_model
+from rvi.metrics.relative import infidelity_unexplained
 
 from _common import RESULTS, machine, parser, write_text
 

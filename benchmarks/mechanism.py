@@ -1,4 +1,4 @@
-"""The first-layer mechanism of a committed study's models (rvi.mechanism): per seed and model,
+"""The first-layer mechanism of a committed study's models (rvi.metrics.mechanism): per seed and model,
 the first convolution's threshold channels (found from weights and responses), the share of the
 Guided Backprop maps' mass that flows through them on natural test images, and the share of
 that mass on the digit. The models are read from the cache the study was run with (nothing is
@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 import rvi
-from rvi.cache import cached_model_path
-from rvi.mechanism import mechanism_summary
+from rvi.models.cache import cached_model_path
+from rvi.metrics.mechanism import mechanism_summary
 
 from _common import machine, parser, write_text
 

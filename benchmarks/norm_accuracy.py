@@ -19,10 +19,10 @@ import pandas as pd
 import torch
 
 import rvi
-from rvi.cache import cached_model_path, get_trained_model
+from rvi.models.cache import cached_model_path, get_trained_model
 from rvi.config import dataset_attack
-from rvi.pipeline import evaluation
-from rvi.stats import t_interval
+from rvi.scoring.pipeline import evaluation
+from rvi.analysis.stats import t_interval
 
 from _common import RESULTS, machine, parser, write_text
 from recipes import NATURAL_40, ROBUST_40

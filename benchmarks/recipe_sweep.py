@@ -7,7 +7,7 @@ on the GPU, about the spread between seeds), so the sweep can run on a GPU; rvi'
 (``TrainConfig()``) were chosen from it. The committed runs were made on one H100 lent by the
 workplace's device tool, by a copy of this loop, in two calls, and on the 2-core CPU with one or
 two threads, often several runs at a time (the table's device column gives each run's threads).
-Models are trained through ``rvi.cache.get_trained_model`` (``--cache-dir``), so an interrupted
+Models are trained through ``rvi.models.cache.get_trained_model`` (``--cache-dir``), so an interrupted
 recipe resumes from its last epoch; ``train s`` sums the epochs' own times.
 
     python benchmarks/recipe_sweep.py --data-dir ../shared/data --device cuda   # run, append
@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 
 import rvi
-from rvi._io import atomic_write
-from rvi.cache import cached_model_path, get_trained_model
+from rvi._core.io import atomic_write
+from rvi.models.cache import cached_model_path, get_trained_model
 from rvi.config import ONECYCLE_WARMUP_SHARE, parse_eval_attack
 
 from _common import RESULTS, parser, write_text

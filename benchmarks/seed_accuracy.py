@@ -22,9 +22,9 @@ from pathlib import Path
 import torch
 
 import rvi
-from rvi.cache import cached_model_path, get_trained_model
+from rvi.models.cache import cached_model_path, get_trained_model
 from rvi.config import parse_eval_attack
-from rvi.train import auto_threshold_start
+from rvi.models.train import auto_threshold_start
 
 from _common import RESULTS, machine, parser, write_text
 from recipes import NATURAL, NATURAL_40, ROBUST, ROBUST_40, SEED_ATTACK

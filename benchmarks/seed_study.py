@@ -1,7 +1,7 @@
 """The seed study's full 2x2 on full MNIST: both LeNets, all 10,000 test images, every default
 metric and control. Writes ``benchmarks/results/seed_study/`` (tables, JSON records, figures).
 ``--dataset``, ``--model`` and ``--eps`` run the same study elsewhere, with the recipes of
-:func:`rvi.sweep.sweep_recipe` (at eps 0.3 on MNIST these are ``recipes.NATURAL``/``ROBUST``).
+:func:`rvi.studies.sweep.sweep_recipe` (at eps 0.3 on MNIST these are ``recipes.NATURAL``/``ROBUST``).
 ``--recipe 40-epochs`` trains with ``recipes.NATURAL_40``/``ROBUST_40`` instead (40 epochs each,
 the robust eps warmed up over 5, no hand-set first layer; MNIST at eps 0.3 only).
 ``--train-only`` trains (or loads) the models of every seed into the cache and stops.
@@ -22,8 +22,8 @@ import rvi
 
 from _common import RESULTS, parser, run_and_save
 from recipes import NATURAL_40, ROBUST_40
-from rvi.cache import default_cache_dir, get_trained_model
-from rvi.sweep import sweep_recipe
+from rvi.models.cache import default_cache_dir, get_trained_model
+from rvi.studies.sweep import sweep_recipe
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ import torchvision
 from torch import nn
 
 import rvi
-from rvi.cache import cached_model_path
+from rvi.models.cache import cached_model_path
 from rvi.config import parse_eval_attack
 
 from _common import RESULTS, machine, parser, write_text
@@ -113,11 +113,11 @@ def _timed_pair(run, rounds: int) -> tuple:
     times = {False: [], True: []}
     for _ in range(rounds):
         for fast in (False, True):
-            rvi._modelstate.CPU_CHANNELS_LAST = fast
+            rvi._core.modelstate.CPU_CHANNELS_LAST = fast
             started = time.perf_counter()
             run()
             times[fast].append(time.perf_counter() - started)
-    rvi._modelstate.CPU_CHANNELS_LAST = True
+    rvi._core.modelstate.CPU_CHANNELS_LAST = True
     return statistics.median(times[False]), statistics.median(times[True])
 
 

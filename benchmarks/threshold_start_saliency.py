@@ -15,7 +15,7 @@ import time
 import torch
 
 import rvi
-from rvi.cache import get_trained_model
+from rvi.models.cache import get_trained_model
 
 from _common import RESULTS, machine, parser
 from recipes import NATURAL_40, ROBUST, ROBUST_40, SEED_ATTACK

@@ -4,24 +4,24 @@ Adversarial examples come from torchattacks, attributions from Captum; rvi train
 scores how clean their saliency maps are (with sanity controls) and reports the comparison.
 """
 
-from . import controls, distributed, faithfulness, relative, similarity
-from . import quantus_metrics  # noqa: F401 (registers the quantus:NAME metrics after rvi's own)
-from ._modelstate import prefer_channels_last
-from .attacks import attack
-from .benchmark import run_benchmark
-from .compare import compare
+from . import distributed
+from ._core.modelstate import prefer_channels_last
+from .attacks.accuracy import evaluate, predict
+from .attacks.adversarial import attack
+from .attribution.saliency import METHODS, Attribution, explain
 from .config import AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig
 from .data import DATASETS, Dataset, load_dataset
-from .evaluate import evaluate, predict
-from .metrics import METRICS, cleanliness, score
-from .models import MODELS, build_model
-from .result import BenchmarkResult
-from .saliency import METHODS, Attribution, explain
-from .sweep import run_sweep
-from .sweep_result import SweepResult
-from .train import load_checkpoint, load_model, new_model, train_model, training_summary
+from .metrics import METRICS, cleanliness, faithfulness, relative, score, similarity
+from .models.architectures import MODELS, build_model
+from .models.train import load_checkpoint, load_model, new_model, train_model, training_summary
+from .models.zoo import gbp_safe_copy, load_robustbench
+from .report.result import BenchmarkResult
+from .report.sweep_result import SweepResult
+from .scoring import controls
+from .studies.benchmark import run_benchmark
+from .studies.compare import compare
+from .studies.sweep import run_sweep
 from .version import __version__  # noqa: F401 (rvi.__version__)
-from .zoo import gbp_safe_copy, load_robustbench
 
 
 __all__ = [

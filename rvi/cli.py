@@ -23,26 +23,26 @@ from typing import Optional, Sequence
 import torch
 
 from . import distributed as ddp
-from ._checks import DATASET_ATTACK, IMAGE_SHAPES
-from ._io import file_lock, first_line, lock_path_of
-from .benchmark import run_benchmark
-from .cache import cached_model_path
-from .compare import compare, load_images_file, load_user_model
+from ._core.checks import DATASET_ATTACK, IMAGE_SHAPES
+from ._core.io import file_lock, first_line, lock_path_of
+from .attacks.accuracy import evaluate
 from .config import (EVAL_ATTACK_HELP, AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig,
                      dataset_attack, dataset_attack_help, deep_merge, parse_eval_attack)
 from .data import DATASETS, image_hashes, load_dataset
 from .errors import RviError
-from .evaluate import evaluate
-from .html_report import HTML_FILE
-from .models import MODELS
-from .result import BenchmarkResult, check_out_folder
-from .sweep import run_sweep
-from .sweep_result import SWEEP_FILE, SweepResult
-from .terminal import summary
-from .train import (auto_threshold_start, load_checkpoint, load_model, new_model, train_model,
-                    training_summary)
+from .models.architectures import MODELS
+from .models.cache import cached_model_path
+from .models.train import (auto_threshold_start, load_checkpoint, load_model, new_model, train_model,
+                           training_summary)
+from .models.zoo import DATASETS as ZOO_DATASETS, THREAT_MODELS, load_robustbench
+from .report.html import HTML_FILE
+from .report.result import BenchmarkResult, check_out_folder
+from .report.sweep_result import SWEEP_FILE, SweepResult
+from .report.terminal import summary
+from .studies.benchmark import run_benchmark
+from .studies.compare import compare, load_images_file, load_user_model
+from .studies.sweep import run_sweep
 from .version import __version__
-from .zoo import DATASETS as ZOO_DATASETS, THREAT_MODELS, load_robustbench
 
 
 def _flag(prefix: str, name: str) -> str:

@@ -13,12 +13,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ._checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASET_L2_EPS,  # noqa: F401 (re-exported)
-                      DATASETS, EPS_GRIDS, MODELS, NORMS, OPTIMIZERS, RANDOMIZATION_STEPS,
-                      REFERENCE_EPS, SCHEDULES, check_bool, check_int, optional_int)
-from ._checks import check_choice as _check_choice
-from ._checks import check_range as _check_range
-from .registry import METHOD_REGISTRY, METRIC_REGISTRY, Registry
+from ._core.checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASET_L2_EPS, DATASETS, EPS_GRIDS, MODELS,
+                           NORMS, OPTIMIZERS, RANDOMIZATION_STEPS, REFERENCE_EPS, SCHEDULES, check_bool,
+                           check_int, optional_int)  # noqa: F401 (re-exported)
+from ._core.checks import check_choice as _check_choice
+from ._core.checks import check_range as _check_range
+from ._core.registry import Registry
+from .attribution import METHOD_REGISTRY
+from .metrics import METRICS
 
 PRECISIONS = ("float32", "bfloat16")
 #: The metrics a benchmark and a sweep score by default.
@@ -32,7 +34,7 @@ DEFAULT_METRICS = ("cosine", "foreground_mass", "inner", "gini", "alignment_logi
 
 def _registered(registry: Registry) -> tuple:
     """The names in ``registry``; a config is checked against the methods and metrics that
-    :mod:`rvi.saliency`, :mod:`rvi.metrics` and :mod:`rvi.faithfulness` register on import."""
+    :mod:`rvi.attribution` and :mod:`rvi.metrics` register on import."""
     names = registry.names()
     if not names:
         raise RuntimeError(f"no {registry.kind} is registered yet: a config was built while rvi "
@@ -45,7 +47,7 @@ def __getattr__(name: str):
     if name == "METHODS":
         return METHOD_REGISTRY.names()
     if name == "METRIC_NAMES":
-        return METRIC_REGISTRY.names()
+        return METRICS.names()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -62,7 +64,7 @@ def _help(text: str, legacy: Any = _NO_LEGACY, **kwargs: Any) -> Any:
 
 #: The automatic recipe (``epochs``, ``eps_warmup_epochs`` and ``threshold_start_epochs`` left
 #: None): (epochs, eps warm-up epochs, threshold-start epochs), keyed by whether it holds the
-#: threshold start (:func:`rvi.train.auto_threshold_start`: MNIST, and a model whose first layer
+#: threshold start (:func:`rvi.models.train.auto_threshold_start`: MNIST, and a model whose first layer
 #: takes it). Natural training takes the same epochs, without warm-up or start, so that a
 #: natural-vs-robust comparison never also compares training budgets. With Adam, one-cycle to 3e-3
 #: and batch 128 on full MNIST (``benchmarks/results/recipe_sweep.md``), 12 PGD-7 epochs with the
@@ -362,7 +364,7 @@ class TrainConfig(_Config):
     def resolved(self, n_images: int, *, with_threshold_start: bool) -> "TrainConfig":
         """This recipe with the epochs, eps warm-up and threshold start it trains on ``n_images``
         images written out; ``with_threshold_start``: whether the automatic recipe holds the
-        threshold start (:func:`rvi.train.auto_threshold_start`)."""
+        threshold start (:func:`rvi.models.train.auto_threshold_start`)."""
         kwargs = {"n_images": n_images, "with_threshold_start": with_threshold_start}
         return dataclasses.replace(self, epochs=self.epochs_for(**kwargs),
                                    eps_warmup_epochs=self.warmup_for(**kwargs),
@@ -401,7 +403,7 @@ def _check_tuple(name: str, values, *, each: Callable, empty_ok: bool = False) -
 
 def _check_scoring(config, *, controls: bool) -> None:
     """The fields a study and a sweep share: methods, metrics (and controls), target."""
-    fields = [("methods", _registered(METHOD_REGISTRY)), ("metrics", _registered(METRIC_REGISTRY))]
+    fields = [("methods", _registered(METHOD_REGISTRY)), ("metrics", _registered(METRICS))]
     if controls:
         fields.append(("controls", CONTROLS))
     for name, choices in fields:
@@ -479,7 +481,7 @@ class BenchmarkConfig(_Config):
         "carry the draws' spread)", default=RANDOMIZATION_DRAWS)
     randomization_steps: str = _help(
         "steps of the layer randomization tests: layers (every module with parameters), blocks "
-        "(the stem, each stage, the head: rvi.controls.randomization_steps), or auto (layers "
+        "(the stem, each stage, the head: rvi.scoring.controls.randomization_steps), or auto (layers "
         "for models with at most 12 parameter layers, as lenet and madry-cnn; else blocks)",
         default="auto", legacy="auto")
     grid_images: int = _help("test images shown in the saliency grid figure", default=6)
@@ -605,13 +607,13 @@ class SweepConfig(_Config):
     download: bool = _help("let torchvision download a missing dataset", default=True)
     model: str = _help("architecture: lenet or madry-cnn", default="lenet")
     eps: tuple[float, ...] = _help("training eps grid; 0 is natural training (default: empty = "
-                                   "the dataset's grid in rvi.sweep.EPS_GRIDS)", default=())
+                                   "the dataset's grid in rvi.studies.sweep.EPS_GRIDS)", default=())
     seeds: tuple[int, ...] = _help("training seeds of every eps point", default=(0, 1, 2))
     epochs: Optional[int] = _help("training epochs of every model (default: the recipe's "
                                   "automatic epochs, as the cached sweep models)", default=None)
     reference_eps: Optional[float] = _help(
         "eps of the adversarial inputs and of the robustness axis (default: the dataset's "
-        "reference, rvi.sweep.REFERENCE_EPS: mnist 0.3, fashion-mnist 0.1)", default=None)
+        "reference, rvi.studies.sweep.REFERENCE_EPS: mnist 0.3, fashion-mnist 0.1)", default=None)
     eval_eps: tuple[float, ...] = _help(
         "evaluation eps of the accuracy table, besides the reference eps (default: empty = "
         "each model's own training eps)", default=())

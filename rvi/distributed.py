@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ._checks import check_int
+from ._core.checks import check_int
 
 BACKENDS = ("gloo", "nccl")
 

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 import rvi
-from rvi import attacks
+from rvi.attacks import adversarial as attacks
 from rvi.config import AttackConfig
 
 
@@ -68,7 +68,7 @@ def test_mode_restored_when_attack_fails(lenet, batch, monkeypatch):
             raise RuntimeError("attack failed")
         return run
 
-    monkeypatch.setattr(rvi.attacks, "build_attack", failing_attack)
+    monkeypatch.setattr(rvi.attacks.adversarial, "build_attack", failing_attack)
     lenet.train()
     with pytest.raises(RuntimeError, match="attack failed"):
         rvi.attack(lenet, images, labels, AttackConfig(steps=1))

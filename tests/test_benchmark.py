@@ -9,9 +9,11 @@ import pandas as pd
 import pytest
 
 import rvi
-from rvi import records, report, stats, verdicts
+from rvi.scoring import records
+from rvi.report import tables as report
+from rvi.analysis import stats, verdicts
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
-from rvi.result import combine_seeds
+from rvi.report.result import combine_seeds
 
 ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=2)
 
@@ -168,7 +170,7 @@ def test_trained_models_are_cached_and_a_changed_recipe_retrains(tmp_path, monke
     def no_training(*args, **kwargs):
         raise AssertionError("a cached model was retrained")
 
-    monkeypatch.setattr("rvi.cache.train_model", no_training)
+    monkeypatch.setattr("rvi.models.cache.train_model", no_training)
     second = rvi.run_benchmark(config)
     pd.testing.assert_frame_equal(first.records, second.records)
     changed = tiny_config(tmp_path, n_test=12, controls=("image",), metrics=("cosine",),
@@ -209,8 +211,8 @@ def test_eval_attacks_in_both_norms_in_one_accuracy_table(tmp_path):
 def test_transfer_attacks_use_the_other_model(tmp_path, monkeypatch, transfer, expected):
     """The attack stage must attack the *other* model with transfer=True (spied, not read off
     a header)."""
-    import rvi.benchmark as bench
-    import rvi.pipeline as pipeline
+    import rvi.studies.benchmark as bench
+    import rvi.scoring.pipeline as pipeline
 
     kinds, made = {}, {}
     real_get, real_attack = bench.get_trained_model, pipeline.attack_part

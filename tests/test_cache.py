@@ -1,4 +1,4 @@
-"""The model cache key (rvi/cache.py): it fingerprints everything that shapes a model."""
+"""The model cache key (rvi/models/cache.py): it fingerprints everything that shapes a model."""
 
 import dataclasses
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import rvi
-from rvi import cache, train
+from rvi.models import cache, train
 from rvi.data import Dataset, make_synthetic
 
 

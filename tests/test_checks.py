@@ -1,4 +1,4 @@
-"""The leaf modules of checks (rvi/_checks.py) and registries (rvi/registry.py)."""
+"""The leaf modules of checks (rvi/_core/checks.py) and registries (rvi/_core/registry.py)."""
 
 import ast
 import dataclasses
@@ -8,21 +8,23 @@ import pytest
 import torch
 
 import rvi
-from rvi import _checks, formatting
-from rvi.registry import FAMILIES, METHOD_REGISTRY, METRIC_REGISTRY, Method, Metric, Registry
+from rvi._core import checks as _checks, formatting
+from rvi._core.registry import FAMILIES, METHOD_REGISTRY, METRIC_REGISTRY, Method, Metric, Registry
 
 
 def _rvi_imports(module: str) -> set:
-    tree = ast.parse(Path(rvi.__file__).with_name(f"{module}.py").read_text())
-    return {node.module for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.level == 1}
+    """The rvi modules ``rvi/<module>.py`` imports, as written (``.._core.checks``, ``.errors``)."""
+    tree = ast.parse(Path(rvi.__file__).parent.joinpath(f"{module}.py").read_text())
+    return {"." * node.level + (node.module or "") for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level}
 
 
-def test_checks_and_registry_are_leaves_and_config_imports_only_them():
-    assert _rvi_imports("errors") == _rvi_imports("formatting") == set()
-    assert _rvi_imports("_checks") == {"errors"}  # its checks raise rvi's exception classes
-    assert _rvi_imports("registry") == set()
-    assert _rvi_imports("config") == {"_checks", "registry"}
+def test_checks_and_registry_are_leaves_and_config_imports_only_them_and_the_registries():
+    assert _rvi_imports("errors") == _rvi_imports("_core/formatting") == set()
+    assert _rvi_imports("_core/checks") == {"..errors"}  # its checks raise rvi's exception classes
+    assert _rvi_imports("_core/registry") == set()
+    # config checks names against the registries, taken from their owner packages
+    assert _rvi_imports("config") == {"._core.checks", "._core.registry", ".attribution", ".metrics"}
 
 
 def test_every_listed_name_works_where_it_is_accepted():

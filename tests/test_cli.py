@@ -97,7 +97,7 @@ def test_train_then_evaluate(tmp_path, capsys):
 
 
 def test_evaluate_old_checkpoint_needs_an_explicit_dataset(tmp_path, capsys):
-    from rvi.train import save_checkpoint
+    from rvi.models.train import save_checkpoint
     import rvi
 
     path = tmp_path / "old.pt"
@@ -112,7 +112,7 @@ def test_evaluate_refuses_test_images_that_were_training_images(tmp_path, monkey
     """A model trained on "mnist" scored on "mnist-5k" test images it saw in training."""
     import rvi
     from rvi.data import Dataset, make_synthetic
-    from rvi.train import save_checkpoint
+    from rvi.models.train import save_checkpoint
 
     small = make_synthetic(40, 20)
     big = Dataset("mnist", torch.cat([small.train_images, small.test_images[:5]]),
@@ -284,7 +284,7 @@ def test_evaluate_missing_checkpoint(tmp_path, capsys):
 
 
 def test_bench_and_train_refuse_a_bad_out_before_any_work(tmp_path, monkeypatch, capsys):
-    import rvi.benchmark
+    import rvi.studies.benchmark
 
     def no_run(*args, **kwargs):
         raise AssertionError("ran the benchmark before checking --out-dir")
@@ -304,7 +304,7 @@ def test_bench_and_train_refuse_a_bad_out_before_any_work(tmp_path, monkeypatch,
 
 def test_evaluate_a_synthetic_model_of_another_size_on_another_dataset(tmp_path, capsys):
     """The training data is rebuilt at the recorded size, so the overlap check can run."""
-    from rvi.cache import get_trained_model
+    from rvi.models.cache import get_trained_model
     from rvi.data import make_synthetic
 
     _, _, checkpoint = get_trained_model(make_synthetic(100, 40), "lenet",

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import rvi
-from rvi import models
+from rvi.models import architectures as models
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
-from rvi.controls import parameter_layers
+from rvi.scoring.controls import parameter_layers
 
 ATTACK = AttackConfig(eps=8 / 255, alpha=2 / 255, steps=2)
 WIDTH = 4
@@ -99,8 +99,8 @@ def test_tables_and_example_images(colour_run):
 
 
 def test_one_channel_metrics_and_controls_on_colour_images():
-    from rvi.controls import edge_map, image_map
-    from rvi.metrics import cosine, foreground_mass, inner
+    from rvi.scoring.controls import edge_map, image_map
+    from rvi.metrics.basic import cosine, foreground_mass, inner
 
     generator = torch.Generator().manual_seed(3)
     grey = torch.rand(3, 1, 8, 8, generator=generator)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import rvi
-from rvi.result import RESULT_FILE
-from rvi.sweep_result import SWEEP_FILE
+from rvi.report.result import RESULT_FILE
+from rvi.report.sweep_result import SWEEP_FILE
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 #: Study folders: the current ones, and the superseded rvi 0.6 studies (still re-rendered).

@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import rvi
-from rvi import records, stats
-from rvi.benchmark import weights_fingerprint
+from rvi.scoring import records
+from rvi.analysis import stats
+from rvi.studies.benchmark import weights_fingerprint
 from rvi.cli import main
 from rvi.config import AttackConfig, BenchmarkConfig
-from rvi.controls import random_weights_model
-from rvi.scoring import score_model
+from rvi.scoring.controls import random_weights_model
+from rvi.scoring.cell import score_model
 
 ATTACK = AttackConfig(eps=0.1, alpha=0.05, steps=2)
 METRICS = ("cosine", "alignment_logit")
@@ -256,7 +257,7 @@ def no_work(monkeypatch):
     """Fail the test if any attack, map or score is made."""
     def refuse(*args, **kwargs):
         raise AssertionError("work started before the models were checked")
-    monkeypatch.setattr(importlib.import_module("rvi.compare"), "score_model_set", refuse)
+    monkeypatch.setattr(importlib.import_module("rvi.studies.compare"), "score_model_set", refuse)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -335,7 +336,7 @@ def test_cli_compares_saved_modules_and_torchscript(colour, tmp_path, capsys):
 
 
 def test_cli_reads_rvi_checkpoints_and_refuses_bad_specs(tmp_path, capsys):
-    from rvi.train import save_checkpoint
+    from rvi.models.train import save_checkpoint
     from rvi.config import TrainConfig
 
     for seed, name in ((0, "a"), (1, "b")):

@@ -146,7 +146,7 @@ def test_method_and_metric_names_are_checked_against_the_registries(cls, changes
 
 def test_every_registered_name_is_accepted():
     from rvi.config import DEFAULT_METRICS, BenchmarkConfig, SweepConfig
-    from rvi.registry import METHOD_REGISTRY, METRIC_REGISTRY
+    from rvi._core.registry import METHOD_REGISTRY, METRIC_REGISTRY
 
     for cls in (BenchmarkConfig, SweepConfig):
         config = cls(methods=METHOD_REGISTRY.names(), metrics=METRIC_REGISTRY.names())
@@ -230,7 +230,7 @@ def test_bad_lr_warmup_share(kwargs, message):
 def test_l2_configs_keep_every_l_inf_dict_and_cache_key():
     """``norm`` is left out of dicts at its legacy value, so L-inf configs, checkpoints, cache
     keys and sweep record keys are those rvi 0.11 made (keys pinned from rvi 0.11.0)."""
-    from rvi.cache import cache_key
+    from rvi.models.cache import cache_key
 
     assert "norm" not in AttackConfig().to_dict()
     assert "norm" not in json.dumps(BenchmarkConfig().to_dict())

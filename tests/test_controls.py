@@ -1,14 +1,14 @@
-"""Tests for rvi/controls.py: random weights, cascading randomization, trivial explainers."""
+"""Tests for rvi/scoring/controls.py: random weights, cascading randomization, trivial explainers."""
 
 import pytest
 import torch
 
-from rvi.controls import (
+from rvi.scoring.controls import (
     TRIVIAL_EXPLAINERS, cascading_randomization, control_scores, edge_map, image_map, noise_map,
     parameter_layers, random_weights_model,
 )
-from rvi.metrics import alignment, cleanliness
-from rvi.saliency import explain
+from rvi.metrics.basic import alignment, cleanliness
+from rvi.attribution.saliency import explain
 
 
 def _same_weights(a, b) -> bool:

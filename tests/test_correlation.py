@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rvi.correlation import (PERMUTATIONS, _draw_means, _row_spearman, permutation_p,
-                             point_spearman)
+from rvi.analysis.correlation import (PERMUTATIONS, _draw_means, _row_spearman, permutation_p, point_spearman)
 
 
 def _sweep(values_per_point: dict):

@@ -13,13 +13,13 @@ from torch import nn
 
 import rvi
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
-from rvi.controls import (LAYER_STEPS_UP_TO, MAX_BLOCK_STEPS, randomization_curve,
-                          randomization_steps, randomized_maps)
-from rvi.cost import (AUTOATTACK_PASSES, CostModel, Estimate, _Counter, _StandIn, attack_passes,
-                      model_speed, suggestions)
+from rvi.scoring.controls import (LAYER_STEPS_UP_TO, MAX_BLOCK_STEPS, randomization_curve,
+                                  randomization_steps, randomized_maps)
+from rvi.scoring.cost import (AUTOATTACK_PASSES, CostModel, Estimate, _Counter, _StandIn, attack_passes,
+                              model_speed, suggestions)
 from rvi.cli import main
-from rvi.pipeline import CellSpec
-from rvi.records import NATURAL_ROBUST
+from rvi.scoring.pipeline import CellSpec
+from rvi.scoring.records import NATURAL_ROBUST
 
 X = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 
@@ -51,7 +51,7 @@ def test_blocks_of_a_staged_model_are_its_stem_stages_and_head():
     assert [name for name, _ in steps] == ["stem", "stages.0", "stages.1", "stages.2", "head"]
     assert [len(modules) for _, modules in steps] == [1, 4, 4, 4, 1]
     # a wrapper without parameters of its own (normalization) is looked through
-    wrapped = nn.Sequential(rvi.models.Normalize((0.5,) * 3, (0.5,) * 3), Staged())
+    wrapped = nn.Sequential(rvi.models.architectures.Normalize((0.5,) * 3, (0.5,) * 3), Staged())
     assert [name for name, _ in randomization_steps(wrapped, X, "blocks")] == [
         "1.stem", "1.stages.0", "1.stages.1", "1.stages.2", "1.head"]
 

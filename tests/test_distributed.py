@@ -20,14 +20,14 @@ import torch.distributed as dist
 
 import rvi
 from rvi import distributed as ddp
-from rvi._checks import chunks
-from rvi.attacks import skip_random_starts
+from rvi._core.checks import chunks
+from rvi.attacks.adversarial import skip_random_starts
 from rvi.cli import main
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
-from rvi.pipeline import CellSpec
-from rvi.pipeline import shard_align as _shard_align
-from rvi.result import BenchmarkResult
-from rvi.train import save_checkpoint
+from rvi.scoring.pipeline import CellSpec
+from rvi.scoring.pipeline import shard_align as _shard_align
+from rvi.report.result import BenchmarkResult
+from rvi.models.train import save_checkpoint
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ddp_worker  # noqa: E402
@@ -173,15 +173,15 @@ def test_offsets_give_each_image_its_one_call_draws(lenet, batch):
     smooth = dict(method="smoothgrad", batch_size=20, smoothgrad_samples=5, seed=2)  # 4 a call
     whole = rvi.explain(lenet, images, "true", labels=labels, **smooth).maps
     targets = labels.clone()
-    infidelity = rvi.faithfulness.infidelity(lenet, images, whole, targets, seed=2, batch_size=30)
-    noise = rvi.controls.noise_map(images, seed=2)
+    infidelity = rvi.metrics.faithfulness.infidelity(lenet, images, whole, targets, seed=2, batch_size=30)
+    noise = rvi.scoring.controls.noise_map(images, seed=2)
     for k in (4, 12):
         part = rvi.explain(lenet, images[k:], "true", labels=labels[k:], offset=k, **smooth).maps
         assert torch.equal(part, whole[k:]), k
-        assert torch.equal(rvi.faithfulness.infidelity(lenet, images[k:], whole[k:], targets[k:],
-                                                       seed=2, batch_size=30, offset=k),
-                           infidelity[k:]), k
-        assert torch.equal(rvi.controls.noise_map(images[k:], seed=2, offset=k), noise[k:]), k
+        part = rvi.metrics.faithfulness.infidelity(lenet, images[k:], whole[k:], targets[k:], seed=2,
+                                                   batch_size=30, offset=k)
+        assert torch.equal(part, infidelity[k:]), k
+        assert torch.equal(rvi.scoring.controls.noise_map(images[k:], seed=2, offset=k), noise[k:]), k
     unaligned = rvi.explain(lenet, images[4:], "true", labels=labels[4:], **smooth).maps
     assert not torch.equal(unaligned, whole[4:])  # without the offset the noise differs
     with pytest.raises(ValueError, match=r"offset must be a multiple of 4 \(images per "
@@ -356,5 +356,5 @@ def test_torchrun_entry_benchmarks_like_one_process(tmp_path):
     expected.save(tmp_path / "one-process")  # both through the same files
     _assert_same_result(BenchmarkResult.load(config.out_dir),
                         BenchmarkResult.load(tmp_path / "one-process"))
-    from rvi.terminal import summary  # rank 0 printed the saved result's summary, once
+    from rvi.report.terminal import summary  # rank 0 printed the saved result's summary, once
     assert summary(BenchmarkResult.load(config.out_dir), Path(config.out_dir)) in stdout

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import rvi
-from rvi._checks import installed
+from rvi._core.checks import installed
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 spec = importlib.util.spec_from_file_location("docs_build", DOCS / "build.py")

@@ -10,23 +10,23 @@ from pathlib import Path
 import pytest
 
 import rvi
-import rvi.sweep
-from rvi import engines
-from rvi._checks import installed
+import rvi.studies.sweep
+from rvi.studies import engines
+from rvi._core.checks import installed
 from test_sweep import assert_same_aggregates
 
 
 def test_local_engine_sizes(monkeypatch):
     monkeypatch.setattr(engines, "cores", lambda: 8)
-    inline = engines.make_engine(rvi.sweep.run_job, rvi.SweepConfig(workers=1))
+    inline = engines.make_engine(rvi.studies.sweep.run_job, rvi.SweepConfig(workers=1))
     assert isinstance(inline, engines._InProcess) and inline.threads == 8
-    pool = engines.make_engine(rvi.sweep.run_job, rvi.SweepConfig(workers=4))
+    pool = engines.make_engine(rvi.studies.sweep.run_job, rvi.SweepConfig(workers=4))
     try:
         assert isinstance(pool, engines._Pool) and pool.threads == 2
         assert pool.pool._max_workers == 4
     finally:
         pool.close()
-    default = engines.make_engine(rvi.sweep.run_job, rvi.SweepConfig())
+    default = engines.make_engine(rvi.studies.sweep.run_job, rvi.SweepConfig())
     try:
         assert default.pool._max_workers == 8 and default.threads == 1
     finally:
@@ -45,7 +45,7 @@ def test_in_process_engine_hands_each_record_back_before_the_next_job(monkeypatc
             raise KeyboardInterrupt
         return {"seed": job.seed}
 
-    jobs = rvi.sweep.make_jobs(rvi.SweepConfig(dataset="synthetic", eps=(0.3,), seeds=(0, 1, 2, 3)))
+    jobs = rvi.studies.sweep.make_jobs(rvi.SweepConfig(dataset="synthetic", eps=(0.3,), seeds=(0, 1, 2, 3)))
     with pytest.raises(KeyboardInterrupt):
         engines.run_jobs(jobs, fake_run_job, rvi.SweepConfig(workers=1),
                          lambda job, record: written.append(record["seed"]))
@@ -56,7 +56,7 @@ def test_ray_backend_without_ray_says_how_to_install(monkeypatch, hide_distribut
     monkeypatch.setitem(sys.modules, "ray", None)
     hide_distribution("ray")
     with pytest.raises(ValueError, match=r'pip install "rvi\[ray\]"'):
-        engines.make_engine(rvi.sweep.run_job, rvi.SweepConfig(backend="ray"))
+        engines.make_engine(rvi.studies.sweep.run_job, rvi.SweepConfig(backend="ray"))
 
 
 @pytest.mark.slow  # ray.init alone takes about 8 s; the test 13 s on 2 idle cores, 26 s loaded
@@ -96,9 +96,9 @@ def test_an_error_in_the_driver_stops_the_pool_workers(tiny_sweep, monkeypatch):
     def stop(job, record):
         raise KeyboardInterrupt
 
-    jobs = rvi.sweep.make_jobs(dataclasses.replace(config, workers=2))
+    jobs = rvi.studies.sweep.make_jobs(dataclasses.replace(config, workers=2))
     with pytest.raises(KeyboardInterrupt):
-        engines.run_jobs(jobs, rvi.sweep.run_job, dataclasses.replace(config, workers=2), stop)
+        engines.run_jobs(jobs, rvi.studies.sweep.run_job, dataclasses.replace(config, workers=2), stop)
     assert seen["abort"] is True and seen["processes"]
     # Process.is_alive() can stay True for a child another thread reaped: ask the OS instead
     deadline = time.monotonic() + 30

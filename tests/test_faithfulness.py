@@ -1,4 +1,4 @@
-"""Tests for rvi.faithfulness and the general entry point rvi.metrics.score."""
+"""Tests for rvi.metrics.faithfulness and the general entry point rvi.metrics.score."""
 
 import inspect
 import math
@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from rvi import faithfulness as F
-from rvi import relative as R
-from rvi._checks import installed
-from rvi.metrics import METRICS, alignment, alignment_margin, cleanliness, score
-from rvi.saliency import explain
+from rvi.metrics import faithfulness as F
+from rvi.metrics import relative as R
+from rvi._core.checks import installed
+from rvi.metrics.basic import METRICS, alignment, alignment_margin, cleanliness, gini, score
+from rvi.attribution.saliency import explain
 
 needs_quantus = pytest.mark.skipif(not installed("quantus"),
                                    reason='Quantus is not installed (pip install "rvi[quantus]")')
@@ -30,7 +30,7 @@ def _linear(weight: torch.Tensor, bias=None) -> nn.Module:
 
 
 def _scipy_blur(image):
-    """(C, H, W) blurred by scipy: the same Gaussian as rvi.faithfulness.blurred, truncated at
+    """(C, H, W) blurred by scipy: the same Gaussian as rvi.metrics.faithfulness.blurred, truncated at
     the same radius, torch's "reflect" padding being scipy's "mirror"."""
     from scipy.ndimage import gaussian_filter
 
@@ -327,12 +327,12 @@ def test_gini_against_mean_difference_and_bounds():
     maps[2] = 0.0
     maps[3] = 0.0
     maps[3, 0, 2, 2] = -2.0
-    got = F.gini(maps)
+    got = gini(maps)
     for i in range(5):
         assert float(got[i]) == pytest.approx(_gini_mean_difference(maps[i].numpy()), abs=1e-6)
     assert float(got[1]) == pytest.approx(0.0, abs=1e-6) and float(got[2]) == 0.0
     assert float(got[3]) == pytest.approx(1 - 1 / 36)
-    torch.testing.assert_close(F.gini(7 * maps), got)
+    torch.testing.assert_close(gini(7 * maps), got)
 
 
 @needs_quantus
@@ -343,7 +343,7 @@ def test_gini_against_quantus():
     ref = quantus.Sparseness(abs=True, normalise=False, disable_warnings=True)(
         model=None, x_batch=maps.numpy(), y_batch=np.zeros(4, dtype=int),
         a_batch=maps.numpy().copy())
-    np.testing.assert_allclose(F.gini(maps).numpy(), np.asarray(ref), atol=1e-5)
+    np.testing.assert_allclose(gini(maps).numpy(), np.asarray(ref), atol=1e-5)
 
 
 def test_alignment_margin_is_distance_to_decision_boundary():
@@ -388,11 +388,11 @@ def test_score_dispatches_every_metric(lenet, batch):
         assert out.shape == (4,) and bool(torch.isfinite(out).all()), kind
         assert bool(((out >= info.low - 1e-6) & (out <= info.high + 1e-6)).all()), kind
     torch.testing.assert_close(cleanliness(attribution.maps, images, "gini"),
-                               F.gini(attribution.maps))
+                               gini(attribution.maps))
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda m, x, s, t: score("nope", s, x), "kind must be one of"),
+    (lambda m, x, s, t: score("nope", s, x), "metric must be one of"),
     (lambda m, x, s, t: score("deletion", s, x, targets=t), "needs model="),
     (lambda m, x, s, t: score("deletion", s, x, model=m), "needs targets="),
     (lambda m, x, s, t: score("sensitivity_max", None, x, model=m, targets=t), "needs method="),
@@ -410,7 +410,7 @@ def test_score_dispatches_every_metric(lenet, batch):
     (lambda m, x, s, t: F.infidelity(m, x, s * math.nan, t), "maps must be finite"),
     (lambda m, x, s, t: F.sensitivity_max(m, x, t, "lime"), "method must be one of"),
     (lambda m, x, s, t: F.sensitivity_max(m, x, t, radius=0), "radius must be"),
-    (lambda m, x, s, t: F.gini(s[0]), "maps must be a float tensor"),
+    (lambda m, x, s, t: gini(s[0]), "maps must be a float tensor"),
 ])
 def test_bad_inputs(lenet, batch, call, message):
     images, _ = batch

@@ -16,12 +16,14 @@ import torch
 from torch import nn
 
 import rvi
-from rvi import cache, cli, result as result_module
+from rvi import cli
+from rvi.models import cache
+from rvi.report import result as result_module
 from rvi.cli import main
 from rvi.config import TrainConfig
 from rvi.data import make_synthetic
 from rvi.errors import NonFiniteOutputError, ResultNotSavedError
-from rvi._io import file_lock, lock_path_of
+from rvi._core.io import file_lock, lock_path_of
 
 REPO = Path(__file__).resolve().parents[1]
 #: The cheapest compare: one map method, one metric, one control, one attack step.
@@ -141,7 +143,7 @@ def no_training(monkeypatch):
         raise AssertionError("work started before the run was checked")
 
     monkeypatch.setattr(cache, "train_model", forbidden)
-    monkeypatch.setattr(rvi.pipeline, "attack_part", forbidden)
+    monkeypatch.setattr(rvi.scoring.pipeline, "attack_part", forbidden)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -221,8 +223,8 @@ def test_a_damaged_cache_entry_is_refused_and_retrained(tmp_path):
 CONCURRENT_TRAINER = """
 import sys
 import rvi
-from rvi import cache
-from rvi.benchmark import weights_fingerprint
+from rvi.models import cache
+from rvi.studies.benchmark import weights_fingerprint
 from rvi.config import TrainConfig
 from rvi.data import make_synthetic
 trained = []
@@ -354,9 +356,9 @@ def test_every_entry_point_that_runs_a_model_refuses_nan_logits():
 
 
 def test_a_run_refuses_a_model_by_its_name_before_the_attacks(monkeypatch):
-    from rvi.pipeline import CellSpec, score_model_set
-    from rvi.records import NATURAL_ROBUST
-    monkeypatch.setattr(rvi.pipeline, "attack_part", lambda *a, **k: pytest.fail("attacked"))
+    from rvi.scoring.pipeline import CellSpec, score_model_set
+    from rvi.scoring.records import NATURAL_ROBUST
+    monkeypatch.setattr(rvi.scoring.pipeline, "attack_part", lambda *a, **k: pytest.fail("attacked"))
     images = torch.rand(4, 1, 28, 28)
     spec = CellSpec.from_benchmark(rvi.BenchmarkConfig(), 4)
     with pytest.raises(NonFiniteOutputError, match="^robust returns NaN"):

@@ -16,9 +16,9 @@ import pytest
 from PIL import Image
 
 import rvi
-from rvi import figures, html_report, report
+from rvi.report import figures, html as html_report, tables as report
 from rvi.cli import main
-from rvi.result import OWNED_FILES
+from rvi.report.result import OWNED_FILES
 from test_benchmark import tiny_config
 
 FIGURE_FILES = ("saliency_grid.png", "scores.png", "accuracy.png", "cascading.png",

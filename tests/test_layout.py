@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import rvi
-from rvi._modelstate import channels_last, wants_channels_last
+from rvi._core.modelstate import channels_last, wants_channels_last
 
 WORKER = Path(__file__).with_name("fragile_layout_worker.py")
 
@@ -23,7 +23,7 @@ def _trained_ish_lenet(in_channels=1):
 @pytest.fixture
 def plain_path(monkeypatch):
     """Switch the channels-last context off (rvi 0.3's layout)."""
-    return lambda: monkeypatch.setattr(rvi._modelstate, "CPU_CHANNELS_LAST", False)
+    return lambda: monkeypatch.setattr(rvi._core.modelstate, "CPU_CHANNELS_LAST", False)
 
 
 def test_weights_come_back_as_they_were():
@@ -71,8 +71,8 @@ def test_results_match_the_plain_path(plain_path, in_channels):
         maps = rvi.explain(model, images, "true", "guided_backprop", labels=labels,
                            batch_size=16).maps
         return {"maps": maps,
-                "deletion": rvi.faithfulness.deletion(model, images, maps, labels, batch_size=64),
-                "alignment": rvi.metrics.alignment(model, images, batch_size=16),
+                "deletion": rvi.metrics.faithfulness.deletion(model, images, maps, labels, batch_size=64),
+                "alignment": rvi.metrics.basic.alignment(model, images, batch_size=16),
                 "pgd": rvi.attack(model, images, labels, config, batch_size=16),
                 "predicted": rvi.predict(model, images)}
 

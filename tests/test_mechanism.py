@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import rvi
-from rvi import mechanism
+from rvi.metrics import mechanism
 
 THRESHOLD = 0.3
 
@@ -103,7 +103,7 @@ def test_the_mechanism_control_in_a_benchmark_and_a_compare(tmp_path, synthetic)
     parts = [rvi.run_benchmark(tiny_config(tmp_path, seeds=(seed,), controls=("mechanism",),
                                            metrics=("cosine",), methods=("guided_backprop",),
                                            eval_attacks=())) for seed in (0, 1)]
-    combined = rvi.result.combine_seeds(parts)
+    combined = rvi.report.result.combine_seeds(parts)
     assert list(zip(combined.mechanism["seed"], combined.mechanism["model"])) == [
         (0, "natural"), (0, "robust"), (1, "natural"), (1, "robust")]
     assert (combined.mechanism["n"] == 8).all()  # the cascade_n images
@@ -120,6 +120,6 @@ def test_the_mechanism_control_in_a_benchmark_and_a_compare(tmp_path, synthetic)
                          rvi.BenchmarkConfig(methods=("saliency",), metrics=("cosine",),
                                              controls=("mechanism",), eval_attacks=(),
                                              bootstrap=100))
-    table = rvi.report.mechanism_table(result).set_index("model")
+    table = rvi.report.tables.mechanism_table(result).set_index("model")
     assert table.loc["flat", "threshold channels"] == "no convolution"
     assert table.loc["lenet", "threshold channels"] == "1"  # the planted threshold

@@ -1,4 +1,4 @@
-"""Tests for rvi/metrics.py: reference values, invariants, edge cases and bad inputs."""
+"""Tests for rvi/metrics/basic.py: reference values, invariants, edge cases and bad inputs."""
 
 import dataclasses
 import math
@@ -7,14 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from rvi import faithfulness, quantus_metrics, relative
-from rvi.metrics import (
+from rvi.metrics import faithfulness, quantus as quantus_metrics, relative
+from rvi.metrics.basic import (
     METRICS, MetricInfo, alignment, alignment_margin, cleanliness, cosine,
     foreground_mass, inner, metric_images_per_call, score, zero_maps,
 )
-from rvi.saliency import explain
+from rvi.attribution.saliency import explain
 
-#: rvi's own metrics; the quantus:NAME ones (rvi.quantus_metrics) are tested in test_quantus.py
+#: rvi's own metrics; the quantus:NAME ones (rvi.metrics.quantus) are tested in test_quantus.py
 OWN = tuple(name for name in METRICS if not name.startswith(quantus_metrics.PREFIX))
 
 
@@ -134,8 +134,8 @@ def test_registry_is_data():
 
 
 def test_metrics_keep_their_order():
-    """Tables list metrics in this order: rvi.metrics registers its own, then rvi.faithfulness,
-    then rvi.relative, then rvi.quantus_metrics."""
+    """Tables list metrics in this order: rvi.metrics.basic registers its own, then rvi.metrics.faithfulness,
+    then rvi.metrics.relative, then rvi.metrics.quantus."""
     assert tuple(METRICS)[:len(OWN)] == OWN
     assert OWN == ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment",
                    "alignment_margin", "gini", "deletion", "insertion", "infidelity",
@@ -145,11 +145,11 @@ def test_metrics_keep_their_order():
 
 def test_each_metric_is_registered_next_to_its_function():
     for name in ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment_margin"):
-        assert METRICS[name].function.__module__ == "rvi.metrics", name
+        assert METRICS[name].function.__module__ == "rvi.metrics.basic", name
     for name in ("gini", "deletion", "insertion", "infidelity", "sensitivity_max"):
-        assert METRICS[name].function.__module__ == "rvi.faithfulness", name
+        assert METRICS[name].function.__module__ == "rvi.metrics.faithfulness", name
     for name in ("deletion_gain", "deletion_gain_blur", "lerf_morf", "infidelity_unexplained"):
-        assert METRICS[name].function.__module__ == "rvi.relative", name
+        assert METRICS[name].function.__module__ == "rvi.metrics.relative", name
     assert METRICS["alignment"].function is METRICS["alignment_logit"].function
 
 
@@ -238,9 +238,9 @@ def test_bad_inputs(saliency, image, message, kind):
 
 def test_bad_kind_and_missing_model(pair):
     maps, images = pair
-    with pytest.raises(ValueError, match="kind must be one of inner, cosine, .*; got 'ssim'"):
+    with pytest.raises(ValueError, match="metric must be one of inner, cosine, .*; got 'ssim'"):
         cleanliness(maps, images, "ssim")
-    with pytest.raises(ValueError, match="kind 'alignment' needs model="):
+    with pytest.raises(ValueError, match="metric .alignment. needs model="):
         cleanliness(maps, images, "alignment")
     model = _linear_model(torch.ones(2, 36))
     with pytest.raises(ValueError, match="matching shapes"):

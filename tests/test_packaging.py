@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rvi
-from rvi._checks import installed
+from rvi._core.checks import installed
 
 REPO = Path(__file__).resolve().parents[1]
 #: What a wheel is built from (nothing else of the repository belongs in it).

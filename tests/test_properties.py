@@ -8,10 +8,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rvi import metrics
+from rvi.metrics import basic as metrics
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig
-from rvi.registry import METHOD_REGISTRY, METRIC_REGISTRY
-from rvi.saliency import images_per_call
+from rvi._core.registry import METHOD_REGISTRY, METRIC_REGISTRY
+from rvi.attribution.saliency import images_per_call
 
 FAST = settings(max_examples=50, deadline=None)
 

@@ -1,4 +1,4 @@
-"""rvi.quantus_metrics: Quantus metrics requested as quantus:NAME, against rvi's own metrics.
+"""rvi.metrics.quantus: Quantus metrics requested as quantus:NAME, against rvi's own metrics.
 
 Each Quantus metric that rvi also implements is compared with rvi's on the same maps and model:
 equal, or related by the exact difference docs/metrics.md ("Quantus metrics") states. The direct
@@ -17,11 +17,11 @@ from captum.metrics import infidelity as captum_infidelity
 from torch import nn
 
 import rvi
-from rvi import faithfulness as F
-from rvi import quantus_metrics as Q
-from rvi._checks import installed
-from rvi.metrics import METRICS, score
-from rvi.saliency import explain
+from rvi.metrics import faithfulness as F
+from rvi.metrics import quantus as Q
+from rvi._core.checks import installed
+from rvi.metrics.basic import METRICS, gini, score
+from rvi.attribution.saliency import explain
 
 NAMES = tuple(Q.PREFIX + name for name in Q.SUPPORTED)
 needs_quantus = pytest.mark.skipif(not installed("quantus"),
@@ -87,7 +87,7 @@ def test_sparseness_is_gini_of_the_map_plus_1e7(lenet, batch):
     images, labels = batch
     maps = explain(lenet, images, "true", "saliency", labels=labels).maps
     got = score("quantus:Sparseness", maps, images).double()
-    gini = F.gini(maps).double()
+    gini = gini(maps).double()
     total, n = maps.double().flatten(1).sum(1), maps[0].numel()
     torch.testing.assert_close(got, gini * total / (total + n * 1e-7), rtol=2e-6, atol=0)
     # not scale-free: on these small gradient maps (sum |s| ~ 0.05) the offset costs 8.4e-4

@@ -8,7 +8,7 @@ from captum.attr import GuidedBackprop
 from torch import nn
 
 import rvi
-from rvi.models import CIFAR10_MEAN, PreActBlock, PreActResNet, resnet18
+from rvi.models.architectures import CIFAR10_MEAN, PreActBlock, PreActResNet, resnet18
 from reference_gbp import reference_guided_backprop, with_functional_relu
 
 
@@ -63,9 +63,9 @@ def test_normalization_is_inside_the_model():
 
 def test_resnet_passes_the_guided_backprop_preflight_and_its_functional_twin_does_not():
     model, x = tiny_resnet().float(), torch.rand(1, 3, 32, 32)
-    rvi.saliency.check_guided_backprop_model(model, x)
+    rvi.attribution.saliency.check_guided_backprop_model(model, x)
     with pytest.raises(ValueError, match="nn.ReLU module.*calls 'relu'"):
-        rvi.saliency.check_guided_backprop_model(with_functional_relu(model), x)
+        rvi.attribution.saliency.check_guided_backprop_model(with_functional_relu(model), x)
 
 
 @pytest.mark.parametrize("absolute", [False, True])

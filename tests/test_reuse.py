@@ -1,11 +1,11 @@
-"""Repeated model queries inside one scoring pass are answered once (rvi._reuse), with results
+"""Repeated model queries inside one scoring pass are answered once (rvi._core.reuse), with results
 equal to those computed without reuse."""
 
 import torch
 
-from rvi._reuse import reuse_model_queries
-from rvi.faithfulness import CURVE_STEPS, INFIDELITY_DRAWS, deletion
-from rvi.relative import deletion_gain, infidelity_unexplained, lerf_morf
+from rvi._core.reuse import reuse_model_queries
+from rvi.metrics.faithfulness import CURVE_STEPS, INFIDELITY_DRAWS, deletion
+from rvi.metrics.relative import deletion_gain, infidelity_unexplained, lerf_morf
 
 
 def count_images(model) -> list:

@@ -1,4 +1,5 @@
-"""Tests for rvi/saliency.py: known answers, an independent Guided Backprop, guards, bad inputs."""
+"""Tests for rvi/attribution/saliency.py: known answers, an independent Guided Backprop, guards, bad
+inputs."""
 
 import inspect
 import math
@@ -9,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rvi.evaluate import predict
-from rvi.models import build_model
-from rvi import saliency
-from rvi.registry import METHOD_REGISTRY
-from rvi.saliency import (IG_STEPS, METHODS, SMOOTHGRAD_SAMPLES, Attribution,
-                          check_guided_backprop_model, explain, images_per_call)
+from rvi.attacks.accuracy import predict
+from rvi.models.architectures import build_model
+from rvi.attribution import saliency
+from rvi._core.registry import METHOD_REGISTRY
+from rvi.attribution.saliency import (IG_STEPS, METHODS, SMOOTHGRAD_SAMPLES, Attribution,
+                                      check_guided_backprop_model, explain, images_per_call)
 from reference_gbp import GuidedReLUFunction, reference_guided_backprop, with_functional_relu
 
 
@@ -168,7 +169,7 @@ def test_methods_are_the_registered_objects():
     assert METHODS == METHOD_REGISTRY.names() == ("guided_backprop", "saliency",
                                                   "integrated_gradients", "smoothgrad")
     for name, method in METHOD_REGISTRY.items():
-        assert method.attribute.__module__ == "rvi.saliency", name
+        assert method.attribute.__module__ == "rvi.attribution.saliency", name
         assert method.signed
         assert method.random_draws == (name == "smoothgrad")
     assert METHOD_REGISTRY["guided_backprop"].preflight is check_guided_backprop_model

@@ -3,11 +3,11 @@
 import numpy as np
 import torch
 
-from rvi.controls import edge_map, image_map
-from rvi.records import ScoreKey
-from rvi.relative import deletion_gain, infidelity_unexplained
-from rvi.saliency import explain
-from rvi.scoring import score_maps_with_model, score_model
+from rvi.scoring.controls import edge_map, image_map
+from rvi.scoring.records import ScoreKey
+from rvi.metrics.relative import deletion_gain, infidelity_unexplained
+from rvi.attribution.saliency import explain
+from rvi.scoring.cell import score_maps_with_model, score_model
 
 
 def test_signed_map_metrics_get_signed_maps_on_the_scored_images_only(lenet, batch):

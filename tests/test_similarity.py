@@ -1,4 +1,4 @@
-"""Tests for rvi.similarity: map similarities and the randomization test."""
+"""Tests for rvi.metrics.similarity: map similarities and the randomization test."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from rvi.controls import randomization_similarity
-from rvi.similarity import SIMILARITIES, hog_similarity, spearman, ssim
+from rvi.scoring.controls import randomization_similarity
+from rvi.metrics.similarity import SIMILARITIES, hog_similarity, spearman, ssim
 
 
 def _maps(n=4, seed=0):
@@ -44,7 +44,7 @@ def test_spearman_matches_scipy_and_independent_maps_are_near_zero():
 def test_hog_describes_each_map_once_and_a_changed_map_again(monkeypatch):
     import skimage.feature
 
-    import rvi.similarity as similarity
+    import rvi.metrics.similarity as similarity
 
     a, b, c = _maps(3, 1), _maps(3, 2), _maps(3, 3)
     pairs = ((a, b), (c, b), (a.roll(1, 0), b), (a, c))
@@ -66,7 +66,7 @@ def test_hog_describes_each_map_once_and_a_changed_map_again(monkeypatch):
 
 
 def test_hog_memo_keeps_only_the_most_recent_maps(monkeypatch):
-    import rvi.similarity as similarity
+    import rvi.metrics.similarity as similarity
 
     monkeypatch.setattr(similarity, "_HOG_MEMO_SIZE", 4)
     similarity._HOG_MEMO.clear()

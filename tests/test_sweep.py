@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import rvi
-import rvi.sweep
-from rvi.sweep import EPS_GRIDS, make_jobs, record_key, record_path, sweep_recipe
-from rvi.sweep_job import SweepJob
+import rvi.studies.sweep
+from rvi.studies.sweep import EPS_GRIDS, make_jobs, record_key, record_path, sweep_recipe
+from rvi.studies.sweep_job import SweepJob
 
 
 def test_recipes_match_the_benchmark_defaults():
@@ -131,8 +131,8 @@ def test_a_rerun_resumes_and_redoes_only_missing_jobs(tiny_sweep, monkeypatch):
     removed = sorted((out / "jobs").glob("*eps0.1-seed1-*"))
     removed[0].unlink()
     calls = []
-    real = rvi.sweep.run_job
-    monkeypatch.setattr(rvi.sweep, "run_job", lambda job: calls.append(job) or real(job))
+    real = rvi.studies.sweep.run_job
+    monkeypatch.setattr(rvi.studies.sweep, "run_job", lambda job: calls.append(job) or real(job))
     again = rvi.run_sweep(dataclasses.replace(config, out_dir=str(out)))
     assert [(j.eps, j.seed) for j in calls] == [(0.1, 1)]
     pd.testing.assert_frame_equal(again.models, first.models)
@@ -141,7 +141,7 @@ def test_a_rerun_resumes_and_redoes_only_missing_jobs(tiny_sweep, monkeypatch):
 
 def test_a_failed_job_is_retried_once_then_reported(tiny_sweep, monkeypatch, caplog):
     config, first = tiny_sweep
-    real, tries = rvi.sweep.run_job, {}
+    real, tries = rvi.studies.sweep.run_job, {}
 
     def flaky(job):
         point = (job.eps, job.seed)
@@ -150,7 +150,7 @@ def test_a_failed_job_is_retried_once_then_reported(tiny_sweep, monkeypatch, cap
             raise RuntimeError(f"boom {point}")
         return real(job)
 
-    monkeypatch.setattr(rvi.sweep, "run_job", flaky)
+    monkeypatch.setattr(rvi.studies.sweep, "run_job", flaky)
     out = Path(config.out_dir).parent / "flaky"
     result = rvi.run_sweep(dataclasses.replace(config, out_dir=str(out)))
     assert tries[(0.1, 1)] == 2 and tries[(0.0, 0)] == 2 and tries[(0.1, 0)] == 1

@@ -9,15 +9,15 @@ import pytest
 from scipy import stats
 
 import rvi
-from rvi.stats import holm
-from rvi.sweep_result import SCORE_CELL, SweepResult
+from rvi.analysis.stats import holm
+from rvi.report.sweep_result import SCORE_CELL, SweepResult
 
 GRID = (0.0, 0.1, 0.2, 0.3, 0.4)
 SEEDS = (0, 1, 2)
 
 
 def fake_record(eps, seed, clean, robust, cosine):
-    """The parts of a :func:`rvi.sweep_job.run_job` record that SweepResult reads."""
+    """The parts of a :func:`rvi.studies.sweep_job.run_job` record that SweepResult reads."""
     return {"job": {"eps": eps, "seed": seed}, "key": f"k{int(eps * 100)}s{seed}",
             "model": {"num_classes": 10, "final_train_accuracy": clean, "checkpoint": "m.pt"},
             "accuracy": [
@@ -164,7 +164,7 @@ def test_save_and_load(tmp_path):
     summary = json.loads((folder / "summary.json").read_text())
     assert len(summary["models"]) == 15
     # load reads the records sweep.json lists from jobs/
-    from rvi.sweep import write_record
+    from rvi.studies.sweep import write_record
     for record in result.records:
         write_record(folder / "jobs" / f"x-{record['key']}.json.gz", record)
     write_record(folder / "jobs" / "x-stale.json.gz", fake_record(0.0, 0, 0.5, 0.5, 9.0))

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import rvi
-from rvi import terminal
-from rvi.metrics import METRICS
+from rvi.report import terminal
+from rvi.metrics.basic import METRICS
 
 from test_benchmark import tiny_config
 
@@ -112,7 +112,7 @@ def test_a_redirected_bench_log_has_stage_lines_and_no_carriage_return(tmp_path)
 def test_stage_lines_report_a_long_stage_while_it_runs(monkeypatch, capsys):
     """Off a terminal (capsys is not one) a stage writes a line after an item once INTERIM_SECONDS
     have passed since the last, and one line when it ends."""
-    from rvi import progress
+    from rvi._core import progress
     monkeypatch.setattr(progress, "INTERIM_SECONDS", 0.0)
     items = list(progress.progress_bar(["a", "b", "c"], desc="explain and score", unit="cell"))
     lines = capsys.readouterr().err.splitlines()

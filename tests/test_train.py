@@ -6,7 +6,7 @@ import torch
 
 import rvi
 from rvi.config import AttackConfig, TrainConfig
-from rvi.train import save_checkpoint
+from rvi.models.train import save_checkpoint
 
 ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=3)
 
@@ -224,7 +224,7 @@ def test_fast_paths_agree_with_the_plain_path(synthetic, adversarial):
 
 
 def test_eps_warmup_rises_linearly_batch_by_batch_then_holds(synthetic, monkeypatch):
-    from rvi import train
+    from rvi.models import train
 
     seen = []
     plain = train._attack_part
@@ -312,7 +312,7 @@ def test_threshold_start_refuses_colour_images_and_too_long_a_start(synthetic):
 
 
 def test_threshold_start_fits_one_channel_first_layers_with_bias_and_odd_kernel():
-    fits = rvi.train.threshold_start_fits
+    fits = rvi.models.train.threshold_start_fits
     assert fits(rvi.build_model("lenet"), 1) and fits(rvi.build_model("madry-cnn"), 1)
     assert not fits(rvi.build_model("lenet", in_channels=3), 3)
     assert not fits(rvi.build_model("lenet"), 3)  # colour images
@@ -320,7 +320,7 @@ def test_threshold_start_fits_one_channel_first_layers_with_bias_and_odd_kernel(
     assert not fits(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 4), torch.nn.Flatten()), 1)  # even kernel
     assert not fits(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10)), 1)  # no convolution
     # the automatic recipe holds it on MNIST only, and only where the model takes it
-    auto = rvi.train.auto_threshold_start
+    auto = rvi.models.train.auto_threshold_start
     assert auto(rvi.build_model("lenet"), 1, "mnist") and auto(rvi.build_model("lenet"), 1, "mnist-5k")
     assert not auto(rvi.build_model("lenet"), 1, "fashion-mnist")
     assert not auto(rvi.build_model("lenet"), 1, None)

@@ -1,4 +1,4 @@
-"""rvi.zoo: RobustBench model-zoo models as compared models, and gbp_safe_copy."""
+"""rvi.models.zoo: RobustBench model-zoo models as compared models, and gbp_safe_copy."""
 
 import argparse
 import sys
@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import rvi
-from rvi import zoo
-from rvi._checks import installed
+from rvi.models import zoo
+from rvi._core.checks import installed
 from rvi.cli import main
-from rvi.controls import randomization_steps
-from rvi.preflight import check_guided_backprop_model
+from rvi.scoring.controls import randomization_steps
+from rvi.attribution.preflight import check_guided_backprop_model
 
 needs_robustbench = pytest.mark.skipif(
     not installed("robustbench"),

@@ -1,0 +1,159 @@
+"""Trained models cached on disk, keyed by everything that determines them.
+
+The key hashes a fingerprint of the training data (sha256 over the bytes of the training images
+and labels, plus the dataset's name and split parameters), the architecture, the full
+:class:`~rvi.config.TrainConfig`, the checkpoint format and the training code's version
+(:data:`rvi.models.train.TRAINING_VERSION`). Two datasets with the same name but different content
+therefore never share a cached model. An interrupted training run leaves its last epoch's
+checkpoint under the same key and resumes from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Optional, Union
+
+from .. import distributed as ddp
+from .._core.checks import MODELS, check_choice
+from .._core.io import file_lock, lock_path_of
+from ..config import ONECYCLE_WARMUP_SHARE, TrainConfig
+from ..data import Dataset
+from .train import (CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model,
+                    auto_threshold_start, train_model)
+
+
+def default_cache_dir() -> Path:
+    """``$RVI_CACHE_DIR`` if set, else ``~/.cache/rvi/models``."""
+    if os.environ.get("RVI_CACHE_DIR"):
+        return Path(os.environ["RVI_CACHE_DIR"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rvi" / "models"
+
+
+def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig) -> str:
+    """A 16-hex-digit key for (training data, architecture, recipe, training code). A recipe
+    with automatic epochs or warm-up shares the key of the same recipe with them written out.
+
+    Args:
+        data: the :class:`~rvi.data.Dataset` (or its :meth:`~rvi.data.Dataset.info` dict).
+    """
+    info = _info(data)
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    # the automatic recipe trains what resolved() says: key the recipe by what it trains
+    model = new_model(architecture, config, info["num_classes"], info["image_shape"][0])
+    recipe = config.resolved(info["n_train"], with_threshold_start=auto_threshold_start(
+        model, info["image_shape"][0], info["name"])).to_dict()
+    warmup = recipe["eps_warmup_epochs"]
+    if not warmup:
+        del recipe["eps_warmup_epochs"]  # added in rvi 0.6: models cached before keep their keys
+    elif float(warmup).is_integer():
+        recipe["eps_warmup_epochs"] = int(warmup)  # 5 and 5.0 (the automatic warm-up) train alike
+    if recipe["lr_warmup_share"] == ONECYCLE_WARMUP_SHARE:
+        del recipe["lr_warmup_share"]  # added in rvi 0.8: the one shape cached models trained with
+    if not recipe["threshold_start_epochs"]:
+        del recipe["threshold_start_epochs"]  # added in rvi 0.9
+    blob = json.dumps({"data": info, "architecture": architecture, "config": recipe,
+                       "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _info(data: Union[Dataset, dict]) -> dict:
+    if isinstance(data, Dataset):
+        return data.info()
+    if isinstance(data, dict) and {"name", "fingerprint", "n_train", "num_classes",
+                                   "image_shape"} <= set(data):
+        return data
+    raise ValueError(f"data must be a Dataset or its info() dict, got {type(data).__name__}")
+
+
+def cached_model_path(cache_dir: Union[str, Path], data: Union[Dataset, dict], architecture: str,
+                      config: TrainConfig) -> Path:
+    """``cache_dir/<dataset>-<architecture>-<natural|robust>-<key>.pt``."""
+    check_choice("architecture", architecture, MODELS)
+    kind = "robust" if config.adversarial else "natural"
+    key = cache_key(data, architecture, config)
+    return Path(cache_dir) / f"{_info(data)['name']}-{architecture}-{kind}-{key}.pt"
+
+
+def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
+                      cache_dir: Union[str, Path], *, device: str = "cpu",
+                      quiet: bool = False) -> tuple:
+    """Load the model for this recipe from ``cache_dir``, training (or resuming) it if needed.
+
+    A cached checkpoint is served only when the recipe, dataset fingerprint and architecture it
+    records give its file's key (:func:`recorded_key`); any other file under that name (copied
+    over it, damaged) is moved aside to ``NAME.refused-TIME``, with a
+    :class:`CacheEntryRefused` warning, and the model is trained anew. Processes that want
+    the same key take turns (a lock beside the file): the second loads what the first trained.
+
+    Returns:
+        ``(model in eval mode, per-epoch history, checkpoint path)``.
+    """
+    info = _info(data)
+    path = cached_model_path(cache_dir, info, architecture, config)
+    # the ranks of one torchrun job train one model together: a lock would deadlock them
+    lock = contextlib.nullcontext() if ddp.is_distributed() else \
+        file_lock(lock_path_of(path), wait=True, what=f"cached model {path.name}")
+
+    def fresh():
+        return new_model(architecture, config, num_classes=data.num_classes,
+                         in_channels=data.image_shape[0]).to(device)
+
+    with lock:
+        model, history = fresh(), []
+        if path.exists():
+            state = _served_state(path, cache_key(info, architecture, config), model,
+                                  architecture)
+            if state is None:  # refused: the model may hold its weights already
+                model = fresh()
+            else:
+                history = state["history"]
+        auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
+        epochs = config.epochs_for(len(data.train_images), with_threshold_start=auto_start)
+        if len(history) < epochs:
+            # the whole training set goes to the device once, not batch by batch
+            images, labels = data.train_images.to(device), data.train_labels.to(device)
+            history = train_model(model, images, labels, config,
+                                  checkpoint_path=path, architecture=architecture, quiet=quiet,
+                                  dataset_info=info)
+    return model.eval(), history, path
+
+
+class CacheEntryRefused(UserWarning):
+    """A cached checkpoint did not hold the model its key names; it was moved aside."""
+
+
+def recorded_key(state: dict) -> Optional[str]:
+    """The cache key of what a checkpoint records it is (its dataset info, architecture and
+    recipe); None when it records no dataset (written before rvi 0.6)."""
+    if not state.get("dataset"):
+        return None
+    return cache_key(state["dataset"], state["architecture"],
+                     TrainConfig.from_dict(state["config"]))
+
+
+def _served_state(path: Path, key: str, model, architecture: str) -> Optional[dict]:
+    """The checkpoint at ``path``, read once and loaded into ``model``, when it records the model
+    of ``key``; otherwise None, after moving the file aside and warning."""
+    try:
+        state = load_checkpoint(path, model, architecture=architecture)
+        recorded = recorded_key(state)
+        reason = None if recorded == key else \
+            f"it records another recipe, dataset or architecture (key {recorded})"
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:  # damaged, not rvi's
+        reason = f"it cannot be read ({err})"
+    if reason is None:
+        return state
+    aside = path.with_name(f"{path.name}.refused-{time.strftime('%Y%m%dT%H%M%S')}")
+    if not ddp.is_main():  # under torchrun rank 0 moves it; every rank trains anew
+        return None
+    path.rename(aside)
+    warnings.warn(f"cached model {path.name} refused: {reason}; moved to {aside.name}, "
+                  "training anew", CacheEntryRefused, stacklevel=3)
+    return None
