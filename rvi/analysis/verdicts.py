@@ -25,9 +25,14 @@ MIN_SEEDS = 3
 #: attack (:func:`rvi.config.dataset_attack`: PGD-7 with a random start) meets the dataset's
 #: target. MNIST (eps 0.3): the seed study's PGD-7 accuracy, 91.6% (Madry et al. 2018 report 93.2%
 #: PGD-40 for a larger CNN). mnist-5k (eps 0.3, 4,000 training images): 80%, the bar README's
-#: example checks. Its clean-accuracy cost is reported, not ruled on: robust models lose clean
-#: accuracy (about 7 points on Fashion-MNIST at eps 0.1).
-ROBUST_ACCURACY_TARGETS = {"mnist": 0.916, "mnist-5k": 0.80}
+#: example checks. Fashion-MNIST (eps 0.1): 78.5%, from Croce, Andriushchenko and Hein 2019
+#: ("Provable robustness of ReLU networks via maximization of linear regions", AISTATS, Table 1):
+#: PGD adversarial training of a small CNN (two strided convolutions, 100 epochs) leaves at least
+#: 21.5% robust error under their attacks (PGD and MIP, first 1,000 test images) at 11.54% clean
+#: error; PGD-7 is weaker than their attacks, so this bar is, if anything, lenient. The
+#: clean-accuracy cost is reported, not ruled on: robust models lose clean accuracy (about 2
+#: points in that table on Fashion-MNIST, 7 for rvi 0.6's robust LeNets).
+ROBUST_ACCURACY_TARGETS = {"mnist": 0.916, "mnist-5k": 0.80, "fashion-mnist": 0.785}
 #: Without a target (other datasets or attacks, models a user brings): the robust model's
 #: accuracy under the benchmark attack at least this far above the reference's.
 ATTACK_ACCURACY_GAIN = 0.10
