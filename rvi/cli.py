@@ -32,8 +32,8 @@ from .data import DATASETS, image_hashes, load_dataset
 from .errors import RviError
 from .models.architectures import MODELS
 from .models.cache import cached_model_path
-from .models.train import (auto_threshold_start, load_checkpoint, load_model, new_model, train_model,
-                           training_summary)
+from .models.train import (auto_threshold_start, load_checkpoint, load_model, new_model, resolve_recipe,
+                           train_model, training_summary)
 from .models.zoo import DATASETS as ZOO_DATASETS, THREAT_MODELS, load_robustbench
 from .report.html import HTML_FILE
 from .report.result import BenchmarkResult, check_out_folder
@@ -415,18 +415,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
         raise ValueError(f"--out must be a folder, got the file {args.out!r}")
     data = load_dataset(args.dataset, args.data_dir, download=args.download)
     info = data.info()
-    path = cached_model_path(args.out, info, args.model, config)
     model = new_model(args.model, config, data.num_classes, data.image_shape[0]).to(ddp.device())
-    auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
-    recipe = config.resolved(len(data.train_images), with_threshold_start=auto_start)
+    recipe = resolve_recipe(config, info, model)
+    path = cached_model_path(args.out, info, args.model, recipe)
     processes = (f"; {ddp.world_size()} processes ({ddp.world_size() * torch.get_num_threads()} "
                  f"threads in all), backend {torch.distributed.get_backend()}"
                  if ddp.is_distributed() else "")
     _main_print(f"training {args.model} on {data.name}: {recipe.label} ("
                 f"{torch.get_num_threads()} torch threads{processes})\ncheckpoint: {path}")
-    history = train_model(model, data.train_images, data.train_labels, config,
+    history = train_model(model, data.train_images, data.train_labels, recipe,
                           checkpoint_path=path, architecture=args.model, quiet=args.quiet,
                           dataset_info=info)
+    auto_start = auto_threshold_start(model, data.image_shape[0], data.name)  # for the advice only
     _main_print(f"done: {training_summary(history, config, len(data.train_images), auto_start)}\n{path}")
     return 0
 

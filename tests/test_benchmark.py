@@ -393,3 +393,18 @@ def test_results_on_disjoint_seeds_combine_into_one_run(result, tmp_path):
     other = dataclasses.replace(second, config=tiny_config(tmp_path, seeds=(1,), n_test=40))
     with pytest.raises(ValueError, match="config differs in n_test"):
         combine_seeds([result, other])
+
+
+def test_each_recipe_is_resolved_once_per_run(tmp_path, monkeypatch):
+    """check_run resolves each (kind, seed) recipe once; the estimate, the cache key and training
+    use that result (resolving a resolved recipe returns it untouched)."""
+    calls = []
+    resolved = TrainConfig.resolved
+    monkeypatch.setattr(TrainConfig, "resolved",
+                        lambda self, *a, **k: calls.append(self.seed) or resolved(self, *a, **k))
+    config = tiny_config(tmp_path, seeds=(0, 1), n_test=16, eval_attacks=("pgd",))
+    rvi.run_benchmark(config, progress=True)
+    assert sorted(calls) == [0, 0, 1, 1]  # natural and robust of each seed, trained here
+    calls.clear()
+    rvi.run_benchmark(config)  # from the cache
+    assert sorted(calls) == [0, 0, 1, 1]

@@ -1,6 +1,8 @@
 """The model cache key (rvi/models/cache.py): it fingerprints everything that shapes a model."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,3 +108,18 @@ def test_keys_of_models_cached_before_the_eps_warmup_field_are_unchanged():
     # rvi 0.5's automatic adversarial recipe: 80 epochs on 40 images, no warm-up
     assert cache.cache_key(data, "lenet", rvi.TrainConfig(adversarial=True, epochs=80)) == \
         "2086b8a9578bc762"
+
+
+def test_keys_of_the_models_cached_for_the_committed_studies_are_pinned():
+    """Every checkpoint in the model caches behind the committed studies and README's example
+    (rvi 0.10-0.13's recipes; 25 files: tests/data/cached_model_keys.json holds each one's file
+    name and the dataset info, architecture and recipe it records) keeps its key, so a change
+    to how a recipe is resolved or keyed cannot orphan a trained model silently."""
+    pinned = json.loads((Path(__file__).parent / "data" / "cached_model_keys.json").read_text())
+    assert len(pinned) == 25
+    for entry in pinned:
+        key = entry["file"][:-len(".pt")].rsplit("-", 1)[1]
+        config = rvi.TrainConfig.from_dict(entry["config"])
+        assert cache.cache_key(entry["dataset"], entry["architecture"], config) == key, entry["file"]
+        assert cache.cached_model_path("cache", entry["dataset"], entry["architecture"],
+                                       config).name == entry["file"]

@@ -10,7 +10,7 @@ from torch import nn
 from rvi.metrics import faithfulness, quantus as quantus_metrics, relative
 from rvi.metrics.basic import (
     METRICS, MetricInfo, alignment, alignment_margin, cleanliness, cosine,
-    foreground_mass, inner, metric_images_per_call, score, zero_maps,
+    foreground_mass, gini, inner, metric_images_per_call, score, zero_maps,
 )
 from rvi.attribution.saliency import explain
 
@@ -144,9 +144,9 @@ def test_metrics_keep_their_order():
 
 
 def test_each_metric_is_registered_next_to_its_function():
-    for name in ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment_margin"):
+    for name in ("inner", "cosine", "foreground_mass", "alignment_logit", "alignment_margin", "gini"):
         assert METRICS[name].function.__module__ == "rvi.metrics.basic", name
-    for name in ("gini", "deletion", "insertion", "infidelity", "sensitivity_max"):
+    for name in ("deletion", "insertion", "infidelity", "sensitivity_max"):
         assert METRICS[name].function.__module__ == "rvi.metrics.faithfulness", name
     for name in ("deletion_gain", "deletion_gain_blur", "lerf_morf", "infidelity_unexplained"):
         assert METRICS[name].function.__module__ == "rvi.metrics.relative", name
@@ -166,7 +166,7 @@ def test_score_equals_the_public_functions(scored):
     s = maps.abs()
     direct = {
         "inner": inner(s, images), "cosine": cosine(s, images),
-        "foreground_mass": foreground_mass(s, images), "gini": faithfulness.gini(s),
+        "foreground_mass": foreground_mass(s, images), "gini": gini(s),
         "alignment": alignment(model, images, batch_size=40),
         "alignment_logit": alignment(model, images, batch_size=40),
         "alignment_margin": alignment_margin(model, images, batch_size=40),

@@ -87,11 +87,11 @@ def test_sparseness_is_gini_of_the_map_plus_1e7(lenet, batch):
     images, labels = batch
     maps = explain(lenet, images, "true", "saliency", labels=labels).maps
     got = score("quantus:Sparseness", maps, images).double()
-    gini = gini(maps).double()
+    ours = gini(maps).double()
     total, n = maps.double().flatten(1).sum(1), maps[0].numel()
-    torch.testing.assert_close(got, gini * total / (total + n * 1e-7), rtol=2e-6, atol=0)
+    torch.testing.assert_close(got, ours * total / (total + n * 1e-7), rtol=2e-6, atol=0)
     # not scale-free: on these small gradient maps (sum |s| ~ 0.05) the offset costs 8.4e-4
-    assert 5e-4 < float((got - gini).abs().max()) < 1e-3
+    assert 5e-4 < float((got - ours).abs().max()) < 1e-3
 
 
 @needs_quantus

@@ -6,6 +6,7 @@ import torch
 
 import rvi
 from rvi.config import AttackConfig, TrainConfig
+from rvi.models import train
 from rvi.models.train import save_checkpoint
 
 ATTACK = AttackConfig(eps=0.3, alpha=0.1, steps=3)
@@ -307,7 +308,7 @@ def test_threshold_start_refuses_colour_images_and_too_long_a_start(synthetic):
     with pytest.raises(ValueError, match="first Conv2d takes one channel.*3 input channels"):
         rvi.train_model(model, colour, synthetic.train_labels[:8], config, quiet=True)
     auto = TrainConfig(adversarial=True, attack=ATTACK, threshold_start_epochs=1000)
-    with pytest.raises(ValueError, match="threshold_start_epochs must be at most the .* got 1000"):
+    with pytest.raises(ValueError, match="threshold_start_epochs must be at most epochs \\(160\\), got 1000"):
         _train(synthetic, auto)
 
 
@@ -371,7 +372,7 @@ def test_bad_eps_warmup(kwargs, message):
 
 def test_eps_warmup_longer_than_the_automatic_epochs_is_refused(synthetic):
     config = TrainConfig(adversarial=True, attack=ATTACK, eps_warmup_epochs=1000)
-    with pytest.raises(ValueError, match="eps_warmup_epochs must be at most the"):
+    with pytest.raises(ValueError, match=r"eps_warmup_epochs must be at most epochs \(160\), got 1000"):
         _train(synthetic, config)
 
 
@@ -405,3 +406,19 @@ def test_l2_training_resumes_bit_identically(synthetic, tmp_path):
     assert [h["epoch"] for h in history] == [1, 2]
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_resolve_recipe_writes_out_the_automatic_recipe_for_the_data_and_model(monkeypatch):
+    mnist = {"name": "mnist", "n_train": 60000, "image_shape": (1, 28, 28), "num_classes": 10}
+    robust = TrainConfig(adversarial=True)
+    lenet = train.resolve_recipe(robust, mnist, "lenet")
+    assert lenet == robust.resolved(60000, with_threshold_start=True)
+    assert (lenet.epochs, lenet.eps_warmup_epochs, lenet.threshold_start_epochs) == (12, 3.0, 6)
+    # no start without MNIST, or for a model whose first layer cannot take it
+    fashion = train.resolve_recipe(robust, {**mnist, "name": "fashion-mnist"}, "lenet")
+    assert (fashion.epochs, fashion.threshold_start_epochs) == (40, 0)
+    colour = {**mnist, "image_shape": (3, 28, 28)}
+    assert train.resolve_recipe(robust, colour, "lenet").threshold_start_epochs == 0
+    # a resolved recipe is returned as it is, without building a model
+    monkeypatch.setattr(train, "new_model", lambda *a, **k: pytest.fail("built a model"))
+    assert train.resolve_recipe(lenet, mnist, "lenet") is lenet

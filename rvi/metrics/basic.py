@@ -1,11 +1,13 @@
-"""The cleanliness scores of saliency maps, and :func:`score`, which computes any registered metric.
+"""The cleanliness scores of saliency maps, and :func:`score`, which computes any registered
+metric.
 
 Cleanliness scores compare a saliency map ``s`` with its image ``x`` (both flattened per sample),
-or measure its sparseness (:func:`gini`), and live here; faithfulness scores (deletion, insertion,
-infidelity, sensitivity) live in :mod:`rvi.metrics.faithfulness`. Every score returns one float per image; every
-metric is one :class:`MetricInfo` object in :data:`METRICS` (:mod:`rvi._core.registry`), registered
-next to its function with its name, range, direction, needs, family and cost, and :func:`score`
-computes any of them through that object, so reports need no special cases. Conventions (see
+or measure its sparseness (:func:`gini`), and live here; faithfulness scores (deletion,
+insertion, infidelity, sensitivity) live in :mod:`rvi.metrics.faithfulness`. Every score returns
+one float per image; every metric is one :class:`MetricInfo` object in :data:`METRICS`
+(:mod:`rvi._core.registry`), registered next to its function with its name, range, direction,
+needs, family and cost, and :func:`score` computes any of them through that object, so reports
+need no special cases. Conventions (see
 ``docs/metrics.md``):
 
 - Maps may be absolute (non-negative) or signed; images must be finite and non-negative.

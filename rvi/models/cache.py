@@ -24,8 +24,8 @@ from .._core.checks import MODELS, check_choice
 from .._core.io import file_lock, lock_path_of
 from ..config import ONECYCLE_WARMUP_SHARE, TrainConfig
 from ..data import Dataset
-from .train import (CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model,
-                    auto_threshold_start, train_model)
+from .train import (CHECKPOINT_FORMAT, TRAINING_VERSION, load_checkpoint, new_model, resolve_recipe,
+                    train_model)
 
 
 def default_cache_dir() -> Path:
@@ -45,10 +45,7 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
     info = _info(data)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    # the automatic recipe trains what resolved() says: key the recipe by what it trains
-    model = new_model(architecture, config, info["num_classes"], info["image_shape"][0])
-    recipe = config.resolved(info["n_train"], with_threshold_start=auto_threshold_start(
-        model, info["image_shape"][0], info["name"])).to_dict()
+    recipe = resolve_recipe(config, info, architecture).to_dict()  # keyed by what it trains
     warmup = recipe["eps_warmup_epochs"]
     if not warmup:
         del recipe["eps_warmup_epochs"]  # added in rvi 0.6: models cached before keep their keys
@@ -96,30 +93,29 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
         ``(model in eval mode, per-epoch history, checkpoint path)``.
     """
     info = _info(data)
-    path = cached_model_path(cache_dir, info, architecture, config)
+    recipe = resolve_recipe(config, info, architecture)  # what is keyed, trained and recorded
+    path = cached_model_path(cache_dir, info, architecture, recipe)
     # the ranks of one torchrun job train one model together: a lock would deadlock them
     lock = contextlib.nullcontext() if ddp.is_distributed() else \
         file_lock(lock_path_of(path), wait=True, what=f"cached model {path.name}")
 
     def fresh():
-        return new_model(architecture, config, num_classes=data.num_classes,
+        return new_model(architecture, recipe, num_classes=data.num_classes,
                          in_channels=data.image_shape[0]).to(device)
 
     with lock:
         model, history = fresh(), []
         if path.exists():
-            state = _served_state(path, cache_key(info, architecture, config), model,
+            state = _served_state(path, cache_key(info, architecture, recipe), model,
                                   architecture)
             if state is None:  # refused: the model may hold its weights already
                 model = fresh()
             else:
                 history = state["history"]
-        auto_start = auto_threshold_start(model, data.image_shape[0], data.name)
-        epochs = config.epochs_for(len(data.train_images), with_threshold_start=auto_start)
-        if len(history) < epochs:
+        if len(history) < recipe.epochs:
             # the whole training set goes to the device once, not batch by batch
             images, labels = data.train_images.to(device), data.train_labels.to(device)
-            history = train_model(model, images, labels, config,
+            history = train_model(model, images, labels, recipe,
                                   checkpoint_path=path, architecture=architecture, quiet=quiet,
                                   dataset_info=info)
     return model.eval(), history, path

@@ -109,13 +109,10 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     architecture = architecture or type(model).__name__
     device = model_device(model)
     steps_per_epoch = -(-len(images) // config.batch_size)
-    auto_start = auto_threshold_start(model, images.shape[1], (dataset_info or {}).get("name"))
-    epochs = config.epochs_for(len(images), with_threshold_start=auto_start)
-    for name in ("eps_warmup_epochs", "threshold_start_epochs"):
-        if (getattr(config, name) or 0) > epochs:  # only a given one can exceed automatic epochs
-            raise ValueError(f"config.{name} must be at most the {epochs} epochs trained, got "
-                             f"{getattr(config, name)}")
-    recipe = config.resolved(len(images), with_threshold_start=auto_start)
+    data_info = {"name": (dataset_info or {}).get("name"), "n_train": len(images),
+                 "image_shape": tuple(images.shape[1:])}
+    recipe = resolve_recipe(config, data_info, model)  # refuses a warm-up or start above its epochs
+    epochs = recipe.epochs
     warmup, start = recipe.eps_warmup_epochs, recipe.threshold_start_epochs
     hold_threshold = _threshold_start(model, config, images) if start else None
     optimizer = _optimizer(model, config)
@@ -124,8 +121,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         state = load_checkpoint(checkpoint_path, model, architecture=architecture)
         # a recipe with automatic epochs or warm-up resumes one with them written out
-        if TrainConfig.from_dict(state["config"]).resolved(len(images), with_threshold_start=auto_start) \
-                != recipe:
+        if resolve_recipe(TrainConfig.from_dict(state["config"]), data_info, model) != recipe:
             raise ValueError(
                 f"checkpoint_path {str(checkpoint_path)!r} was made with another recipe "
                 f"({state['config']}); use a new path or the same TrainConfig")
@@ -205,6 +201,7 @@ def train_model(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             if on_epoch_end is not None:
                 on_epoch_end(dict(metrics))
     if history and ddp.is_main():
+        auto_start = auto_threshold_start(model, images.shape[1], data_info["name"])
         _log.info("training done: %s", training_summary(history, config, len(images), auto_start))
     return history
 
@@ -239,6 +236,27 @@ def auto_threshold_start(model: nn.Module, image_channels: int, dataset: Optiona
     :data:`rvi.config.THRESHOLD_START_DATASETS` (MNIST) and the model's first layer takes the
     start (:func:`threshold_start_fits`)."""
     return dataset in THRESHOLD_START_DATASETS and threshold_start_fits(model, image_channels)
+
+
+def resolve_recipe(config: TrainConfig, data_info: dict, architecture: Union[str, nn.Module]) -> TrainConfig:
+    """The recipe a model trains: ``config`` with its automatic epochs, eps warm-up and threshold
+    start written out (:meth:`~rvi.config.TrainConfig.resolved`) for the data and the model. The
+    one place a recipe is resolved: the cache keys its result and training follows it; a recipe
+    with nothing automatic left is returned as it is (so resolving twice changes nothing).
+
+    Args:
+        data_info: the dataset's ``info()`` dict (its ``name``, ``n_train``, ``image_shape`` and
+            ``num_classes`` are read).
+        architecture: a model name (an untrained model of it is built to look at its first layer)
+            or the model itself.
+    """
+    if None not in (config.epochs, config.eps_warmup_epochs, config.threshold_start_epochs):
+        return config
+    channels = data_info["image_shape"][0]
+    model = architecture if isinstance(architecture, nn.Module) else \
+        new_model(architecture, config, data_info["num_classes"], channels)
+    start = auto_threshold_start(model, channels, data_info.get("name"))
+    return config.resolved(data_info["n_train"], with_threshold_start=start)
 
 
 def _threshold_start(model: nn.Module, config: TrainConfig, images: torch.Tensor) -> Callable[[], None]:

@@ -29,7 +29,7 @@ from ..config import BenchmarkConfig
 from ..data import Dataset, load_dataset
 from ..metrics.basic import check_installed
 from ..models.cache import cached_model_path, default_cache_dir, get_trained_model
-from ..models.train import auto_threshold_start, new_model
+from ..models.train import new_model, resolve_recipe
 from ..report.result import BenchmarkResult
 from ..scoring.controls import random_weights_model
 from ..scoring.cost import Estimate, estimate_run, model_speed, training_seconds
@@ -72,18 +72,18 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
     elif data.name != config.dataset:
         raise ValueError(f"data is {data.name!r} but config.dataset is {config.dataset!r}")
     cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
-    n = check_run(config, data, cache_dir)
+    n, recipes = check_run(config, data, cache_dir)
     images, labels = data.test_images[:n], data.test_labels[:n]
     spec = CellSpec.from_benchmark(config, n)
     estimate = None
     if progress or config.max_minutes is not None:
-        estimate = estimate_benchmark(config, data, cache_dir, n, spec,
+        estimate = estimate_benchmark(config, data, cache_dir, n, spec, recipes,
                                       show=progress and (ddp.is_main() or not distributed))
     timings, training, info = {}, {}, []
     parts = []
     for seed in config.seeds:
         with timed(timings, f"train/seed{seed}"):
-            trained, controls = _models(config, data, seed, cache_dir, training, progress)
+            trained, controls = _models(config, data, seed, recipes, cache_dir, training, progress)
         info += [dict(seed=seed, **describe_model(name, model)) for name, model in trained.items()]
         parts.append(score_model_set(spec, seed, trained, controls, NATURAL_ROBUST, images,
                                      labels, data.num_classes, timings, progress, distributed))
@@ -100,14 +100,16 @@ def run_benchmark(config: BenchmarkConfig, *, data: Optional[Dataset] = None,
     return assemble(config, parts, meta, NATURAL_ROBUST, info)
 
 
-def check_run(config: BenchmarkConfig, data: Dataset, cache_dir: Path) -> int:
+def check_run(config: BenchmarkConfig, data: Dataset, cache_dir: Path) -> tuple:
     """Everything a run can check before its first model is trained or attacked: the test
     images asked for, the optional packages of the chosen metrics, the device, each seed's
     recipes resolved on this dataset (automatic epochs against a given warm-up or threshold
-    start) and a writable cache folder. Costs a model construction, no training.
+    start; :func:`~rvi.models.train.resolve_recipe`, the run's one resolution of each recipe) and
+    a writable cache folder. Costs a model construction, no training.
 
     Returns:
-        n, the number of test images the run uses.
+        ``(n, recipes)``: the number of test images the run uses, and ``{(kind, seed): the
+        resolved TrainConfig}`` of every model it trains.
     """
     n = len(data.test_images) if config.n_test is None else config.n_test
     if n > len(data.test_images):
@@ -115,12 +117,11 @@ def check_run(config: BenchmarkConfig, data: Dataset, cache_dir: Path) -> int:
     check_installed(config.metrics)
     check_device(config.device)
     probe = new_model(config.model, config.natural, data.num_classes, data.image_shape[0])
-    auto_start = auto_threshold_start(probe, data.image_shape[0], data.name)
+    recipes = {}
     for seed in config.seeds:
         for kind in NATURAL_ROBUST.trained:
             try:
-                config.recipe(kind, seed).resolved(len(data.train_images),
-                                                   with_threshold_start=auto_start)
+                recipes[kind, seed] = resolve_recipe(config.recipe(kind, seed), data.info(), probe)
             except ValueError as err:
                 raise ValueError(f"{kind} recipe on {data.name} ({len(data.train_images)} "
                                  f"training images): {err}") from err
@@ -131,11 +132,11 @@ def check_run(config: BenchmarkConfig, data: Dataset, cache_dir: Path) -> int:
     if not os.access(cache_dir, os.W_OK | os.X_OK):
         raise PermissionError(f"cache_dir {str(cache_dir)!r} is not writable; choose another "
                               "(--cache-dir) or fix its permissions")
-    return n
+    return n, recipes
 
 
 def estimate_benchmark(config: BenchmarkConfig, data: Dataset, cache_dir: Path, n: int,
-                       spec: CellSpec, show: bool) -> Estimate:
+                       spec: CellSpec, recipes: dict, show: bool) -> Estimate:
     """The run's predicted time per stage (:func:`rvi.scoring.cost.estimate_run`), timed on untrained
     models of the architecture, training counted for the models not in the cache; printed when
     ``show``, refused above ``config.max_minutes``. Costs seconds, no training."""
@@ -143,14 +144,12 @@ def estimate_benchmark(config: BenchmarkConfig, data: Dataset, cache_dir: Path, 
         probe = {kind: new_model(config.model, config.recipe(kind, 0), data.num_classes,
                                  data.image_shape[0]).to(config.device)
                  for kind in NATURAL_ROBUST.trained}
-    auto_start = auto_threshold_start(probe["natural"], data.image_shape[0], data.name)
     train = 0.0
     for seed in config.seeds:
         for kind in NATURAL_ROBUST.trained:
-            recipe = config.recipe(kind, seed)
+            recipe = recipes[kind, seed]
             if cached_model_path(cache_dir, data, config.model, recipe).exists():
                 continue
-            recipe = recipe.resolved(len(data.train_images), with_threshold_start=auto_start)
             speed = model_speed(probe[kind], data.train_images, recipe.batch_size)
             train += training_seconds(speed, recipe.epochs, len(data.train_images),
                                       recipe.attack.steps if recipe.adversarial else 0)
@@ -204,20 +203,20 @@ def weights_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _models(config: BenchmarkConfig, data: Dataset, seed: int, cache_dir: Path, training: dict,
-            progress: bool) -> dict:
-    """``(trained, controls)``: the natural and robust models of ``seed`` (trained or cached)
-    and the shared random-weights control; each training run is summarized in ``training``."""
+def _models(config: BenchmarkConfig, data: Dataset, seed: int, recipes: dict, cache_dir: Path,
+            training: dict, progress: bool) -> dict:
+    """``(trained, controls)``: the natural and robust models of ``seed`` (trained or cached, with
+    :func:`check_run`'s resolved ``recipes``) and the shared random-weights control; each training
+    run is summarized in ``training``."""
     models = {}
     for kind in NATURAL_ROBUST.trained:
-        recipe = config.recipe(kind, seed)
+        recipe = recipes[kind, seed]
         model, history, path = get_trained_model(data, config.model, recipe, cache_dir,
                                                  device=config.device, quiet=not progress)
         models[kind] = model
         training[f"{kind}/seed{seed}"] = {
             # automatic epochs and warm-up written out: what "auto" meant in this rvi version
-            "recipe": recipe.resolved(len(data.train_images), with_threshold_start=auto_threshold_start(
-                model, data.image_shape[0], data.name)).label, "checkpoint": path.name,
+            "recipe": recipe.label, "checkpoint": path.name,
             "epochs": len(history),
             "train_seconds": round(sum(h["seconds"] for h in history), 1),
             "final_train_loss": history[-1]["loss"],
