@@ -18,6 +18,7 @@ from ._core.checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASET_L2_EPS, DA
                            check_int, optional_int)  # noqa: F401 (re-exported)
 from ._core.checks import check_choice as _check_choice
 from ._core.checks import check_range as _check_range
+from ._core.compat import upgrade_train_config
 from ._core.registry import Registry
 from .attribution import METHOD_REGISTRY
 from .metrics import METRICS
@@ -52,6 +53,10 @@ def __getattr__(name: str):
 
 
 _NO_LEGACY = object()
+
+
+def _field_names(cls) -> set:
+    return {spec.name for spec in dataclasses.fields(cls)}
 
 
 def _help(text: str, legacy: Any = _NO_LEGACY, **kwargs: Any) -> Any:
@@ -295,23 +300,9 @@ class TrainConfig(_Config):
 
     @classmethod
     def from_dict(cls, data: dict):
-        """Like every config's; see :meth:`upgraded` for dicts written before rvi 0.6."""
-        return super().from_dict(cls.upgraded(data))
-
-    @classmethod
-    def upgraded(cls, data):
-        """``data`` with the fields added since it was written filled in as that rvi version
-        trained, when it is a complete recipe dict (a partial dict is left to be filled from the
-        defaults): ``eps_warmup_epochs: 0.0`` for rvi 0.5 (no recipe warmed up),
-        ``threshold_start_epochs: 0`` before rvi 0.9 (none started), and ``lr_warmup_share``
-        defaults to the one shape before rvi 0.8."""
-        if not isinstance(data, dict):
-            return data
-        fields = {spec.name for spec in dataclasses.fields(cls)}
-        added = {"eps_warmup_epochs": 0.0, "threshold_start_epochs": 0}
-        if set(data) | {"lr_warmup_share"} | set(added) == fields:
-            return {**{name: value for name, value in added.items() if name not in data}, **data}
-        return data
+        """Like every config's; a dict written before rvi 0.9 is read as that version trained
+        (:func:`rvi._core.compat.upgrade_train_config`)."""
+        return super().from_dict(upgrade_train_config(data, _field_names(cls)))
 
     def epochs_for(self, n_images: int, *, with_threshold_start: bool) -> int:
         """Epochs this recipe trains on ``n_images`` training images: ``epochs`` when given, else
@@ -552,7 +543,8 @@ class BenchmarkConfig(_Config):
         0.05}}`` keeps CIFAR-10's step 2/255)."""
         defaults = cls.dataset_defaults(data.get("dataset", cls.dataset),
                                         data.get("norm", cls.norm))
-        filled = {name: deep_merge(defaults[name].to_dict(), TrainConfig.upgraded(value))
+        fields = _field_names(TrainConfig)
+        filled = {name: deep_merge(defaults[name].to_dict(), upgrade_train_config(value, fields))
                   for name, value in data.items() if name in defaults and isinstance(value, dict)}
         return super().from_dict({**data, **filled})
 

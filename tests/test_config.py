@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from rvi._core import compat
 from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig, dataset_attack, parse_eval_attack
 
 
@@ -309,3 +310,23 @@ def test_a_sweep_refuses_eval_attacks_in_another_norm():
     from rvi.config import SweepConfig
     with pytest.raises(ValueError, match="rvi sweep evaluates in one norm"):
         SweepConfig(eval_attacks=("pgd", "autoattack@L2"))
+
+
+def test_compat_reads_every_older_stored_format_into_the_current_one():
+    """rvi._core.compat, the one place older saved formats are read: each shim's output has the
+    current format's keys and values as that older version meant them."""
+    fields = {spec.name for spec in dataclasses.fields(TrainConfig)}
+    old = {k: v for k, v in TrainConfig(adversarial=True, epochs=20).to_dict().items()
+           if k not in ("eps_warmup_epochs", "threshold_start_epochs", "lr_warmup_share")}
+    upgraded = compat.upgrade_train_config(old, fields)  # rvi 0.5: no warm-up, no start
+    assert (upgraded["eps_warmup_epochs"], upgraded["threshold_start_epochs"]) == (0.0, 0)
+    assert TrainConfig.from_dict(old) == TrainConfig(adversarial=True, epochs=20,
+                                                     eps_warmup_epochs=0.0, threshold_start_epochs=0)
+    assert compat.upgrade_train_config({"epochs": 3}, fields) == {"epochs": 3}  # partial: untouched
+    result = {"format": "rvi-result-1", "config": {"dataset": "synthetic"}, "models": {"x": 1}}
+    current = compat.upgrade_result(result)
+    assert current["format"] == compat.RESULT_FORMATS[-1] and current["models"] is None
+    assert current["config"]["randomization_draws"] == 1 and current["mechanism"] is None
+    assert compat.upgrade_sweep_record({"job": {}})["mechanism"] == {}
+    recipe = {"eps_warmup_epochs": 5.0, "lr_warmup_share": 0.3, "threshold_start_epochs": 0, "seed": 1}
+    assert compat.key_recipe(recipe, 0.3) == {"eps_warmup_epochs": 5, "seed": 1}

@@ -21,6 +21,7 @@ from typing import Optional, Union
 
 from .. import distributed as ddp
 from .._core.checks import MODELS, check_choice
+from .._core.compat import key_recipe
 from .._core.io import file_lock, lock_path_of
 from ..config import ONECYCLE_WARMUP_SHARE, TrainConfig
 from ..data import Dataset
@@ -45,16 +46,8 @@ def cache_key(data: Union[Dataset, dict], architecture: str, config: TrainConfig
     info = _info(data)
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
-    recipe = resolve_recipe(config, info, architecture).to_dict()  # keyed by what it trains
-    warmup = recipe["eps_warmup_epochs"]
-    if not warmup:
-        del recipe["eps_warmup_epochs"]  # added in rvi 0.6: models cached before keep their keys
-    elif float(warmup).is_integer():
-        recipe["eps_warmup_epochs"] = int(warmup)  # 5 and 5.0 (the automatic warm-up) train alike
-    if recipe["lr_warmup_share"] == ONECYCLE_WARMUP_SHARE:
-        del recipe["lr_warmup_share"]  # added in rvi 0.8: the one shape cached models trained with
-    if not recipe["threshold_start_epochs"]:
-        del recipe["threshold_start_epochs"]  # added in rvi 0.9
+    # keyed by what it trains; fields added since rvi 0.6 left out where older models had them
+    recipe = key_recipe(resolve_recipe(config, info, architecture).to_dict(), ONECYCLE_WARMUP_SHARE)
     blob = json.dumps({"data": info, "architecture": architecture, "config": recipe,
                        "format": CHECKPOINT_FORMAT, "training": TRAINING_VERSION}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

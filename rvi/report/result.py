@@ -21,6 +21,7 @@ from typing import Optional, Sequence, Union
 import pandas as pd
 
 from .._core.checks import check_bool, check_path
+from .._core.compat import RESULT_FORMATS, upgrade_result
 from .._core.io import atomic_write, file_lock, lock_path_of, saved_file
 from ..analysis import stats, verdicts
 from ..config import BenchmarkConfig
@@ -30,10 +31,10 @@ from ..scoring.records import (NATURAL_ROBUST, ModelSet, frame_from_json, frame_
 from . import html, tables
 from .figures import save_figures
 
-RESULT_FORMAT = "rvi-result-3"
+RESULT_FORMAT = RESULT_FORMATS[-1]
 #: Formats :meth:`BenchmarkResult.from_json` reads (1 stored numbers as JSON lists; 1 and 2 have
 #: no ``models`` entry: they are natural vs robust, :data:`rvi.scoring.records.NATURAL_ROBUST`).
-READABLE_FORMATS = ("rvi-result-1", "rvi-result-2", RESULT_FORMAT)
+READABLE_FORMATS = RESULT_FORMATS
 RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
 OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
@@ -167,14 +168,13 @@ class BenchmarkResult:
                    if key not in data]
         if missing:
             raise ValueError(f"missing key(s): {', '.join(missing)}")
-        # results from before rvi 0.11 re-initialized each model once in the randomization tests
-        config = {"randomization_draws": 1, **data["config"]}
-        return cls(config=BenchmarkConfig.from_dict(config),
+        data = upgrade_result(data)
+        return cls(config=BenchmarkConfig.from_dict(data["config"]),
                    records=frame_from_json(data["records"]),
                    accuracy=frame_from_json(data["accuracy"]),
                    cascading=frame_from_json(data["cascading"]),
                    examples=data["examples"], meta=data["meta"], models=_models(data),
-                   mechanism=frame_from_json(data["mechanism"]) if "mechanism" in data
+                   mechanism=frame_from_json(data["mechanism"]) if data["mechanism"] is not None
                    else pd.DataFrame())
 
     def save(self, folder: Union[str, Path], *, overwrite: bool = False,
@@ -413,8 +413,8 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _models(data: dict) -> Optional[dict]:
-    """The ``models`` entry of a stored result (None for formats 1 and 2), checked."""
-    if data["format"] != RESULT_FORMAT or data.get("models") is None:
+    """The ``models`` entry of a stored result (None: natural vs robust), checked."""
+    if data["models"] is None:
         return None
     models = data["models"]
     ModelSet.from_dict(models)  # KeyError/TypeError on a damaged entry

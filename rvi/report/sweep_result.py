@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from .._core.checks import check_path
+from .._core.compat import upgrade_sweep_record
 from .._core.formatting import NO_INTERVAL, interval, p_value
 from .._core.io import atomic_write, saved_file
 from ..analysis.correlation import EXACT_POINTS, PERMUTATIONS, permutation_p, point_spearman
@@ -91,7 +92,7 @@ class SweepResult:
             acc = {(r["attack"], r["eval_eps"]): r["accuracy"] for r in record["accuracy"]}
             clean = acc[("clean", 0.0)]
             chance = 1.0 / record["model"]["num_classes"]
-            mechanism = record.get("mechanism") or {}  # records from before rvi 0.12: none
+            mechanism = upgrade_sweep_record(record)["mechanism"]
             rows.append({"eps": record["job"]["eps"], "seed": record["job"]["seed"],
                          "clean": clean, "robustness": acc.get((name, ref), np.nan),
                          "final_train_accuracy": record["model"]["final_train_accuracy"],
