@@ -621,9 +621,10 @@ class SweepConfig(_Config):
     target: str = _help("class each map explains: true or predicted", default="true")
     n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
     eval_n: Optional[int] = _help("run autoattack and pgd-SxR on the first N test images only "
-                                  "(default: all)", default=500)
+                                  "(a sweep's default: 500; None: all)", default=500)
     faithfulness_n: Optional[int] = _help("score faithfulness metrics on the first N test "
-                                          "images only (default: all)", default=1000)
+                                          "images only (a sweep's default: 1000; None: all)",
+                                          default=1000)
     batch_size: int = _help("images per attack/attribution batch", default=250)
     bootstrap: int = _help("bootstrap resamples of the rank-correlation intervals", default=2000)
     device: str = _help("torch device of every job, e.g. cpu or cuda", default="cpu")
