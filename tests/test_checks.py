@@ -23,8 +23,11 @@ def test_checks_and_registry_are_leaves_and_config_imports_only_them_and_the_reg
     assert _rvi_imports("errors") == _rvi_imports("_core/formatting") == set()
     assert _rvi_imports("_core/checks") == {"..errors"}  # its checks raise rvi's exception classes
     assert _rvi_imports("_core/registry") == set()
-    # config checks names against the registries, taken from their owner packages
-    assert _rvi_imports("config") == {"._core.checks", "._core.registry", ".attribution", ".metrics"}
+    # config checks names against the registries, taken from their owner packages, and reads
+    # older recipe dicts through the compat module
+    assert _rvi_imports("config") == {"._core.checks", "._core.compat", "._core.registry",
+                                      ".attribution", ".metrics"}
+    assert _rvi_imports("_core/compat") == set()
 
 
 def test_every_listed_name_works_where_it_is_accepted():
