@@ -53,7 +53,8 @@ def test_the_wheel_holds_every_module_and_the_command(dist):
     wheel, = (dist / "dist").glob("rvi-*.whl")
     assert wheel.name == f"rvi-{rvi.__version__}-py3-none-any.whl"
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {f"rvi/{path.name}" for path in (REPO / "rvi").glob("*.py")}
+    modules = {path.relative_to(REPO).as_posix() for path in (REPO / "rvi").rglob("*.py")}
+    assert "rvi/metrics/__init__.py" in modules and "rvi/_core/compat.py" in modules  # subpackages
     assert {name for name in names if name.startswith("rvi/")} == modules
     info = f"rvi-{rvi.__version__}.dist-info"
     assert {f"{info}/METADATA", f"{info}/entry_points.txt", f"{info}/RECORD"} <= names
