@@ -58,9 +58,25 @@ def summary(frame: pd.DataFrame) -> list:
     return lines
 
 
+def earlier_notes(csv: Path, seeds: list) -> list:
+    """The notes on ``seeds``' models from the Markdown beside an earlier run's CSV (their times
+    and that run's machine), or one line saying where the rows came from."""
+    md = csv.with_suffix(".md")
+    text = md.read_text().split("\n") if md.exists() else []
+    notes = [line for line in text if line.startswith("- ")
+             and any(f", seed {seed}:" in line for seed in seeds)]
+    after = text[text.index("## Machine") + 1:] if "## Machine" in text else []
+    where = [line for line in after if line.strip()][:1]
+    which = f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+    return notes + [f"- {which}: rows joined from an earlier run (`{csv.name}`)"
+                    + (f"; measured on {where[0]}" if where else "")]
+
+
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
+    p.add_argument("--seeds", type=int, nargs="*", default=[0], help="training seeds")
+    p.add_argument("--join", nargs="*", default=[],
+                   help="CSVs of earlier runs of this script whose rows (other seeds) join the tables")
     p.add_argument("--n", type=int, default=10000, help="test images for clean and PGD-7")
     p.add_argument("--eval-n", type=int, default=1000,
                    help="test images for PGD-40 x5 and AutoAttack")
@@ -90,22 +106,32 @@ def main() -> None:
             print(notes[-1], {k: round(v, 2) for k, v in rows[-1].items() if k != "model"},
                   flush=True)
     labels = ["clean", *(attack.label for attack, _ in plan)]
+    for csv in args.join:
+        earlier = pd.read_csv(csv)
+        if list(earlier.columns) != ["model", "seed", *labels]:
+            raise ValueError(f"--join {csv}: its columns {list(earlier.columns)} are not this run's")
+        joined = earlier[~earlier["seed"].isin([row["seed"] for row in rows])]
+        rows += joined.to_dict("records")
+        notes += earlier_notes(Path(csv), sorted(set(joined["seed"])))
+    rows.sort(key=lambda row: (list(MODELS).index(row["model"]), row["seed"]))
+    seeds = sorted({row["seed"] for row in rows})
     frame = pd.DataFrame(rows)[["model", "seed", *labels]]
     header = "| model | seed | " + " | ".join(labels) + " |"
     rule = "| --- " * (len(labels) + 2) + "|"
     lines = ["# Robust accuracy under both threat models", "",
-             f"Full MNIST, LeNet, 40-epoch recipes (seeds {', '.join(map(str, args.seeds))}). "
+             f"Full MNIST, LeNet, 40-epoch recipes (seeds {', '.join(map(str, seeds))}). "
              f"Clean and PGD-7 on the first {args.n} test images, PGD-40 x5 restarts and "
              f"AutoAttack (standard) on the first {args.eval_n}; accuracy in %. Measured by "
-             f"`benchmarks/norm_accuracy.py --seeds {' '.join(map(str, args.seeds))}`.", "",
+             f"`benchmarks/norm_accuracy.py` (per seed; see the notes).", "",
              "## Mean over seeds (95% Student-t interval over the seeds)", "",
              header.replace("| seed |", "| seeds |"), rule, *summary(frame), "",
              "## Per model and seed", "", header, rule]
     lines += [f"| {row['model']} | {row['seed']} | "
               + " | ".join(f"{row[label]:.2f}" for label in labels) + " |" for row in rows]
     lines += ["", "## Models and times", "", *notes, "",
-              f"Whole script: {(time.perf_counter() - started) / 60:.1f} min.", "",
-              "## Machine", "", machine(args.device), ""]
+              f"Whole script: {(time.perf_counter() - started) / 60:.1f} min"
+              + (" (evaluating no model: it joined earlier runs' rows)." if not args.seeds else "."),
+              "", "## Machine", "", machine(args.device), ""]
     out = Path(args.out)
     write_text(out, "\n".join(lines))
     write_text(out.with_suffix(".csv"), frame.to_csv(index=False, float_format="%.2f"))
