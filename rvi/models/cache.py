@@ -66,9 +66,10 @@ def cached_model_path(cache_dir: Union[str, Path], data: Union[Dataset, dict], a
                       config: TrainConfig) -> Path:
     """``cache_dir/<dataset>-<architecture>-<natural|robust>-<key>.pt``."""
     check_choice("architecture", architecture, MODELS)
+    info = _info(data)
     kind = "robust" if config.adversarial else "natural"
-    key = cache_key(data, architecture, config)
-    return Path(cache_dir) / f"{_info(data)['name']}-{architecture}-{kind}-{key}.pt"
+    key = cache_key(info, architecture, config)
+    return Path(cache_dir) / f"{info['name']}-{architecture}-{kind}-{key}.pt"
 
 
 def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,

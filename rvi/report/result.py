@@ -31,10 +31,10 @@ from ..scoring.records import (NATURAL_ROBUST, ModelSet, frame_from_json, frame_
 from . import html, tables
 from .figures import save_figures
 
+#: The format :meth:`BenchmarkResult.to_json` writes; :meth:`~BenchmarkResult.from_json` reads
+#: every one of ``RESULT_FORMATS`` (1 stored numbers as JSON lists; 1 and 2 have no ``models``
+#: entry: they are natural vs robust, :data:`rvi.scoring.records.NATURAL_ROBUST`).
 RESULT_FORMAT = RESULT_FORMATS[-1]
-#: Formats :meth:`BenchmarkResult.from_json` reads (1 stored numbers as JSON lists; 1 and 2 have
-#: no ``models`` entry: they are natural vs robust, :data:`rvi.scoring.records.NATURAL_ROBUST`).
-READABLE_FORMATS = RESULT_FORMATS
 RESULT_FILE = "result.json.gz"
 #: Every file :meth:`BenchmarkResult.save` writes; nothing else in a result folder is touched.
 OWNED_FILES = (RESULT_FILE, "tables.md", "summary.csv", "tables.tex", "accuracy.csv",
@@ -162,7 +162,7 @@ class BenchmarkResult:
     @classmethod
     def from_json(cls, text: str) -> "BenchmarkResult":
         data = json.loads(text)
-        if not isinstance(data, dict) or data.get("format") not in READABLE_FORMATS:
+        if not isinstance(data, dict) or data.get("format") not in RESULT_FORMATS:
             raise ValueError(f"not an rvi benchmark result (format {RESULT_FORMAT})")
         missing = [key for key in ("config", "records", "accuracy", "cascading", "examples", "meta")
                    if key not in data]

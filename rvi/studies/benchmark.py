@@ -117,11 +117,12 @@ def check_run(config: BenchmarkConfig, data: Dataset, cache_dir: Path) -> tuple:
     check_installed(config.metrics)
     check_device(config.device)
     probe = new_model(config.model, config.natural, data.num_classes, data.image_shape[0])
+    info = data.info()  # hashes every training image: once, not once per recipe
     recipes = {}
     for seed in config.seeds:
         for kind in NATURAL_ROBUST.trained:
             try:
-                recipes[kind, seed] = resolve_recipe(config.recipe(kind, seed), data.info(), probe)
+                recipes[kind, seed] = resolve_recipe(config.recipe(kind, seed), info, probe)
             except ValueError as err:
                 raise ValueError(f"{kind} recipe on {data.name} ({len(data.train_images)} "
                                  f"training images): {err}") from err
@@ -144,11 +145,11 @@ def estimate_benchmark(config: BenchmarkConfig, data: Dataset, cache_dir: Path, 
         probe = {kind: new_model(config.model, config.recipe(kind, 0), data.num_classes,
                                  data.image_shape[0]).to(config.device)
                  for kind in NATURAL_ROBUST.trained}
-    train = 0.0
+    train, info = 0.0, data.info()
     for seed in config.seeds:
         for kind in NATURAL_ROBUST.trained:
             recipe = recipes[kind, seed]
-            if cached_model_path(cache_dir, data, config.model, recipe).exists():
+            if cached_model_path(cache_dir, info, config.model, recipe).exists():
                 continue
             speed = model_speed(probe[kind], data.train_images, recipe.batch_size)
             train += training_seconds(speed, recipe.epochs, len(data.train_images),
