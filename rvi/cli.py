@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import distributed as ddp
-from ._core.checks import DATASET_ATTACK, IMAGE_SHAPES
+from ._core.catalog import DATASET_ATTACK, IMAGE_SHAPES
 from ._core.io import file_lock, first_line, lock_path_of
 from .attacks.accuracy import evaluate
 from .config import (EVAL_ATTACK_HELP, AttackConfig, BenchmarkConfig, SweepConfig, TrainConfig,

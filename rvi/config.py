@@ -13,9 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from ._core.checks import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASET_L2_EPS, DATASETS, EPS_GRIDS, MODELS,
-                           NORMS, OPTIMIZERS, RANDOMIZATION_STEPS, REFERENCE_EPS, SCHEDULES, check_bool,
-                           check_int, optional_int)  # noqa: F401 (re-exported)
+from ._core.catalog import (ATTACKS, CONTROLS, DATASET_ATTACK, DATASET_L2_EPS, DATASETS,  # noqa: F401
+                            EPS_GRIDS, MODELS, NORMS, OPTIMIZERS, RANDOMIZATION_STEPS, REFERENCE_EPS,
+                            SCHEDULES)  # re-exported: the names a config takes
+from ._core.checks import check_bool, check_int, optional_int
 from ._core.checks import check_choice as _check_choice
 from ._core.checks import check_range as _check_range
 from ._core.compat import upgrade_train_config

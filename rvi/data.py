@@ -18,7 +18,8 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ._core.checks import DATASETS, check_bool, check_choice, check_int
+from ._core.catalog import DATASETS
+from ._core.checks import check_bool, check_choice, check_int
 from ._core.io import atomic_write
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 #: Folder of CIFAR-10's python-version batches (data_batch_1..5, test_batch) under ``root``.

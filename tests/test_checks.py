@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import rvi
-from rvi._core import checks as _checks, formatting
+from rvi._core import catalog, checks as _checks, formatting
 from rvi._core.registry import FAMILIES, METHOD_REGISTRY, METRIC_REGISTRY, Method, Metric, Registry
 
 
@@ -22,11 +22,11 @@ def _rvi_imports(module: str) -> set:
 def test_checks_and_registry_are_leaves_and_config_imports_only_them_and_the_registries():
     assert _rvi_imports("errors") == _rvi_imports("_core/formatting") == set()
     assert _rvi_imports("_core/checks") == {"..errors"}  # its checks raise rvi's exception classes
-    assert _rvi_imports("_core/registry") == set()
+    assert _rvi_imports("_core/registry") == _rvi_imports("_core/catalog") == set()
     # config checks names against the registries, taken from their owner packages, and reads
     # older recipe dicts through the compat module
-    assert _rvi_imports("config") == {"._core.checks", "._core.compat", "._core.registry",
-                                      ".attribution", ".metrics"}
+    assert _rvi_imports("config") == {"._core.catalog", "._core.checks", "._core.compat",
+                                      "._core.registry", ".attribution", ".metrics"}
     assert _rvi_imports("_core/compat") == set()
 
 
@@ -34,16 +34,16 @@ def test_every_listed_name_works_where_it_is_accepted():
     """The fixed name lists are what the code behind them does: every architecture builds and
     gives 10 logits for its datasets' image shape, every control is a config's control, every
     dataset has an image shape; the lists name no method or metric (the registries do)."""
-    for name in _checks.MODELS:
+    for name in catalog.MODELS:
         channels = 3 if name == "resnet18" else 1
         size = 32 if name == "resnet18" else 28
         with torch.no_grad():
             assert rvi.build_model(name, channels).eval()(torch.rand(1, channels, size, size)).shape \
                 == (1, 10), name
-    for control in _checks.CONTROLS:
+    for control in catalog.CONTROLS:
         assert rvi.BenchmarkConfig(controls=(control,)).controls == (control,)
-    assert set(_checks.IMAGE_SHAPES) == set(_checks.DATASETS) - {"synthetic"}
-    assert not hasattr(_checks, "METHODS") and not hasattr(_checks, "METRIC_NAMES")
+    assert set(catalog.IMAGE_SHAPES) == set(catalog.DATASETS) - {"synthetic"}
+    assert not hasattr(catalog, "METHODS") and not hasattr(catalog, "METRIC_NAMES")
 
 
 def test_configs_accept_exactly_the_registered_names():

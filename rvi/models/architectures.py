@@ -13,7 +13,8 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .._core.checks import MODELS, check_int
+from .._core.catalog import MODELS
+from .._core.checks import check_int
 from .._core.modelstate import prefer_channels_last
 
 #: Per-channel mean and std of the CIFAR-10 training images (the ResNet's default normalization

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .. import distributed as ddp
-from .._core.checks import MODELS, check_choice
+from .._core.catalog import MODELS
+from .._core.checks import check_choice
 from .._core.compat import key_recipe
 from .._core.io import file_lock, lock_path_of
 from ..config import ONECYCLE_WARMUP_SHARE, TrainConfig

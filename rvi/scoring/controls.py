@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._core.checks import RANDOMIZATION_STEPS, check_choice, check_images, check_int, seeded
+from .._core.catalog import RANDOMIZATION_STEPS
+from .._core.checks import check_choice, check_images, check_int, seeded
 from .._core.modelstate import model_device, preserved_state
 from ..attribution.saliency import METHODS, explain
 from ..metrics import METRICS, score

@@ -30,7 +30,8 @@ from typing import NamedTuple, Optional
 import torch
 from torch import nn
 
-from .._core.checks import RANDOMIZATION_STEPS, seeded
+from .._core.catalog import RANDOMIZATION_STEPS
+from .._core.checks import seeded
 from ..attribution import METHOD_REGISTRY
 from ..config import AttackConfig
 from ..metrics import METRICS

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 # EPS_GRIDS and REFERENCE_EPS live in the leaf module (config reads them) and are re-exported here
-from .._core.checks import EPS_GRIDS, REFERENCE_EPS  # noqa: F401
+from .._core.catalog import EPS_GRIDS, REFERENCE_EPS  # noqa: F401
 from ..config import SweepConfig
 from ..data import load_dataset
 from ..metrics.basic import check_installed
