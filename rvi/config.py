@@ -393,16 +393,72 @@ def _check_tuple(name: str, values, *, each: Callable, empty_ok: bool = False) -
         each(value)
 
 
-def _check_scoring(config, *, controls: bool) -> None:
-    """The fields a study and a sweep share: methods, metrics (and controls), target."""
-    fields = [("methods", _registered(METHOD_REGISTRY)), ("metrics", _registered(METRICS))]
-    if controls:
-        fields.append(("controls", CONTROLS))
-    for name, choices in fields:
-        _check_tuple(name, getattr(config, name),
-                     each=lambda value, name=name, choices=choices:
+EVAL_ATTACK_HELP = ("attacks for the accuracy table: fgsm, pgd (the --attack-* settings), "
+                    "pgd-STEPSxRESTARTS (e.g. pgd-40x5, step 2.5*eps/steps) or autoattack; "
+                    "NAME@Linf or NAME@L2 attacks in that norm at the dataset's default budget "
+                    "when it is not the attack's norm (e.g. autoattack@L2)")
+
+
+@dataclass(frozen=True)
+class CellOptions(_Config):
+    """The per-cell options: what every model of a study or a sweep is measured and scored with.
+
+    Declared once, here: :class:`BenchmarkConfig` and :class:`SweepConfig` take each of these
+    fields through :func:`cell_field` (its help, default and check), a sweep's jobs
+    (:class:`rvi.studies.sweep_job.SweepJob`) are CellOptions, and
+    :meth:`rvi.scoring.pipeline.CellSpec.from_options` turns them into the pipeline's work.
+    """
+
+    eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))
+    eval_n: Optional[int] = _help("run the costly evaluation attacks (autoattack, pgd-SxR) on the "
+                                  "first N test images only (fgsm and pgd run on all)", default=1000)
+    methods: tuple[str, ...] = _help(
+        "attribution methods (Captum): guided_backprop, saliency, integrated_gradients, "
+        "smoothgrad; the first is the main one", default=("guided_backprop", "saliency"))
+    metrics: tuple[str, ...] = _help(
+        "map metrics (docs/metrics.md): cleanliness inner, cosine, foreground_mass, gini; model "
+        "gradient alignment_logit, alignment_margin; faithfulness deletion, insertion, "
+        "deletion_gain, deletion_gain_blur, lerf_morf, infidelity_unexplained, infidelity, "
+        "sensitivity_max; any of Quantus' as quantus:NAME (docs/metrics.md)",
+        default=DEFAULT_METRICS)
+    faithfulness_n: Optional[int] = _help(
+        "score the faithfulness metrics on the first N test images only (they query the model "
+        "many times per image; default: all)", default=1000)
+    target: str = _help("class each map explains: true or predicted", default="true")
+    n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
+    batch_size: int = _help("images per attack/attribution batch", default=250)
+
+    def __post_init__(self) -> None:
+        check_cell_options(self)
+
+
+#: The names of the per-cell options, in :class:`CellOptions`' order.
+CELL_OPTIONS = tuple(spec.name for spec in dataclasses.fields(CellOptions))
+
+
+def cell_field(name: str, **default: Any) -> Any:
+    """A study config's field for the per-cell option ``name``: :class:`CellOptions`' help and
+    default, or ``default=`` where the study's default differs for a reason it states."""
+    spec = CellOptions.__dataclass_fields__[name]
+    return field(metadata=spec.metadata, default=default.get("default", spec.default))
+
+
+def check_cell_options(options, attack: Optional[AttackConfig] = None,
+                       dataset: Optional[str] = None) -> None:
+    """Check the per-cell options of ``options`` (a :class:`CellOptions` or a config holding
+    them): names against the registries, ``eval_attacks`` entries parsed with ``attack`` (default
+    :class:`AttackConfig`) and ``dataset`` (:func:`parse_eval_attack`), counts >= 1."""
+    for name, registry in (("methods", METHOD_REGISTRY), ("metrics", METRICS)):
+        _check_tuple(name, getattr(options, name),
+                     each=lambda value, name=name, choices=_registered(registry):
                      _check_choice(f"{name} entry", value, choices))
-    _check_choice("target", config.target, ("true", "predicted"))
+    _check_choice("target", options.target, ("true", "predicted"))
+    base = AttackConfig() if attack is None else attack
+    _check_tuple("eval_attacks", options.eval_attacks, empty_ok=True,
+                 each=lambda spec: parse_eval_attack(spec, base, dataset))
+    for name in ("n_test", "eval_n", "faithfulness_n"):
+        optional_int(getattr(options, name), name)
+    check_int("batch_size", options.batch_size, 1)
 
 
 def _check_strings(config, *, optional: tuple, required: tuple) -> None:
@@ -412,12 +468,6 @@ def _check_strings(config, *, optional: tuple, required: tuple) -> None:
         if not (isinstance(value, str) and value) and not (name in optional and value is None):
             expected = "a non-empty string" + (" or None" if name in optional else "")
             raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
-EVAL_ATTACK_HELP = ("attacks for the accuracy table: fgsm, pgd (the --attack-* settings), "
-                    "pgd-STEPSxRESTARTS (e.g. pgd-40x5, step 2.5*eps/steps) or autoattack; "
-                    "NAME@Linf or NAME@L2 attacks in that norm at the dataset's default budget "
-                    "when it is not the attack's norm (e.g. autoattack@L2)")
 
 
 @dataclass(frozen=True)
@@ -443,29 +493,19 @@ class BenchmarkConfig(_Config):
         default="Linf", legacy="Linf")
     transfer: bool = _help("attack each model with examples made against the other model "
                            "(black-box transfer) instead of white-box", default=False)
-    eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))
-    eval_n: Optional[int] = _help("evaluate autoattack and pgd-SxR on the first N test images only "
-                                  "(default: all)", default=None)
-    methods: tuple[str, ...] = _help(
-        "attribution methods (Captum): guided_backprop, saliency, integrated_gradients, "
-        "smoothgrad; the first is the main one", default=("guided_backprop", "saliency"))
-    metrics: tuple[str, ...] = _help(
-        "map metrics (docs/metrics.md): cleanliness inner, cosine, foreground_mass, gini; model "
-        "gradient alignment_logit, alignment_margin; faithfulness deletion, insertion, "
-        "deletion_gain, deletion_gain_blur, lerf_morf, infidelity_unexplained, infidelity, "
-        "sensitivity_max; any of Quantus' as quantus:NAME (docs/metrics.md)",
-        default=DEFAULT_METRICS)
-    faithfulness_n: Optional[int] = _help(
-        "score the faithfulness metrics on the first N test images of each cell only (they "
-        "query the model many times per image; default: all)", default=1000)
+    eval_attacks: tuple[str, ...] = cell_field("eval_attacks")
+    eval_n: Optional[int] = cell_field("eval_n")
+    methods: tuple[str, ...] = cell_field("methods")
+    metrics: tuple[str, ...] = cell_field("metrics")
+    faithfulness_n: Optional[int] = cell_field("faithfulness_n")
     controls: tuple[str, ...] = _help(
         "controls: random_weights, image, edge, noise, cascading and independent (layer "
         "randomization tests), and mechanism (the first layer's threshold channels and the main "
         "method's mass through them, on the cascade_n images)",
         default=("random_weights", "image", "edge", "noise", "cascading", "independent",
                  "mechanism"))
-    target: str = _help("class each map explains: true or predicted", default="true")
-    n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
+    target: str = cell_field("target")
+    n_test: Optional[int] = cell_field("n_test")
     seeds: tuple[int, ...] = _help("training seeds; each replaces both recipes' seed", default=(0,))
     cascade_n: int = _help("images for the layer randomization tests", default=200)
     randomization_draws: int = _help(
@@ -478,7 +518,7 @@ class BenchmarkConfig(_Config):
         default="auto", legacy="auto")
     grid_images: int = _help("test images shown in the saliency grid figure", default=6)
     bootstrap: int = _help("bootstrap resamples for 95% confidence intervals", default=2000)
-    batch_size: int = _help("images per attack/attribution batch", default=250)
+    batch_size: int = cell_field("batch_size")
     device: str = _help("torch device, e.g. cpu or cuda", default="cpu")
     cache_dir: Optional[str] = _help("folder of cached trained models (default: "
                                      "~/.cache/rvi/models)", default=None)
@@ -508,11 +548,9 @@ class BenchmarkConfig(_Config):
             raise ValueError(f"attack must be an AttackConfig, got {self.attack!r}")
         check_bool("transfer", self.transfer)
         check_bool("download", self.download)
-        _check_scoring(self, controls=True)
-        _check_tuple("eval_attacks", self.eval_attacks, empty_ok=True,
-                     each=lambda spec: parse_eval_attack(spec, self.attack, self.dataset))
-        for name in ("n_test", "eval_n", "faithfulness_n"):
-            optional_int(getattr(self, name), name)
+        check_cell_options(self, self.attack, self.dataset)
+        _check_tuple("controls", self.controls,
+                     each=lambda value: _check_choice("controls entry", value, CONTROLS))
         if not isinstance(self.seeds, tuple) or not self.seeds:
             raise ValueError(f"seeds must be a non-empty tuple of integers, got {self.seeds!r}")
         for seed in self.seeds:
@@ -524,7 +562,6 @@ class BenchmarkConfig(_Config):
             _check_range("max_minutes", self.max_minutes, 0.0, 1e7)
         check_int("grid_images", self.grid_images, 1)
         check_int("bootstrap", self.bootstrap, 100)
-        check_int("batch_size", self.batch_size, 1)
         _check_strings(self, optional=("data_dir", "cache_dir"), required=("device", "out_dir"))
 
     @staticmethod
@@ -610,23 +647,17 @@ class SweepConfig(_Config):
     eval_eps: tuple[float, ...] = _help(
         "evaluation eps of the accuracy table, besides the reference eps (default: empty = "
         "each model's own training eps)", default=())
-    eval_attacks: tuple[str, ...] = _help(
-        "attacks of the accuracy table at each evaluation eps: fgsm, pgd (PGD-7, step eps/3), "
-        "pgd-STEPSxRESTARTS (step 2.5*eps/steps) or autoattack", default=("pgd", "autoattack"))
+    # at each evaluation eps, in one norm; autoattack is the default robustness axis
+    eval_attacks: tuple[str, ...] = cell_field("eval_attacks", default=("pgd", "autoattack"))
     robustness: str = _help("the eval_attacks entry whose accuracy at the reference eps is the "
                             "robustness axis", default="autoattack")
-    methods: tuple[str, ...] = _help("attribution methods (Captum)",
-                                     default=("guided_backprop", "saliency"))
-    metrics: tuple[str, ...] = _help("map metrics (docs/metrics.md)",
-                                     default=DEFAULT_METRICS)
-    target: str = _help("class each map explains: true or predicted", default="true")
-    n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
-    eval_n: Optional[int] = _help("run autoattack and pgd-SxR on the first N test images only "
-                                  "(a sweep's default: 500; None: all)", default=500)
-    faithfulness_n: Optional[int] = _help("score faithfulness metrics on the first N test "
-                                          "images only (a sweep's default: 1000; None: all)",
-                                          default=1000)
-    batch_size: int = _help("images per attack/attribution batch", default=250)
+    methods: tuple[str, ...] = cell_field("methods")
+    metrics: tuple[str, ...] = cell_field("metrics")
+    target: str = cell_field("target")
+    n_test: Optional[int] = cell_field("n_test")
+    eval_n: Optional[int] = cell_field("eval_n")
+    faithfulness_n: Optional[int] = cell_field("faithfulness_n")
+    batch_size: int = cell_field("batch_size")
     bootstrap: int = _help("bootstrap resamples of the rank-correlation intervals", default=2000)
     device: str = _help("torch device of every job, e.g. cpu or cuda", default="cpu")
     cache_dir: Optional[str] = _help("folder of cached trained models (default: "
@@ -663,15 +694,12 @@ class SweepConfig(_Config):
         for seed in self.seeds:
             check_int("seeds entry", seed, 0)
         optional_int(self.epochs, "epochs")
-        _check_scoring(self, controls=False)
-        _check_tuple("eval_attacks", self.eval_attacks,
-                     each=lambda spec: parse_eval_attack(spec, AttackConfig()))
+        check_cell_options(self)
         if self.robustness not in self.eval_attacks:
             raise ValueError(f"robustness must be one of eval_attacks {self.eval_attacks!r}, "
                              f"got {self.robustness!r}")
-        for name in ("n_test", "eval_n", "faithfulness_n", "workers", "threads"):
+        for name in ("workers", "threads"):
             optional_int(getattr(self, name), name)
-        check_int("batch_size", self.batch_size, 1)
         check_int("bootstrap", self.bootstrap, 100)
         _check_range("gpus_per_job", self.gpus_per_job, 0.0, 64.0, low_open=False)
         _check_choice("backend", self.backend, BACKENDS)

@@ -1,3 +1,3 @@
 """rvi's version (a leaf module, so that any module can record it without importing the package)."""
 
-__version__ = "0.14.0"
+__version__ = "0.15.0"

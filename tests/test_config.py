@@ -5,7 +5,9 @@ import re
 import pytest
 
 from rvi._core import compat
-from rvi.config import AttackConfig, BenchmarkConfig, TrainConfig, dataset_attack, parse_eval_attack
+from rvi.config import (CELL_OPTIONS, AttackConfig, BenchmarkConfig, CellOptions, SweepConfig, TrainConfig,
+                        dataset_attack, parse_eval_attack)
+from rvi.studies.sweep_job import SweepJob
 
 
 def test_attack_defaults_are_the_seed_attack():
@@ -330,3 +332,20 @@ def test_compat_reads_every_older_stored_format_into_the_current_one():
     assert compat.upgrade_sweep_record({"job": {}})["mechanism"] == {}
     recipe = {"eps_warmup_epochs": 5.0, "lr_warmup_share": 0.3, "threshold_start_epochs": 0, "seed": 1}
     assert compat.key_recipe(recipe, 0.3) == {"eps_warmup_epochs": 5, "seed": 1}
+
+
+def test_the_per_cell_options_are_declared_once():
+    """BenchmarkConfig, SweepConfig and a sweep's jobs take each per-cell option from
+    CellOptions: same help and check; the defaults differ only where a study says why (a sweep's
+    robustness axis is AutoAttack, so it evaluates with it by default)."""
+    cell = {spec.name: spec for spec in dataclasses.fields(CellOptions)}
+    assert tuple(cell) == CELL_OPTIONS
+    for cls in (BenchmarkConfig, SweepConfig, SweepJob):
+        fields = {spec.name: spec for spec in dataclasses.fields(cls)}
+        assert all(fields[name].metadata == spec.metadata for name, spec in cell.items()), cls
+    bench, sweep = BenchmarkConfig(), SweepConfig()
+    assert [name for name in cell if getattr(bench, name) != getattr(sweep, name)] == \
+        ["eval_attacks"]
+    for config in (bench, sweep):
+        with pytest.raises(ValueError, match="faithfulness_n must be an integer >= 1, got 0"):
+            dataclasses.replace(config, faithfulness_n=0)

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 
 import rvi
+import rvi.models.cache
 import rvi.studies.sweep
 from rvi.studies.sweep import EPS_GRIDS, make_jobs, record_key, record_path, sweep_recipe
+from rvi.scoring.records import read_record
 from rvi.studies.sweep_job import SweepJob
 
 
@@ -71,11 +73,14 @@ def test_jobs_are_typed_json_and_keyed_by_what_determines_them():
     assert json.loads(json.dumps(stored)) == stored
     assert SweepJob(**{k: tuple(v) if isinstance(v, list) else v for k, v in stored[0].items()}) \
         == jobs[0]
-    key = record_key(jobs[0], "model")
+    data = rvi.load_dataset("synthetic")
+    assert [job.model_key for job in jobs] == [
+        rvi.models.cache.cache_key(data, "lenet", sweep_recipe(job.eps, job.seed)) for job in jobs]
+    key = record_key(jobs[0])
     same = dataclasses.replace(jobs[0], device="cuda", cache_dir="/d", threads=4)
-    assert record_key(same, "model") == key
-    assert record_key(dataclasses.replace(jobs[0], eval_n=7), "model") != key
-    assert record_key(jobs[0], "other model") != key
+    assert record_key(same) == key
+    assert record_key(dataclasses.replace(jobs[0], eval_n=7)) != key
+    assert record_key(dataclasses.replace(jobs[0], model_key="other model")) != key
     assert record_path("out", jobs[0], key).name == f"synthetic-lenet-eps0.3-seed0-{key}.json.gz"
 
 
@@ -195,3 +200,27 @@ def test_cli_sweep(tiny_sweep, capsys):
     assert "# rvi sweep" in capsys.readouterr().out
     rc = main(["sweep", "--dataset", "synthetic", "--backend", "spark"])
     assert rc == 2 and "backend must be one of" in capsys.readouterr().err
+
+
+def test_committed_sweep_records_keep_their_record_keys():
+    """A record's key is a hash of its job and its model's cache key; rvi 0.15's jobs carry that
+    key (computed once by make_jobs) and hold the per-cell options as CellOptions, yet every
+    committed record's key is what it was, so a committed sweep resumes instead of recomputing."""
+    folders = sorted((Path(__file__).parents[1] / "benchmarks" / "results").glob("sweep_*/jobs"))
+    paths = [path for folder in folders for path in sorted(folder.glob("*.json.gz"))]
+    assert paths
+    for path in paths:
+        record = read_record(path)
+        job = {k: tuple(v) if isinstance(v, list) else v for k, v in record["job"].items()}
+        job = SweepJob(**job, model_key=record["model"]["cache_key"])
+        assert record_key(job) == record["key"], path.name
+        assert path.name.endswith(f"-{record['key']}.json.gz")
+
+
+def test_a_worker_whose_data_give_another_model_key_refuses_the_job(tiny_sweep):
+    """The driver keys each job's model once; a worker whose data or recipe give another key
+    (say, another copy of the dataset on a Ray node) must not write a record under that key."""
+    config, _ = tiny_sweep
+    job = dataclasses.replace(make_jobs(config)[0], model_key="0" * 16)
+    with pytest.raises(ValueError, match="expects model key 0{16}, but this process's data"):
+        rvi.studies.sweep.run_job(job)

@@ -68,8 +68,11 @@ def cached_model_path(cache_dir: Union[str, Path], data: Union[Dataset, dict], a
     """``cache_dir/<dataset>-<architecture>-<natural|robust>-<key>.pt``."""
     check_choice("architecture", architecture, MODELS)
     info = _info(data)
+    return _path_of(cache_dir, info, architecture, config, cache_key(info, architecture, config))
+
+
+def _path_of(cache_dir, info: dict, architecture: str, config: TrainConfig, key: str) -> Path:
     kind = "robust" if config.adversarial else "natural"
-    key = cache_key(info, architecture, config)
     return Path(cache_dir) / f"{info['name']}-{architecture}-{kind}-{key}.pt"
 
 
@@ -89,7 +92,8 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
     """
     info = _info(data)
     recipe = resolve_recipe(config, info, architecture)  # what is keyed, trained and recorded
-    path = cached_model_path(cache_dir, info, architecture, recipe)
+    key = cache_key(info, architecture, recipe)
+    path = _path_of(cache_dir, info, architecture, recipe, key)
     # the ranks of one torchrun job train one model together: a lock would deadlock them
     lock = contextlib.nullcontext() if ddp.is_distributed() else \
         file_lock(lock_path_of(path), wait=True, what=f"cached model {path.name}")
@@ -101,8 +105,7 @@ def get_trained_model(data: Dataset, architecture: str, config: TrainConfig,
     with lock:
         model, history = fresh(), []
         if path.exists():
-            state = _served_state(path, cache_key(info, architecture, recipe), model,
-                                  architecture)
+            state = _served_state(path, key, model, architecture)
             if state is None:  # refused: the model may hold its weights already
                 model = fresh()
             else:

@@ -14,7 +14,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import pandas as pd
@@ -81,13 +81,21 @@ class CellSpec:
         (``fgsm`` and ``pgd`` on all ``n``, the costly ones on the first ``eval_n``)."""
         evaluations = tuple(evaluation(spec, config.attack, n, config.eval_n, config.dataset)
                             for spec in config.eval_attacks)
-        return cls(attack=config.attack, evaluations=evaluations, methods=tuple(config.methods),
-                   metrics=tuple(config.metrics), target=config.target,
-                   batch_size=config.batch_size, faithfulness_n=config.faithfulness_n,
-                   controls=tuple(config.controls), cascade_n=config.cascade_n,
-                   randomization_draws=config.randomization_draws,
-                   randomization_steps=config.randomization_steps,
-                   grid_images=config.grid_images, transfer=config.transfer)
+        return cls.from_options(config, config.attack, evaluations,
+                                controls=tuple(config.controls), cascade_n=config.cascade_n,
+                                randomization_draws=config.randomization_draws,
+                                randomization_steps=config.randomization_steps,
+                                grid_images=config.grid_images, transfer=config.transfer)
+
+    @classmethod
+    def from_options(cls, options, attack: AttackConfig, evaluations: tuple,
+                     **study: Any) -> "CellSpec":
+        """The cells of ``options`` (anything holding the per-cell options,
+        :class:`rvi.config.CellOptions`) with ``attack``, the resolved ``evaluations`` and the
+        study's own fields (``controls``, ``cascade_n``, ...)."""
+        return cls(attack=attack, evaluations=evaluations, methods=tuple(options.methods),
+                   metrics=tuple(options.metrics), target=options.target,
+                   batch_size=options.batch_size, faithfulness_n=options.faithfulness_n, **study)
 
 
 def evaluation(spec: str, base: AttackConfig, n: int, eval_n: Optional[int],

@@ -15,9 +15,8 @@ from pathlib import Path
 # EPS_GRIDS and REFERENCE_EPS live in the leaf module (config reads them) and are re-exported here
 from .._core.catalog import EPS_GRIDS, REFERENCE_EPS  # noqa: F401
 from ..config import SweepConfig
-from ..data import load_dataset
 from ..metrics.basic import check_installed
-from ..models.cache import cache_key, default_cache_dir
+from ..models.cache import default_cache_dir
 from ..report.sweep_result import SweepResult
 from ..scoring.records import read_record, write_record
 from .engines import run_jobs
@@ -42,13 +41,10 @@ def run_sweep(config: SweepConfig, *, progress: bool = False) -> SweepResult:
         raise ValueError(f"config must be a SweepConfig, got {type(config).__name__}")
     check_installed(config.metrics)  # before any job, not when its scoring reaches the metric
     cache_dir = str(Path(config.cache_dir) if config.cache_dir else default_cache_dir())
-    config_jobs = make_jobs(replace(config, cache_dir=cache_dir))
-    first = config_jobs[0]
-    data_info = load_dataset(first.dataset, first.data_dir, download=first.download).info()
+    config_jobs = make_jobs(replace(config, cache_dir=cache_dir))  # each model's key, once
     targets, todo = {}, []  # (eps, seed) -> (record path, record key)
     for job in config_jobs:
-        recipe = sweep_recipe(job.eps, job.seed, job.epochs)
-        key = record_key(job, cache_key(data_info, job.model, recipe))  # data hashed once
+        key = record_key(job)
         path = record_path(config.out_dir, job, key)
         targets[(job.eps, job.seed)] = path, key
         if not path.exists():

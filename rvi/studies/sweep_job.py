@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from .._core.checks import check_int, check_range, optional_int
-from ..config import AttackConfig, SweepConfig, TrainConfig
+from ..config import CELL_OPTIONS, AttackConfig, CellOptions, SweepConfig, TrainConfig
 from ..data import load_dataset
 from ..models.cache import cache_key, get_trained_model
 from ..scoring.pipeline import CellSpec, evaluation, score_model_set
@@ -37,42 +37,37 @@ TRAIN_STEPS = 7
 #: Version of the job record; part of every record key (2: per-image records in the pipeline's
 #: schema, both inputs in one frame).
 RECORD_FORMAT = "rvi-sweep-job-2"
-#: Job fields that do not change a record (where and how fast it is computed).
-NOT_IN_KEY = ("cache_dir", "data_dir", "download", "device", "threads")
-#: The :class:`~rvi.config.SweepConfig` fields every job of a sweep copies.
-FROM_CONFIG = ("dataset", "data_dir", "download", "model", "epochs", "eval_attacks", "methods",
-               "metrics", "target", "n_test", "eval_n", "faithfulness_n", "batch_size",
-               "cache_dir", "device")
+#: Job fields that do not change a record (where and how fast it is computed), and the model's
+#: cache key, which :func:`record_key` takes apart from the job's fields.
+NOT_IN_KEY = ("cache_dir", "data_dir", "download", "device", "threads", "model_key")
+#: The :class:`~rvi.config.SweepConfig` fields every job of a sweep copies besides the per-cell
+#: options (:data:`rvi.config.CELL_OPTIONS`).
+FROM_CONFIG = ("dataset", "data_dir", "download", "model", "epochs", "cache_dir", "device")
 #: The one model of a job, as the pipeline sees it: no reference comparison, no controls.
 JOB_MODEL = "model"
 JOB_MODELS = ModelSet((JOB_MODEL,), JOB_MODEL, {JOB_MODEL: None})
 
 
-@dataclass(frozen=True)
-class SweepJob:
+@dataclass(frozen=True, kw_only=True)
+class SweepJob(CellOptions):
     """Everything one sweep point needs (built by :func:`make_jobs`; JSON-able via
-    :meth:`to_dict`). ``eval_eps``: the evaluation eps of its accuracy rows; ``threads``: torch
-    threads while it runs (set by the engine)."""
+    :meth:`to_dict`): the sweep's per-cell options (:class:`~rvi.config.CellOptions`), its data
+    and model, ``eps`` and ``seed``; ``eval_eps``: the evaluation eps of its accuracy rows;
+    ``model_key``: its model's cache key (:func:`rvi.models.cache.cache_key`, computed once by
+    :func:`make_jobs`); ``threads``: torch threads while it runs (set by the engine)."""
 
     dataset: str
     data_dir: Optional[str]
     download: bool
     model: str
     epochs: Optional[int]
-    eval_attacks: tuple
-    methods: tuple
-    metrics: tuple
-    target: str
-    n_test: Optional[int]
-    eval_n: Optional[int]
-    faithfulness_n: Optional[int]
-    batch_size: int
     cache_dir: str
     device: str
     eps: float
     seed: int
     reference_eps: float
     eval_eps: tuple
+    model_key: str
     threads: int = 1
 
     def to_dict(self) -> dict:
@@ -87,10 +82,8 @@ class SweepJob:
         :data:`MECHANISM_IMAGES` images."""
         evaluations = tuple(evaluation(spec, pgd7(eps), n, self.eval_n)
                             for eps, spec in self.evaluation_names())
-        return CellSpec(attack=pgd7(self.reference_eps), evaluations=evaluations,
-                        methods=self.methods, metrics=self.metrics, target=self.target,
-                        batch_size=self.batch_size, faithfulness_n=self.faithfulness_n,
-                        controls=("mechanism",), cascade_n=MECHANISM_IMAGES)
+        return CellSpec.from_options(self, pgd7(self.reference_eps), evaluations,
+                                     controls=("mechanism",), cascade_n=MECHANISM_IMAGES)
 
     def evaluation_names(self) -> list:
         """``(eval eps, eval_attacks entry)`` of each evaluation, in the pipeline's order."""
@@ -118,22 +111,27 @@ def pgd7(eps: float) -> AttackConfig:
     return AttackConfig(eps=float(eps), alpha=round(eps / 3, 10), steps=TRAIN_STEPS)
 
 
-def make_jobs(config: SweepConfig) -> list:
-    """One :class:`SweepJob` per (training eps, seed), the largest eps (the longest jobs) first."""
+def make_jobs(config: SweepConfig, data_info: Optional[dict] = None) -> list:
+    """One :class:`SweepJob` per (training eps, seed), the largest eps (the longest jobs) first,
+    each with its model's cache key, computed here once for the sweep (``data_info``: the
+    dataset's :meth:`~rvi.data.Dataset.info`, loaded when not given)."""
     if not isinstance(config, SweepConfig):
         raise ValueError(f"config must be a SweepConfig, got {type(config).__name__}")
-    shared = {name: getattr(config, name) for name in FROM_CONFIG}
-    shared.update({name: tuple(shared[name]) for name in ("eval_attacks", "methods", "metrics")})
+    if data_info is None:
+        data_info = load_dataset(config.dataset, config.data_dir, download=config.download).info()
+    shared = {name: getattr(config, name) for name in FROM_CONFIG + CELL_OPTIONS}
     return [SweepJob(**shared, eps=eps, seed=seed, reference_eps=config.reference,
-                     eval_eps=tuple(config.eval_eps_for(eps)))
+                     eval_eps=tuple(config.eval_eps_for(eps)),
+                     model_key=cache_key(data_info, config.model,
+                                         sweep_recipe(eps, seed, config.epochs)))
             for eps in sorted(config.eps_grid, reverse=True) for seed in config.seeds]
 
 
-def record_key(job: SweepJob, model_key: str) -> str:
-    """16 hex digits over the job's result-defining fields, the trained model's cache key
-    (:func:`rvi.models.cache.cache_key`: data, architecture, recipe) and :data:`RECORD_FORMAT`."""
+def record_key(job: SweepJob) -> str:
+    """16 hex digits over the job's result-defining fields, its model's cache key
+    (:attr:`SweepJob.model_key`: data, architecture, recipe) and :data:`RECORD_FORMAT`."""
     fields = {k: v for k, v in job.to_dict().items() if k not in NOT_IN_KEY}
-    blob = json.dumps({"job": fields, "model": model_key, "format": RECORD_FORMAT},
+    blob = json.dumps({"job": fields, "model": job.model_key, "format": RECORD_FORMAT},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -164,6 +162,10 @@ def run_job(job: SweepJob) -> dict:
         recipe = sweep_recipe(job.eps, job.seed, job.epochs)
         model, history, path = get_trained_model(data, job.model, recipe, job.cache_dir,
                                                  device=job.device, quiet=True)
+        if not path.name.endswith(f"-{job.model_key}.pt"):  # e.g. a worker's other data files
+            raise ValueError(f"job (eps {job.eps}, seed {job.seed}) expects model key "
+                             f"{job.model_key}, but this process's data and recipe give "
+                             f"{path.name}: is its copy of the {job.dataset} data another?")
         trained = time.perf_counter()
         n = len(data.test_images) if job.n_test is None else min(job.n_test,
                                                                  len(data.test_images))
@@ -176,7 +178,7 @@ def run_job(job: SweepJob) -> dict:
                  "accuracy": row["accuracy"]} for (name, eps), row in zip(names, scores.accuracy)]
         return {"format": RECORD_FORMAT, "job": job.to_dict(),
                 "model": {"checkpoint": path.name,
-                          "cache_key": cache_key(data, job.model, recipe),
+                          "cache_key": job.model_key,
                           "recipe": recipe.label, "epochs": len(history),
                           "final_train_accuracy": history[-1]["accuracy"],
                           "num_classes": data.num_classes},
