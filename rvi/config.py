@@ -409,7 +409,11 @@ class CellOptions(_Config):
     :meth:`rvi.scoring.pipeline.CellSpec.from_options` turns them into the pipeline's work.
     """
 
-    eval_attacks: tuple[str, ...] = _help(EVAL_ATTACK_HELP, default=("fgsm", "pgd"))
+    eval_attacks: tuple[str, ...] = _help(
+        "attacks of the accuracy table: fgsm, pgd (rvi bench: the --attack-* settings; rvi sweep: "
+        "PGD-7, step eps/3, at each evaluation eps), pgd-STEPSxRESTARTS (e.g. pgd-40x5, step "
+        "2.5*eps/steps) or autoattack; rvi bench also takes NAME@Linf or NAME@L2, which attacks "
+        "in that norm at the dataset's default budget (e.g. autoattack@L2)", default=("fgsm", "pgd"))
     eval_n: Optional[int] = _help("run the costly evaluation attacks (autoattack, pgd-SxR) on the "
                                   "first N test images only (fgsm and pgd run on all)", default=1000)
     methods: tuple[str, ...] = _help(
