@@ -427,7 +427,7 @@ class CellOptions(_Config):
         default=DEFAULT_METRICS)
     faithfulness_n: Optional[int] = _help(
         "score the faithfulness metrics on the first N test images only (they query the model "
-        "many times per image; default: all)", default=1000)
+        "many times per image)", default=1000)
     target: str = _help("class each map explains: true or predicted", default="true")
     n_test: Optional[int] = _help("use the first N test images (default: all)", default=None)
     batch_size: int = _help("images per attack/attribution batch", default=250)

@@ -21,6 +21,8 @@ import torch
 from ._core.catalog import DATASETS
 from ._core.checks import check_bool, check_choice, check_int
 from ._core.io import atomic_write
+
+#: Folder of Debian's ``dataset-fashion-mnist`` package (its four IDX ``.gz`` files).
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 #: Folder of CIFAR-10's python-version batches (data_batch_1..5, test_batch) under ``root``.
 CIFAR10_FOLDER = "cifar-10-batches-py"
