@@ -112,11 +112,12 @@ def test_keys_of_models_cached_before_the_eps_warmup_field_are_unchanged():
 
 def test_keys_of_the_models_cached_for_the_committed_studies_are_pinned():
     """Every checkpoint in the model caches behind the committed studies and README's example
-    (rvi 0.10-0.13's recipes; 25 files: tests/data/cached_model_keys.json holds each one's file
-    name and the dataset info, architecture and recipe it records) keeps its key, so a change
+    (rvi 0.10-0.15's recipes; 31 files, the 6 Fashion-MNIST LeNets of rvi 0.15's fashion_study
+    among them: tests/data/cached_model_keys.json holds each one's file name and the dataset
+    info, architecture and recipe it records) keeps its key, so a change
     to how a recipe is resolved or keyed cannot orphan a trained model silently."""
     pinned = json.loads((Path(__file__).parent / "data" / "cached_model_keys.json").read_text())
-    assert len(pinned) == 25
+    assert len(pinned) == 31
     for entry in pinned:
         key = entry["file"][:-len(".pt")].rsplit("-", 1)[1]
         config = rvi.TrainConfig.from_dict(entry["config"])
