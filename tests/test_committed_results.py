@@ -96,6 +96,22 @@ def test_there_are_committed_studies_with_records():
     assert STUDIES, f"no {RESULT_FILE} under {RESULTS}"
 
 
+def test_every_committed_study_and_sweep_holds_its_records():
+    """Records are git-ignored (a local run is not committed by accident) and committed with
+    ``git add -f``; a folder whose tables were committed without them would not be re-rendered
+    by the tests below, silently. rvi-0.4's folders are kept as rvi 0.4 wrote them."""
+    missing = []
+    for tables in RESULTS.rglob("tables.md"):
+        folder, title = tables.parent, tables.read_text().partition("\n")[0]
+        if folder.relative_to(RESULTS).parts[0] == "rvi-0.4":
+            continue
+        if title.startswith("# rvi benchmark") and not (folder / RESULT_FILE).exists():
+            missing.append(f"{folder.name} (no {RESULT_FILE})")
+        if title.startswith("# rvi sweep") and not any(folder.glob("jobs/*.json.gz")):
+            missing.append(f"{folder.name} (no jobs/*.json.gz)")
+    assert not missing, missing
+
+
 @pytest.mark.parametrize("study", STUDIES)
 def test_committed_study_re_renders_identically(study, tmp_path):
     result = rvi.BenchmarkResult.load(RESULTS / study)
