@@ -53,18 +53,18 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_NO_LEGACY = object()
+_UNSET = object()
 
 
 def _field_names(cls) -> set:
     return {spec.name for spec in dataclasses.fields(cls)}
 
 
-def _help(text: str, legacy: Any = _NO_LEGACY, **kwargs: Any) -> Any:
+def _help(text: str, legacy: Any = _UNSET, **kwargs: Any) -> Any:
     """A dataclass field whose help text travels in its metadata. A field added after configs
     were first saved names the ``legacy`` value every older config meant: :meth:`_Config.to_dict`
     leaves the field out at that value, so older dicts, cache keys and record keys stay valid."""
-    metadata = {"help": text} if legacy is _NO_LEGACY else {"help": text, "legacy": legacy}
+    metadata = {"help": text} if legacy is _UNSET else {"help": text, "legacy": legacy}
     return field(metadata=metadata, **kwargs)
 
 
@@ -410,10 +410,8 @@ class CellOptions(_Config):
     """
 
     eval_attacks: tuple[str, ...] = _help(
-        "attacks of the accuracy table: fgsm, pgd (rvi bench: the --attack-* settings; rvi sweep: "
-        "PGD-7, step eps/3, at each evaluation eps), pgd-STEPSxRESTARTS (e.g. pgd-40x5, step "
-        "2.5*eps/steps) or autoattack; rvi bench also takes NAME@Linf or NAME@L2, which attacks "
-        "in that norm at the dataset's default budget (e.g. autoattack@L2)", default=("fgsm", "pgd"))
+        f"{EVAL_ATTACK_HELP}; in rvi sweep, pgd is PGD-7 (step eps/3) at each evaluation eps, "
+        "and NAME@NORM is not taken", default=("fgsm", "pgd"))
     eval_n: Optional[int] = _help("run the costly evaluation attacks (autoattack, pgd-SxR) on the "
                                   "first N test images only (fgsm and pgd run on all)", default=1000)
     methods: tuple[str, ...] = _help(
@@ -440,11 +438,11 @@ class CellOptions(_Config):
 CELL_OPTIONS = tuple(spec.name for spec in dataclasses.fields(CellOptions))
 
 
-def cell_field(name: str, **default: Any) -> Any:
+def cell_field(name: str, default: Any = _UNSET) -> Any:
     """A study config's field for the per-cell option ``name``: :class:`CellOptions`' help and
-    default, or ``default=`` where the study's default differs for a reason it states."""
+    default, or ``default`` where the study's default differs for a reason it states."""
     spec = CellOptions.__dataclass_fields__[name]
-    return field(metadata=spec.metadata, default=default.get("default", spec.default))
+    return field(metadata=spec.metadata, default=spec.default if default is _UNSET else default)
 
 
 def check_cell_options(options, attack: Optional[AttackConfig] = None,
